@@ -138,9 +138,10 @@ def quiet(rt, *args, timeout=30):
     return wait_all([pid], timeout)[pid]
 
 
-def state_status(rt, name):
+def capture(rt, argv, timeout=30):
+    """Run argv, return (exit code, stdout bytes)."""
     r, w = os.pipe()
-    pid = spawn(rt, rt.argv("state", name), stdout=w)
+    pid = spawn(rt, argv, stdout=w)
     os.close(w)
     data = b""
     while True:
@@ -149,7 +150,11 @@ def state_status(rt, name):
             break
         data += chunk
     os.close(r)
-    code = wait_all([pid], 30)[pid]
+    return wait_all([pid], timeout)[pid], data
+
+
+def state_status(rt, name):
+    code, data = capture(rt, rt.argv("state", name))
     if code != 0:
         return None
     try:
@@ -166,6 +171,12 @@ def wait_stopped(rt, name, timeout=10.0):
             return
         time.sleep(0.002)
     raise Failed(f"{name} not stopped {timeout}s after kill")
+
+
+def expect_status(rt, name, want):
+    st = state_status(rt, name)
+    if st != want:
+        raise Failed(f"after the command, `state {name}` says {st!r}, expected {want!r}")
 
 
 def force_delete(rt, name):
@@ -199,6 +210,7 @@ def main():
     ap.add_argument("--rt", action="append", default=[], help="name=binary:root[:mntns][:error]")
     ap.add_argument("--bundle-true", required=True)
     ap.add_argument("--bundle-sleep", required=True)
+    ap.add_argument("--bundle-echo", required=True)
     ap.add_argument("--workdir", required=True)
     ap.add_argument("-n", type=int, default=50)
     ap.add_argument("--conc", type=int, default=20)
@@ -226,6 +238,13 @@ def main():
             log(f"{rt.name}: n/a ({rt.error})")
             continue
         try:
+            # The container must really run: its echo has to come out on stdout.
+            i = "echo"
+            code, data = capture(rt, rt.argv("run", "--bundle", a.bundle_echo, f"cuddy-bench-{rt.name}-warmup-echo"))
+            if code != 0:
+                raise Failed(f"`run` of /bin/echo: exit {code}: {last_error(rt)}")
+            if b"cuddy-bench-ok" not in data:
+                raise Failed(f"`run` of /bin/echo exited 0 but printed {data[:80]!r}, not the expected text")
             for i in range(3):
                 timed(rt, "run", "--bundle", a.bundle_true, f"cuddy-bench-{rt.name}-warmup-{i}")
         except Failed as e:
@@ -291,9 +310,12 @@ def main():
                 cur = "create"
                 try:
                     ms = timed(rt, "create", "--bundle", a.bundle_sleep, name)
+                    expect_status(rt, name, "created")
                     pr["create"][2][rt.name].append(ms)
                     cur = "start"
-                    pr["start"][2][rt.name].append(timed(rt, "start", name))
+                    ms = timed(rt, "start", name)
+                    expect_status(rt, name, "running")
+                    pr["start"][2][rt.name].append(ms)
                     cur = "kill KILL"
                     pr["kill KILL"][2][rt.name].append(timed(rt, "kill", name, "KILL"))
                     wait_stopped(rt, name)
@@ -338,6 +360,13 @@ def main():
                     pending[spawn(rt, rt.argv("create", "--bundle", a.bundle_sleep, name), errfile=errf(name))] = (name, "create")
                 wait_chain(list(pending), 120, on_exit)
                 t1 = time.perf_counter()
+                if not failures:  # untimed check that they really run
+                    for name in names:
+                        st = state_status(rt, name)
+                        if st != "running":
+                            failures.append(f"after create+start, `state {name}` says {st!r}, expected 'running'")
+                            break
+                t1b = time.perf_counter()
                 dpids = {spawn(rt, rt.argv("delete", "--force", name), errfile=errf(name)): name for name in names}
                 codes = wait_all(list(dpids), 120)
                 t2 = time.perf_counter()
@@ -351,8 +380,8 @@ def main():
                         force_delete(rt, name)
                     continue
                 rcs[2][rt.name].append((t1 - t0) * 1000)
-                rdl[2][rt.name].append((t2 - t1) * 1000)
-                rtot[2][rt.name].append((t2 - t0) * 1000)
+                rdl[2][rt.name].append((t2 - t1b) * 1000)
+                rtot[2][rt.name].append((t1 - t0 + t2 - t1b) * 1000)
 
     # ----------------------------------------------------------------- table
     names = [rt.name for rt in rts]

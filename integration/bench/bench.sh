@@ -24,7 +24,9 @@
 # cuddy-bench-. Bundle: a copy of rootfs-fixtures' busybox rootfs, read-only
 # root, runc-spec-like mounts/maskedPaths/readonlyPaths/capabilities, namespaces
 # pid/ipc/uts/mount/network, no `resources` section. A runtime that fails is
-# shown as n/a, with its error under the table.
+# shown as n/a, with its error under the table. A runtime must pass a smoke
+# test first (`run` of /bin/echo, whose output must arrive) and `state` must say
+# "created"/"running" after create/start (untimed), so a no-op binary can't win.
 # The timing loops are in bench.py (fork+exec+pidfd wait, identical for all
 # runtimes); this script prepares, installs, and cleans up (trap on EXIT/INT/
 # TERM: `delete --force` of everything left in our --root dirs, SIGKILL by PID
@@ -230,6 +232,7 @@ EOF
 }
 mk_bundle "$work/bundle-true" '["/bin/true"]'
 mk_bundle "$work/bundle-sleep" '["/bin/sleep", "1000"]'
+mk_bundle "$work/bundle-echo" '["/bin/echo", "cuddy-bench-ok"]'
 
 # ---------------------------------------------------------------- crun workaround
 crun_note=""
@@ -285,7 +288,7 @@ for rt in "${rts[@]}"; do
 done
 # In the background + wait, so that a signal to this script runs the cleanup at once.
 python3 "$here/bench.py" "${args[@]}" \
-    --bundle-true "$work/bundle-true" --bundle-sleep "$work/bundle-sleep" --workdir "$work" \
+    --bundle-true "$work/bundle-true" --bundle-sleep "$work/bundle-sleep" --bundle-echo "$work/bundle-echo" --workdir "$work" \
     -n "$n" --conc "$conc" --conc-runs "$conc_runs" --skip "$skip" --header "$header" \
     ${outfile:+-o "$outfile"} &
 py_pid=$!
