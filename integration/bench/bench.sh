@@ -266,7 +266,7 @@ if [ -n "${rt_bin[crun]:-}" ]; then
 fi
 
 # ---------------------------------------------------------------- run
-ver() { "$1" --version 2>/dev/null | head -n1 || true; }
+ver() { local v; v="$("$1" --version 2>/dev/null | head -n1)" || true; echo "${v:-no --version output}"; }
 header="## cuddy vs runc vs crun
 
 - $(date -u '+%Y-%m-%d %H:%M UTC'), kernel $(uname -r), $(nproc) CPUs, cgroup: $(
