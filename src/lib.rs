@@ -1,4 +1,16 @@
 //! cuddy: a daemonless, runc-compatible OCI container runtime.
+//!
+//! The binary (`src/main.rs`) is a thin CLI over this library; test suites
+//! can drive containers through [`container`] directly.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod cgroups;
+pub mod cli;
+pub mod container;
+pub mod features;
+pub mod logging;
+pub mod mounts;
+pub mod namespaces;
+pub mod process;
+pub mod spec;
+pub mod utils;

@@ -1,1 +1,137 @@
-fn main() {}
+//! The `cuddy` command: parse the runc-compatible CLI, dispatch, print an
+//! error once (stderr, and the --log file when given), exit non-zero.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use cuddy::cli::{Cli, Command};
+use cuddy::container::{self, ContainerError, CreateOptions, Root};
+
+fn default_root() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/run/cuddy");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("cuddy"),
+        _ => PathBuf::from(format!("/tmp/cuddy-{}", nix::unistd::geteuid())),
+    }
+}
+
+/// Refuses modes that are not implemented, instead of half-working.
+fn check_modes(cli: &Cli) -> Result<(), ContainerError> {
+    if cli.systemd_cgroup {
+        return Err(ContainerError::Unsupported("--systemd-cgroup: the systemd cgroup driver is not supported yet by cuddy".into()));
+    }
+    let rootless = cli.rootless.as_deref().unwrap_or("auto");
+    if !matches!(rootless, "true" | "false" | "auto") {
+        return Err(ContainerError::Unsupported(format!("--rootless {rootless:?}: expected true, false or auto")));
+    }
+    if rootless == "true" || (rootless == "auto" && !nix::unistd::geteuid().is_root()) {
+        return Err(ContainerError::Unsupported("rootless containers (cuddy run by a non-root user, or --rootless true) are not supported yet by cuddy".into()));
+    }
+    Ok(())
+}
+
+fn print_json(v: &serde_json::Value) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("cuddy: {e}"),
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
+    let root = Root::new(cli.root.clone().unwrap_or_else(default_root));
+    match cli.command {
+        Command::Create(a) => {
+            check_modes(&cli)?;
+            let opts = CreateOptions {
+                id: a.id,
+                bundle: a.bundle,
+                pid_file: a.pid_file,
+                console_socket: a.console_socket,
+                no_pivot: a.no_pivot,
+                no_new_keyring: a.no_new_keyring,
+                preserve_fds: a.preserve_fds,
+            };
+            container::create(&root, &opts)?;
+            Ok(0)
+        }
+        Command::Run(a) => {
+            check_modes(&cli)?;
+            let opts = CreateOptions {
+                id: a.id,
+                bundle: a.bundle,
+                pid_file: a.pid_file,
+                console_socket: a.console_socket,
+                no_pivot: a.no_pivot,
+                no_new_keyring: a.no_new_keyring,
+                preserve_fds: a.preserve_fds,
+            };
+            container::run(&root, &opts, a.detach, a.keep)
+        }
+        Command::Start(a) => container::start(&root, &a.id).map(|_| 0),
+        Command::State(a) => {
+            let st = root.load(&a.id)?;
+            print_json(&container::state_json(&root, &st));
+            Ok(0)
+        }
+        Command::Kill(a) => container::kill(&root, &a.id, &a.signal, a.all).map(|_| 0),
+        Command::Delete(a) => container::delete(&root, &a.id, a.force).map(|_| 0),
+        Command::List(a) => {
+            print!("{}", container::list(&root, a.format, a.quiet)?);
+            Ok(0)
+        }
+        Command::Spec(a) => {
+            let path = a.bundle.join("config.json");
+            if path.exists() {
+                return Err(ContainerError::Unsupported(format!("{}: file already exists", path.display())));
+            }
+            let uid = nix::unistd::geteuid().as_raw();
+            let gid = nix::unistd::getegid().as_raw();
+            let v = cuddy::spec::default_spec(a.rootless, uid, gid);
+            let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+            std::fs::write(&path, text + "\n").map_err(|source| ContainerError::Io { op: "write", path, source })?;
+            Ok(0)
+        }
+        Command::Features(_) => {
+            print_json(&cuddy::features::features());
+            Ok(0)
+        }
+    }
+}
+
+/// The error and its causes, as one line: "what: why: deeper why".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let cs = c.to_string();
+        if !s.contains(&cs) {
+            s.push_str(": ");
+            s.push_str(&cs);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = cuddy::logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
+        eprintln!("cuddy: {e}");
+        return ExitCode::FAILURE;
+    }
+    let logged = cli.log.is_some();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            let msg = chain(&e);
+            if logged {
+                tracing::error!("{msg}");
+            }
+            eprintln!("cuddy: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,3 @@
+/// `cuddy features`.
+#[derive(Debug, clap::Args)]
+pub struct FeaturesArgs {}

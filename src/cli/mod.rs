@@ -1,0 +1,93 @@
+//! Command-line surface, shaped like runc's so orchestrators can call cuddy
+//! exactly as they call runc. Only clap structs live here; the work is done by
+//! `crate::container`.
+
+mod create;
+mod delete;
+mod features;
+mod kill;
+mod list;
+mod run;
+mod spec;
+mod start;
+mod state;
+
+pub use create::CreateArgs;
+pub use delete::DeleteArgs;
+pub use features::FeaturesArgs;
+pub use kill::KillArgs;
+pub use list::{ListArgs, ListFormat};
+pub use run::RunArgs;
+pub use spec::SpecArgs;
+pub use start::StartArgs;
+pub use state::StateArgs;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::logging::LogFormat;
+
+/// The version text, in runc's shape (`runc version X` / `spec: Y`).
+pub const VERSION_TEXT: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nspec: ",
+    "1.3.0"
+);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cuddy",
+    version = VERSION_TEXT,
+    about = "A daemonless, runc-compatible OCI container runtime",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// Root directory for container state (default /run/cuddy, or
+    /// $XDG_RUNTIME_DIR/cuddy when not root).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Write logs to this file instead of stderr.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Log format.
+    #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Enable debug logging.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Use systemd for cgroups (not supported yet: cuddy says so).
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    /// Rootless mode: true, false or auto (default auto).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "true|false|auto")]
+    pub rootless: Option<String>,
+    /// Print the version.
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    pub version: Option<bool>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a container from a bundle; its process waits for `start`.
+    Create(CreateArgs),
+    /// Start the user process of a created container.
+    Start(StartArgs),
+    /// Create and start a container; in the foreground, wait and exit with its status.
+    Run(RunArgs),
+    /// Print the container's state as JSON.
+    State(StateArgs),
+    /// Send a signal to the container's init (or, with --all, every process).
+    Kill(KillArgs),
+    /// Delete a container and everything it created.
+    Delete(DeleteArgs),
+    /// List containers.
+    #[command(alias = "ls")]
+    List(ListArgs),
+    /// Write a default config.json.
+    Spec(SpecArgs),
+    /// Print the features this runtime supports as JSON.
+    Features(FeaturesArgs),
+}

@@ -1,0 +1,6 @@
+/// `cuddy start`.
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// Container id.
+    pub id: String,
+}

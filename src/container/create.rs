@@ -1,0 +1,221 @@
+//! `create`: everything up to a container whose init waits for `start`.
+
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, open};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use super::{ContainerError, EXEC_FIFO, Result, Root, State, Status, io_err, owner_name, sys_err, validate_id};
+use crate::cgroups::{self, Cgroup};
+use crate::namespaces;
+use crate::process::clone::{Forked, clone};
+use crate::process::init::{self, InitContext};
+use crate::process::sync::{Channel, Msg};
+use crate::spec;
+use crate::utils::{proc_start_time, rfc3339_now, write_atomic};
+
+/// Options of `create` (and the create half of `run`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// A freshly created container.
+#[derive(Debug)]
+pub struct Created {
+    pub state: State,
+    pub pid: Pid,
+    pub pidfd: Option<OwnedFd>,
+}
+
+/// What to undo when create fails half-way.
+struct Undo<'a> {
+    dir: Option<PathBuf>,
+    cgroup: Option<&'a Cgroup>,
+    child: Option<Pid>,
+}
+
+impl Undo<'_> {
+    fn run(self) {
+        if let Some(pid) = self.child {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+        if let Some(cg) = self.cgroup {
+            if let Err(e) = cg.destroy() {
+                tracing::warn!("cleanup after failed create: {e}");
+            }
+        }
+        if let Some(d) = self.dir {
+            let _ = fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// /proc opened once and checked to really be procfs (a bind mount of
+/// something else over /proc must not fool cuddy into writing uid maps or
+/// sysctls to arbitrary files).
+fn open_proc() -> Result<OwnedFd> {
+    let fd = open("/proc", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys_err("open /proc"))?;
+    let st = nix::sys::statfs::fstatfs(&fd).map_err(sys_err("fstatfs /proc"))?;
+    if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(ContainerError::Unsupported("/proc is not a procfs mount".into()));
+    }
+    Ok(fd)
+}
+
+/// Writes the pid file atomically (runc's --pid-file), relative to the cwd.
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    write_atomic(path, pid.to_string().as_bytes(), 0o644).map_err(io_err("write pid file", path))
+}
+
+pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
+    validate_id(&opts.id)?;
+    let bundle = spec::load(&opts.bundle)?;
+    let process = bundle.spec.process().as_ref();
+    if process.and_then(|p| p.terminal()).unwrap_or(false) {
+        return Err(ContainerError::Unsupported(match &opts.console_socket {
+            None => "config.json: process.terminal is true but no --console-socket was given (cuddy does not relay a terminal yet; set terminal to false to use the caller's stdio)".into(),
+            Some(s) => format!("--console-socket {}: terminals are not supported yet by cuddy (set process.terminal to false)", s.display()),
+        }));
+    }
+    let ns = namespaces::plan(&bundle.spec)?;
+
+    fs::DirBuilder::new().recursive(true).mode(0o711).create(&root.path).map_err(io_err("create state root", &root.path))?;
+    let dir = root.dir(&opts.id);
+    match fs::DirBuilder::new().mode(0o711).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(ContainerError::Exists(opts.id.clone())),
+        Err(e) => return Err(io_err("create state directory", &dir)(e)),
+    }
+    let mut undo = Undo { dir: Some(dir.clone()), cgroup: None, child: None };
+
+    let linux = bundle.spec.linux().as_ref();
+    let cgroup = match Cgroup::create(&cgroups::Roots::default(), linux.and_then(|l| l.cgroups_path().as_deref()), &opts.id) {
+        Ok(c) => c,
+        Err(e) => {
+            undo.run();
+            return Err(e.into());
+        }
+    };
+    undo.cgroup = Some(&cgroup);
+    let res = spawn(root, opts, &bundle, &ns, &cgroup, &dir, &mut undo);
+    match res {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            undo.run();
+            Err(e)
+        }
+    }
+}
+
+fn spawn(
+    root: &Root,
+    opts: &CreateOptions,
+    bundle: &spec::Bundle,
+    ns: &namespaces::NsPlan,
+    cgroup: &Cgroup,
+    dir: &Path,
+    undo: &mut Undo,
+) -> Result<Created> {
+    if let Some(res) = bundle.spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+        cgroup.apply(res)?;
+    }
+    // The exec fifo: init opens it for writing (blocking) after set-up;
+    // `start` opens it for reading, which releases init into execve.
+    let fifo_path = dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622)).map_err(sys_err(format!("mkfifo {}", fifo_path.display())))?;
+    // The container user may be unprivileged: it needs write access.
+    fs::set_permissions(&fifo_path, fs::Permissions::from_mode(0o622)).map_err(io_err("chmod", &fifo_path))?;
+    let fifo = open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys_err(format!("open {}", fifo_path.display())))?;
+    let proc_fd = open_proc()?;
+    let (parent_chan, child_chan) = Channel::pair().map_err(io_err("socketpair", "sync channel"))?;
+
+    let mut preserve_fds = opts.preserve_fds;
+    let mut extra_env = Vec::new();
+    // Socket activation as runc does it: LISTEN_FDS in cuddy's environment
+    // passes those fds on, and the container's init is pid 1 to them.
+    if let Some(n) = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse::<u32>().ok()).filter(|n| *n > 0) {
+        extra_env.push(format!("LISTEN_FDS={n}"));
+        extra_env.push("LISTEN_PID=1".to_string());
+        preserve_fds += n;
+    }
+
+    let cg_fd = cgroup.clone_into_fd()?;
+    let ctx = InitContext {
+        id: &opts.id,
+        bundle,
+        ns,
+        chan: child_chan,
+        fifo,
+        proc_fd,
+        no_pivot: opts.no_pivot,
+        no_new_keyring: opts.no_new_keyring,
+        preserve_fds,
+        extra_env,
+    };
+    let (pid, pidfd) = match clone(ns.clone_flags, cg_fd.as_ref().map(|f| f.as_raw_fd()))? {
+        Forked::Child => {
+            drop(parent_chan);
+            init::run(ctx)
+        }
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop(ctx);
+    undo.child = Some(pid);
+
+    if ns.new_user {
+        namespaces::write_id_maps(&root.proc, pid.as_raw(), &bundle.spec)?;
+    }
+    if cg_fd.is_none() {
+        cgroup.add_process(pid.as_raw())?;
+    }
+    if let Some(adj) = bundle.spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        let p = root.proc.join(pid.to_string()).join("oom_score_adj");
+        fs::write(&p, adj.to_string()).map_err(io_err("write (process.oomScoreAdj)", p))?;
+    }
+    parent_chan.send(&Msg::Go).map_err(io_err("send", "sync channel"))?;
+    match parent_chan.recv() {
+        Ok(Some(Msg::Ready)) => {}
+        Ok(Some(Msg::Error(e))) => return Err(ContainerError::Init(e)),
+        Ok(other) => return Err(ContainerError::Init(format!("unexpected message {other:?}"))),
+        Err(e) => return Err(io_err("receive", "sync channel")(e)),
+    }
+    let _ = Errno::clear;
+
+    let (pid_start, _) = proc_start_time(&root.proc, pid.as_raw())
+        .ok_or_else(|| ContainerError::Init("init exited right after set-up".into()))?;
+    let state = State {
+        id: opts.id.clone(),
+        pid: pid.as_raw(),
+        pid_start,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: rfc3339_now(),
+        owner: owner_name(nix::unistd::geteuid().as_raw()),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+        cgroup: Some(cgroup.clone()),
+        status: Status::Created,
+    };
+    root.save(&state)?;
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, pid.as_raw())?;
+    }
+    undo.child = None;
+    undo.cgroup = None;
+    undo.dir = None;
+    Ok(Created { state, pid, pidfd })
+}

@@ -1,0 +1,44 @@
+//! `delete`: remove everything the container created.
+
+use std::fs;
+
+use nix::sys::signal::Signal;
+
+use super::{ContainerError, Result, Root, STATE_FILE, Status, init_pidfd, io_err, wait_pidfd};
+use crate::process::clone::pidfd_signal;
+
+pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
+    let _lock = root.lock(id)?;
+    let dir = root.dir(id);
+    if !dir.join(STATE_FILE).exists() {
+        // A create that was killed before it wrote its state: nothing runs,
+        // only the directory is left.
+        return fs::remove_dir_all(&dir).map_err(io_err("remove", &dir));
+    }
+    let st = root.load(id)?;
+    let status = root.status(&st);
+    match status {
+        Status::Stopped | Status::Created | Status::Creating => {}
+        Status::Running | Status::Paused if force => {}
+        s => {
+            return Err(ContainerError::BadStatus { id: id.into(), status: s, hint: "stop it first or use delete --force" });
+        }
+    }
+    if let Some(cg) = &st.cgroup {
+        if status != Status::Stopped {
+            // Every process, not only init (a container without its own PID
+            // namespace does not die with its init).
+            cg.kill_all(Signal::SIGKILL as i32)?;
+        }
+    }
+    if let Some(pidfd) = init_pidfd(root, &st) {
+        let _ = pidfd_signal(&pidfd, Signal::SIGKILL as i32);
+        if !wait_pidfd(&pidfd, 10_000) {
+            return Err(ContainerError::Init(format!("container {id:?} init (pid {}) did not die after SIGKILL", st.pid)));
+        }
+    }
+    if let Some(cg) = &st.cgroup {
+        cg.destroy()?;
+    }
+    fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))
+}

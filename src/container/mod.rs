@@ -1,0 +1,327 @@
+//! Containers: the state directory, the spec's status machine
+//! (runtime.md "State", "Lifecycle") and one file per verb.
+//!
+//! A container is a directory `<root>/<id>/` holding `state.json` (written
+//! atomically) and, while the container is `created`, the `exec.fifo` that
+//! `start` opens. The status is never trusted from disk alone: it is derived
+//! from the init process (alive? same start time?) and the fifo, so a
+//! container whose init is not our child (podman and containerd keep their
+//! own subreaper) still shows the right status.
+
+mod create;
+mod delete;
+mod kill;
+mod list;
+mod run;
+mod start;
+
+pub use create::{CreateOptions, create};
+pub use delete::delete;
+pub use kill::{kill, parse_signal};
+pub use list::{list, state_json};
+pub use run::run;
+pub use start::start;
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::cgroups::{Cgroup, CgroupError};
+use crate::mounts::MountError;
+use crate::namespaces::NamespaceError;
+use crate::process::ProcessError;
+use crate::spec::SpecError;
+use crate::utils::{proc_start_time, write_atomic};
+
+pub const STATE_FILE: &str = "state.json";
+pub const EXEC_FIFO: &str = "exec.fifo";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error("container {0:?} does not exist")]
+    NotFound(String),
+    #[error("container {0:?} already exists")]
+    Exists(String),
+    #[error("invalid container id {0:?}: use letters, digits, '_', '+', '-' and '.' (not only dots)")]
+    BadId(String),
+    #[error("container {id:?} is {status}: {hint}")]
+    BadStatus { id: String, status: Status, hint: &'static str },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{op}: {source}")]
+    Sys {
+        op: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("container init failed: {0}")]
+    Init(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("invalid signal {0:?}")]
+    BadSignal(String),
+}
+
+pub type Result<T> = std::result::Result<T, ContainerError>;
+
+pub(crate) fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ContainerError {
+    let path = path.into();
+    move |source| ContainerError::Io { op, path, source }
+}
+
+pub(crate) fn sys_err(op: impl Into<String>) -> impl FnOnce(nix::Error) -> ContainerError {
+    let op = op.into();
+    move |source| ContainerError::Sys { op, source }
+}
+
+/// The spec's statuses, plus `paused` (runc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// What cuddy keeps in `state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub id: String,
+    pub pid: i32,
+    /// Start time of the init (/proc/PID/stat field 22): detects pid reuse.
+    pub pid_start: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    pub cgroup: Option<Cgroup>,
+    /// Last status written by a verb (the live one is computed).
+    pub status: Status,
+}
+
+/// The state root (`--root`): one directory per container.
+#[derive(Debug, Clone)]
+pub struct Root {
+    pub path: PathBuf,
+    /// Usually `/proc`; a parameter for tests.
+    pub proc: PathBuf,
+}
+
+/// Container ids as runc accepts them.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c))
+        && id.chars().any(|c| c != '.');
+    if ok { Ok(()) } else { Err(ContainerError::BadId(id.to_string())) }
+}
+
+impl Root {
+    pub fn new(path: PathBuf) -> Root {
+        Root { path, proc: PathBuf::from("/proc") }
+    }
+
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.path.join(id)
+    }
+
+    /// Loads a container's saved state.
+    pub fn load(&self, id: &str) -> Result<State> {
+        validate_id(id)?;
+        let p = self.dir(id).join(STATE_FILE);
+        let text = match fs::read(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ContainerError::NotFound(id.to_string())),
+            Err(e) => return Err(io_err("read", p)(e)),
+        };
+        serde_json::from_slice(&text).map_err(|e| io_err("parse", p)(std::io::Error::other(e)))
+    }
+
+    pub fn save(&self, st: &State) -> Result<()> {
+        let p = self.dir(&st.id).join(STATE_FILE);
+        let data = serde_json::to_vec(st).map_err(|e| io_err("serialize", &p)(std::io::Error::other(e)))?;
+        write_atomic(&p, &data, 0o600).map_err(io_err("write", p))
+    }
+
+    /// Takes the container's lock (flock on its directory) so verbs on one
+    /// id run one at a time.
+    pub fn lock(&self, id: &str) -> Result<Flock<OwnedFd>> {
+        validate_id(id)?;
+        let d = self.dir(id);
+        let fd = nix::fcntl::open(&d, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+            .map_err(|e| if e == Errno::ENOENT { ContainerError::NotFound(id.to_string()) } else { ContainerError::Sys { op: format!("open {}", d.display()), source: e } })?;
+        Flock::lock(fd, FlockArg::LockExclusive).map_err(|(_, e)| ContainerError::Sys { op: format!("lock {}", d.display()), source: e })
+    }
+
+    /// Is the saved init still the same live process (not a zombie)?
+    pub fn init_alive(&self, st: &State) -> bool {
+        st.pid > 0
+            && matches!(proc_start_time(&self.proc, st.pid), Some((start, state)) if start == st.pid_start && state != 'Z' && state != 'X')
+    }
+
+    /// The live status.
+    pub fn status(&self, st: &State) -> Status {
+        if st.status == Status::Creating {
+            return Status::Creating;
+        }
+        if !self.init_alive(st) {
+            return Status::Stopped;
+        }
+        if self.dir(&st.id).join(EXEC_FIFO).exists() {
+            return Status::Created;
+        }
+        if st.cgroup.as_ref().is_some_and(|c| c.is_frozen().unwrap_or(false)) {
+            return Status::Paused;
+        }
+        Status::Running
+    }
+
+    /// Ids of every container under the root.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let rd = match fs::read_dir(&self.path) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("read", &self.path)(e)),
+        };
+        let mut ids: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join(STATE_FILE).exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+/// A pidfd for the saved init, checked against its start time so a reused
+/// pid is never signalled.
+pub(crate) fn init_pidfd(root: &Root, st: &State) -> Option<OwnedFd> {
+    let fd = crate::process::clone::pidfd_open(nix::unistd::Pid::from_raw(st.pid)).ok()?;
+    root.init_alive(st).then_some(fd)
+}
+
+/// Waits until the process behind `pidfd` has exited (pidfd becomes
+/// readable), up to `ms` milliseconds. Returns whether it exited.
+pub(crate) fn wait_pidfd(pidfd: &OwnedFd, ms: i32) -> bool {
+    let mut pfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    loop {
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        }
+        return r > 0;
+    }
+}
+
+/// The username of the state directory's owner (runc's `owner`).
+pub(crate) fn owner_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
+
+pub(crate) fn exists(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        for ok in ["web", "a.b-c_d+e", "1"] {
+            validate_id(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "x\n"] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn state(id: &str, pid: i32, start: u64) -> State {
+        State {
+            id: id.into(),
+            pid,
+            pid_start: start,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: "now".into(),
+            owner: "root".into(),
+            annotations: HashMap::new(),
+            cgroup: None,
+            status: Status::Created,
+        }
+    }
+
+    /// The status machine from a fake /proc: alive + fifo = created, alive =
+    /// running, zombie / dead / reused pid = stopped.
+    #[test]
+    fn status_from_fake_proc() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root { path: d.path().join("run"), proc: d.path().join("proc") };
+        fs::create_dir_all(root.dir("c")).unwrap();
+        fs::create_dir_all(root.proc.join("42")).unwrap();
+        let stat = |state: char, start: u64| {
+            fs::write(
+                root.proc.join("42/stat"),
+                format!("42 (sh) {state} 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {start} 1000 10"),
+            )
+            .unwrap()
+        };
+        let st = state("c", 42, 777);
+        root.save(&st).unwrap();
+        assert_eq!(root.load("c").unwrap().pid_start, 777);
+        stat('S', 777);
+        fs::write(root.dir("c").join(EXEC_FIFO), "").unwrap();
+        assert_eq!(root.status(&st), Status::Created);
+        fs::remove_file(root.dir("c").join(EXEC_FIFO)).unwrap();
+        assert_eq!(root.status(&st), Status::Running);
+        stat('Z', 777);
+        assert_eq!(root.status(&st), Status::Stopped);
+        stat('S', 778);
+        assert_eq!(root.status(&st), Status::Stopped, "reused pid");
+        fs::remove_dir_all(root.proc.join("42")).unwrap();
+        assert_eq!(root.status(&st), Status::Stopped);
+        assert!(matches!(root.load("nope"), Err(ContainerError::NotFound(_))));
+        assert_eq!(root.ids().unwrap(), vec!["c".to_string()]);
+    }
+}

@@ -1,0 +1,73 @@
+//! `start`: release the waiting init into execve of the user process.
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+
+use nix::errno::Errno;
+
+use super::{ContainerError, EXEC_FIFO, Result, Root, Status, init_pidfd, io_err};
+
+pub fn start(root: &Root, id: &str) -> Result<()> {
+    let _lock = root.lock(id)?;
+    let mut st = root.load(id)?;
+    match root.status(&st) {
+        Status::Created => {}
+        s @ Status::Stopped => return Err(ContainerError::BadStatus { id: id.into(), status: s, hint: "cannot start a container that has stopped: delete it and create it again" }),
+        s => return Err(ContainerError::BadStatus { id: id.into(), status: s, hint: "cannot start a container that is not in the created state" }),
+    }
+    let pidfd = init_pidfd(root, &st).ok_or_else(|| ContainerError::Init("container init is gone".into()))?;
+    let path = root.dir(id).join(EXEC_FIFO);
+    // Non-blocking open never waits for a writer; init is already blocked in
+    // its open for writing and is released by this open.
+    let mut fifo = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags_nonblock()
+        .open(&path)
+        .map_err(io_err("open", &path))?;
+    let mut got = false;
+    let mut buf = [0u8; 16];
+    loop {
+        match fifo.read(&mut buf) {
+            Ok(0) if got => break,
+            Ok(0) => {}
+            Ok(_) => {
+                got = true;
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err("read", &path)(e)),
+        }
+        // Wait for data/EOF on the fifo, or for init to die.
+        let mut fds = [
+            libc::pollfd { fd: fifo.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        ];
+        // SAFETY: two valid pollfds.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if r < 0 && Errno::last() != Errno::EINTR {
+            return Err(io_err("poll", &path)(std::io::Error::last_os_error()));
+        }
+        if fds[1].revents != 0 && fds[0].revents == 0 {
+            if got {
+                // Exec'd and already exited: started all the same.
+                break;
+            }
+            return Err(ContainerError::Init("container init exited before it could start the process".into()));
+        }
+    }
+    fs::remove_file(&path).map_err(io_err("remove", &path))?;
+    st.status = Status::Running;
+    root.save(&st)
+}
+
+trait NonBlock {
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+
+impl NonBlock for fs::OpenOptions {
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+    }
+}

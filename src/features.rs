@@ -1,0 +1,43 @@
+//! `cuddy features` (features.md): what this build of cuddy supports. Only
+//! what is implemented is listed; later work extends it.
+
+use serde_json::{Value, json};
+
+/// Mount options cuddy understands (flags, propagation, recursive attributes).
+pub const MOUNT_OPTIONS: &[&str] = &[
+    "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion", "lazytime", "loud",
+    "mand", "noatime", "nodev", "nodiratime", "noexec", "noiversion", "nolazytime", "nomand", "norelatime",
+    "nostrictatime", "nosuid", "nosymfollow", "private", "ratime", "rbind", "rdev", "rdiratime", "relatime",
+    "remount", "rexec", "rnoatime", "rnodev", "rnodiratime", "rnoexec", "rnorelatime", "rnostrictatime",
+    "rnosuid", "rnosymfollow", "ro", "rprivate", "rrelatime", "rro", "rrw", "rshared", "rslave",
+    "rstrictatime", "rsuid", "rsymfollow", "runbindable", "rw", "shared", "silent", "slave", "strictatime",
+    "suid", "sync", "unbindable",
+];
+
+pub fn features() -> Value {
+    let caps: Vec<String> = {
+        let mut v: Vec<String> = caps::all().into_iter().map(|c| c.to_string()).collect();
+        v.sort();
+        v
+    };
+    json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": crate::spec::OCI_VERSION,
+        "hooks": [],
+        "mountOptions": MOUNT_OPTIONS,
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
+            "capabilities": caps,
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
+            "seccomp": {"enabled": false},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": false}},
+            "netDevices": {"enabled": false}
+        },
+        "annotations": {
+            "org.opencontainers.runtime-spec.features.cuddy.version": env!("CARGO_PKG_VERSION")
+        }
+    })
+}

@@ -1,0 +1,238 @@
+//! Linux namespaces (config-linux.md "Namespaces", "User namespace mappings").
+//!
+//! New namespaces are created by clone3 itself (one syscall, the child is
+//! born inside them; a new PID namespace this way needs no extra fork because
+//! the cloned child *is* the namespace's first process, its pid 1). Two kinds
+//! are created later by the child with unshare(2) instead:
+//! - cgroup: its root is the caller's cgroup at unshare time, so the child
+//!   first waits until the parent has moved it into the container's cgroup;
+//! - time: offsets can only be written before any process lives in the
+//!   namespace, so the child unshares (which affects only its future
+//!   children), writes /proc/self/timens_offsets, and enters it at execve.
+//!
+//! Namespaces given by `path` are opened by the parent (which checks their
+//! type) and joined with setns(2) by the child, user namespace first so that
+//! the others are joined with the capabilities it grants.
+
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, open};
+use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NamespaceError {
+    #[error("open namespace {path} (linux.namespaces type {typ}): {source}")]
+    Open {
+        typ: String,
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("namespace {path} is a {actual} namespace, but linux.namespaces says {expected}")]
+    WrongType {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("join {typ} namespace {path}: {source}")]
+    Join {
+        typ: String,
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unshare {typ} namespace: {source}")]
+    Unshare {
+        typ: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+/// A namespace to join: its type, path and the open fd.
+#[derive(Debug)]
+pub struct JoinNs {
+    pub typ: LinuxNamespaceType,
+    pub path: PathBuf,
+    pub fd: OwnedFd,
+}
+
+/// The namespace plan of a container.
+#[derive(Debug)]
+pub struct NsPlan {
+    /// Flags for clone3 (new namespaces created at birth).
+    pub clone_flags: CloneFlags,
+    /// Unshare a cgroup namespace after joining the cgroup.
+    pub new_cgroup: bool,
+    /// Unshare a time namespace and write these offsets (clock id, secs, nanos).
+    pub new_time: Option<Vec<(u32, i64, u32)>>,
+    /// Namespaces to join, user first.
+    pub join: Vec<JoinNs>,
+    /// A new user namespace is created: the parent writes the id maps.
+    pub new_user: bool,
+    /// The container is in a user namespace (new or joined).
+    pub in_userns: bool,
+}
+
+impl Default for NsPlan {
+    fn default() -> Self {
+        NsPlan {
+            clone_flags: CloneFlags::empty(),
+            new_cgroup: false,
+            new_time: None,
+            join: Vec::new(),
+            new_user: false,
+            in_userns: false,
+        }
+    }
+}
+
+pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
+    CloneFlags::from_bits_retain(t as i32)
+}
+
+fn type_name(t: LinuxNamespaceType) -> String {
+    t.to_string()
+}
+
+/// NS_GET_NSTYPE (linux/nsfs.h: _IO(0xb7, 0x3)) returns the CLONE_NEW* type.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// Builds the plan, opening and type-checking every namespace path.
+pub fn plan(spec: &Spec) -> Result<NsPlan, NamespaceError> {
+    let mut p = NsPlan::default();
+    let Some(linux) = spec.linux() else {
+        return Ok(p);
+    };
+    for ns in linux.namespaces().iter().flatten() {
+        let t = ns.typ();
+        match ns.path() {
+            None => match t {
+                LinuxNamespaceType::Cgroup => p.new_cgroup = true,
+                LinuxNamespaceType::Time => {
+                    let offs = linux
+                        .time_offsets()
+                        .iter()
+                        .flatten()
+                        .map(|(clock, o)| {
+                            let id = if clock == "boottime" { libc::CLOCK_BOOTTIME } else { libc::CLOCK_MONOTONIC };
+                            (id as u32, o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0))
+                        })
+                        .collect();
+                    p.new_time = Some(offs);
+                }
+                LinuxNamespaceType::User => {
+                    p.new_user = true;
+                    p.in_userns = true;
+                    p.clone_flags |= flag(t);
+                }
+                _ => p.clone_flags |= flag(t),
+            },
+            Some(path) => {
+                let fd = open(path.as_path(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|source| {
+                    NamespaceError::Open { typ: type_name(t), path: path.clone(), source }
+                })?;
+                // SAFETY: ioctl on an fd we own; NS_GET_NSTYPE takes no argument.
+                let actual = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE) };
+                if actual < 0 {
+                    return Err(NamespaceError::WrongType {
+                        path: path.clone(),
+                        expected: type_name(t),
+                        actual: format!("not a namespace file ({})", Errno::last()),
+                    });
+                }
+                if actual != t as i32 {
+                    let name = [
+                        LinuxNamespaceType::Mount,
+                        LinuxNamespaceType::Cgroup,
+                        LinuxNamespaceType::Uts,
+                        LinuxNamespaceType::Ipc,
+                        LinuxNamespaceType::User,
+                        LinuxNamespaceType::Pid,
+                        LinuxNamespaceType::Network,
+                        LinuxNamespaceType::Time,
+                    ]
+                    .into_iter()
+                    .find(|x| *x as i32 == actual)
+                    .map_or_else(|| format!("{actual:#x}"), type_name);
+                    return Err(NamespaceError::WrongType { path: path.clone(), expected: type_name(t), actual: name });
+                }
+                if t == LinuxNamespaceType::User {
+                    p.in_userns = true;
+                }
+                p.join.push(JoinNs { typ: t, path: path.clone(), fd });
+            }
+        }
+    }
+    // User namespace first: joining it grants the capabilities to join the rest.
+    p.join.sort_by_key(|j| j.typ != LinuxNamespaceType::User);
+    Ok(p)
+}
+
+/// Joins one namespace (in the child).
+pub fn join(j: &JoinNs) -> Result<(), NamespaceError> {
+    nix::sched::setns(&j.fd, flag(j.typ)).map_err(|source| NamespaceError::Join {
+        typ: type_name(j.typ),
+        path: j.path.clone(),
+        source,
+    })
+}
+
+fn map_text(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// Writes uid_map, setgroups and gid_map of `pid` (in the parent, which has
+/// the privileges the child lacks in its new user namespace). `setgroups` is
+/// set to "deny" only when the caller is unprivileged, which the kernel
+/// requires before an unprivileged gid_map write.
+pub fn write_id_maps(proc_root: &Path, pid: i32, spec: &Spec) -> Result<(), NamespaceError> {
+    let Some(linux) = spec.linux() else { return Ok(()) };
+    let dir = proc_root.join(pid.to_string());
+    let w = |name: &str, text: String| {
+        let path = dir.join(name);
+        fs::write(&path, text).map_err(|source| NamespaceError::Write { path, source })
+    };
+    w("uid_map", map_text(linux.uid_mappings().as_deref().unwrap_or(&[])))?;
+    if !nix::unistd::geteuid().is_root() {
+        w("setgroups", "deny".into())?;
+    }
+    w("gid_map", map_text(linux.gid_mappings().as_deref().unwrap_or(&[])))
+}
+
+/// In the child: unshare a time namespace and write its offsets through the
+/// trusted procfs fd; the process enters it at execve.
+pub fn new_time_ns(proc_fd: &OwnedFd, offsets: &[(u32, i64, u32)]) -> Result<(), NamespaceError> {
+    nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+        .map_err(|source| NamespaceError::Unshare { typ: "time", source })?;
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let text: String = offsets.iter().map(|(c, s, n)| format!("{c} {s} {n}\n")).collect();
+    let path = PathBuf::from("/proc/self/timens_offsets");
+    let fd = nix::fcntl::openat(proc_fd, "self/timens_offsets", OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| NamespaceError::Write { path: path.clone(), source: e.into() })?;
+    // The kernel parses one offset per write.
+    for line in text.lines() {
+        nix::unistd::write(&fd, format!("{line}\n").as_bytes())
+            .map_err(|e| NamespaceError::Write { path: path.clone(), source: e.into() })?;
+    }
+    Ok(())
+}
+
+pub fn new_cgroup_ns() -> Result<(), NamespaceError> {
+    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|source| NamespaceError::Unshare { typ: "cgroup", source })
+}

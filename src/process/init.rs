@@ -1,0 +1,202 @@
+//! The container's init: what the cloned child does, in order, from its birth
+//! in the new namespaces to execve of the user process.
+//!
+//! Every failure is sent to the parent over the sync channel and the child
+//! exits; the parent prints the message once. After `Ready`, the child blocks
+//! opening the exec fifo for writing until `cuddy start` opens it for
+//! reading, then execs.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::fcntl::{OFlag, openat};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
+use nix::sys::stat::Mode;
+
+use super::setup;
+use super::sync::{Channel, Msg};
+use crate::mounts::{RootfsConfig, finish_rootfs, prepare_rootfs};
+use crate::namespaces::{self, NsPlan};
+use crate::spec::Bundle;
+
+/// Everything the child needs, prepared by the parent before clone.
+pub struct InitContext<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Bundle,
+    pub ns: &'a NsPlan,
+    /// The child's end of the sync channel.
+    pub chan: Channel,
+    /// O_PATH fd of the exec fifo in the state directory.
+    pub fifo: OwnedFd,
+    /// The host's /proc (checked to be procfs), usable after pivot_root.
+    pub proc_fd: OwnedFd,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    /// Extra fds 3..3+N that the process inherits.
+    pub preserve_fds: u32,
+    /// Extra environment (LISTEN_FDS/LISTEN_PID for socket activation).
+    pub extra_env: Vec<String>,
+}
+
+/// Runs in the child; never returns.
+pub fn run(ctx: InitContext) -> ! {
+    let code = match setup_container(&ctx) {
+        Ok(prepared) => exec(ctx, prepared),
+        Err(e) => {
+            let _ = ctx.chan.send(&Msg::Error(e));
+            1
+        }
+    };
+    // SAFETY: _exit skips Rust/libc atexit handlers and destructors, which
+    // belong to the parent whose memory we copied.
+    unsafe { libc::_exit(code) }
+}
+
+struct Prepared {
+    path: CString,
+    args: Vec<CString>,
+    env: Vec<CString>,
+}
+
+fn read_proc(proc_fd: &OwnedFd, rel: &str) -> Result<String, String> {
+    let fd = openat(proc_fd, rel, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| format!("open /proc/{rel}: {e}"))?;
+    std::io::read_to_string(std::fs::File::from(fd)).map_err(|e| format!("read /proc/{rel}: {e}"))
+}
+
+fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
+    let spec = &ctx.bundle.spec;
+    let Some(process) = spec.process() else {
+        return Err("config.json: process: missing".into());
+    };
+
+    // 1. Wait for the parent: id maps written, cgroup joined.
+    match ctx.chan.recv() {
+        Ok(Some(Msg::Go)) => {}
+        Ok(other) => return Err(format!("sync: expected Go from parent, got {other:?}")),
+        Err(e) => return Err(format!("sync: {e}")),
+    }
+
+    // 2. Namespaces by path (user first), then root in a new user namespace.
+    for j in &ctx.ns.join {
+        namespaces::join(j).map_err(|e| e.to_string())?;
+    }
+    if ctx.ns.new_user {
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(|e| format!("setresgid 0 in the user namespace: {e}"))?;
+        nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(|e| format!("setresuid 0 in the user namespace: {e}"))?;
+    }
+    if ctx.ns.new_cgroup {
+        namespaces::new_cgroup_ns().map_err(|e| e.to_string())?;
+    }
+    if let Some(offsets) = &ctx.ns.new_time {
+        namespaces::new_time_ns(&ctx.proc_fd, offsets).map_err(|e| e.to_string())?;
+    }
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).map_err(|e| format!("sethostname {h:?} (hostname): {e}"))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        let c = CString::new(d).map_err(|_| "domainname contains NUL".to_string())?;
+        // SAFETY: valid pointer and length of a NUL-free string.
+        if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } < 0 {
+            return Err(format!("setdomainname {d:?} (domainname): {}", std::io::Error::last_os_error()));
+        }
+    }
+    if !ctx.no_new_keyring {
+        setup::join_session_keyring(ctx.id).map_err(|e| e.to_string())?;
+    }
+
+    // 3. The root filesystem. mknod and mount modes must not be masked.
+    nix::sys::stat::umask(Mode::empty());
+    let cfg = RootfsConfig {
+        spec,
+        bundle: &ctx.bundle.dir,
+        rootfs: &ctx.bundle.rootfs,
+        no_pivot: ctx.no_pivot,
+        userns: ctx.ns.in_userns,
+        cgroupns: ctx.ns.new_cgroup,
+        mountinfo: read_proc(&ctx.proc_fd, "self/mountinfo")?,
+        self_cgroup: read_proc(&ctx.proc_fd, "self/cgroup")?,
+    };
+    let root = prepare_rootfs(&cfg).map_err(|e| e.to_string())?;
+    // sysctl through the host procfs fd: the values are those of the
+    // namespaces of the writer (us), and no file in the rootfs is involved.
+    for (k, v) in spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+        let rel = format!("sys/{}", k.replace('.', "/"));
+        let fd = openat(&ctx.proc_fd, rel.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
+            .map_err(|e| format!("linux.sysctl {k:?}: open /proc/{rel}: {e}"))?;
+        nix::unistd::write(&fd, v.as_bytes()).map_err(|e| format!("linux.sysctl {k:?} = {v:?}: {e}"))?;
+    }
+    finish_rootfs(&cfg, root).map_err(|e| e.to_string())?;
+
+    // 4. The process.
+    setup::rlimits(process).map_err(|e| e.to_string())?;
+    setup::scheduler(process).map_err(|e| e.to_string())?;
+    setup::io_priority(process).map_err(|e| e.to_string())?;
+    setup::user_and_caps(process, ctx.ns.in_userns).map_err(|e| e.to_string())?;
+    nix::sys::stat::umask(Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022) as libc::mode_t));
+    nix::unistd::chdir(process.cwd().as_path()).map_err(|e| format!("chdir {} (process.cwd): {e}", process.cwd().display()))?;
+
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    env.extend(ctx.extra_env.iter().cloned());
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", setup::home_for(process.user().uid())));
+    }
+    let args = process.args().as_deref().unwrap_or(&[]);
+    let arg0 = args.first().map(String::as_str).unwrap_or("");
+    let path = setup::find_executable(arg0, &env)?;
+    if process.no_new_privileges().unwrap_or(false) {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
+            return Err(format!("prctl(PR_SET_NO_NEW_PRIVS): {}", std::io::Error::last_os_error()));
+        }
+    }
+    let cstr = |s: &str| CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"));
+    Ok(Prepared {
+        path: CString::new(path.as_os_str().as_bytes()).map_err(|_| "bad path".to_string())?,
+        args: args.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
+        env: env.iter().map(|e| cstr(e)).collect::<Result<_, _>>()?,
+    })
+}
+
+fn exec(ctx: InitContext, p: Prepared) -> i32 {
+    if ctx.chan.send(&Msg::Ready).is_err() {
+        return 1;
+    }
+    drop(ctx.chan);
+    // Block until `cuddy start` opens the fifo for reading. The fifo lives in
+    // the host's state directory; we reach it through our own fd table via
+    // the host procfs (the container's /proc may not exist).
+    let rel = format!("thread-self/fd/{}", ctx.fifo.as_raw_fd());
+    let w = match openat(&ctx.proc_fd, rel.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("cuddy: open exec fifo: {e}");
+            return 1;
+        }
+    };
+    if nix::unistd::write(&w, b"0").is_err() {
+        return 1;
+    }
+    // The user process starts with default signal handling and no blocked
+    // signals (Rust ignores SIGPIPE; the parent may have blocked some).
+    // SAFETY: resetting a disposition to SIG_DFL is always sound.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // Only 0, 1, 2 and the preserved fds survive execve.
+    let first = 3 + ctx.preserve_fds;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    for fd in 3..first {
+        // SAFETY: clearing FD_CLOEXEC on an fd number; harmless if not open.
+        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    }
+    let e = nix::unistd::execve(&p.path, &p.args, &p.env).err();
+    eprintln!(
+        "cuddy: exec {}: {}",
+        Path::new(std::ffi::OsStr::from_bytes(p.path.as_bytes())).display(),
+        e.map(|e| e.to_string()).unwrap_or_default()
+    );
+    127
+}

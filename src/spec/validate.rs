@@ -1,0 +1,310 @@
+//! Static checks on a parsed config.json. Each error names the field and why.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::{SpecError, invalid};
+
+/// rlimit names accepted in `process.rlimits`, with their resource numbers.
+pub const RLIMITS: &[(&str, u32)] = &[
+    ("RLIMIT_CPU", libc::RLIMIT_CPU),
+    ("RLIMIT_FSIZE", libc::RLIMIT_FSIZE),
+    ("RLIMIT_DATA", libc::RLIMIT_DATA),
+    ("RLIMIT_STACK", libc::RLIMIT_STACK),
+    ("RLIMIT_CORE", libc::RLIMIT_CORE),
+    ("RLIMIT_RSS", libc::RLIMIT_RSS),
+    ("RLIMIT_NPROC", libc::RLIMIT_NPROC),
+    ("RLIMIT_NOFILE", libc::RLIMIT_NOFILE),
+    ("RLIMIT_MEMLOCK", libc::RLIMIT_MEMLOCK),
+    ("RLIMIT_AS", libc::RLIMIT_AS),
+    ("RLIMIT_LOCKS", libc::RLIMIT_LOCKS),
+    ("RLIMIT_SIGPENDING", libc::RLIMIT_SIGPENDING),
+    ("RLIMIT_MSGQUEUE", libc::RLIMIT_MSGQUEUE),
+    ("RLIMIT_NICE", libc::RLIMIT_NICE),
+    ("RLIMIT_RTPRIO", libc::RLIMIT_RTPRIO),
+    ("RLIMIT_RTTIME", libc::RLIMIT_RTTIME),
+];
+
+const PROPAGATIONS: &[&str] = &[
+    "shared",
+    "slave",
+    "private",
+    "unbindable",
+    "rshared",
+    "rslave",
+    "rprivate",
+    "runbindable",
+];
+
+/// Sysctls that belong to the IPC namespace (besides the `fs.mqueue.` prefix).
+const IPC_SYSCTLS: &[&str] = &[
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+];
+
+/// Checks `spec` and returns the absolute root filesystem path.
+pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecError> {
+    // config.md "Specification version": cuddy implements 1.x.
+    let v = spec.version();
+    let mut parts = v.split('.');
+    let major = parts.next().unwrap_or("");
+    if major != "1" || parts.next().is_none_or(|m| m.parse::<u32>().is_err()) {
+        return Err(invalid(
+            cfg,
+            "ociVersion",
+            format!("{v:?} is not supported: cuddy implements runtime spec 1.x (up to {})", super::OCI_VERSION),
+        ));
+    }
+
+    // config.md "Root".
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| invalid(cfg, "root", "missing: a container needs a root filesystem"))?;
+    let rootfs = bundle.join(root.path());
+    let meta = std::fs::metadata(&rootfs).map_err(|e| {
+        invalid(cfg, "root.path", format!("{}: {e}", rootfs.display()))
+    })?;
+    if !meta.is_dir() {
+        return Err(invalid(cfg, "root.path", format!("{} is not a directory", rootfs.display())));
+    }
+    let rootfs = std::fs::canonicalize(&rootfs)
+        .map_err(|e| invalid(cfg, "root.path", format!("{}: {e}", rootfs.display())))?;
+
+    // config.md "Process".
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| invalid(cfg, "process", "missing: create needs a process to run"))?;
+    match process.args() {
+        Some(a) if !a.is_empty() && !a[0].is_empty() => {}
+        _ => return Err(invalid(cfg, "process.args", "must name at least the program to run")),
+    }
+    if !process.cwd().is_absolute() {
+        return Err(invalid(
+            cfg,
+            "process.cwd",
+            format!("{:?} must be an absolute path", process.cwd()),
+        ));
+    }
+    if let Some(env) = process.env() {
+        for e in env {
+            if !e.contains('=') {
+                return Err(invalid(cfg, "process.env", format!("{e:?} is not KEY=VALUE")));
+            }
+        }
+    }
+    if let Some(rl) = process.rlimits() {
+        let mut seen = HashSet::new();
+        for r in rl {
+            let name = r.typ().to_string();
+            if !seen.insert(name.clone()) {
+                return Err(invalid(cfg, "process.rlimits", format!("{name} is listed twice")));
+            }
+            if r.soft() > r.hard() {
+                return Err(invalid(
+                    cfg,
+                    "process.rlimits",
+                    format!("{name}: soft limit {} is above hard limit {}", r.soft(), r.hard()),
+                ));
+            }
+        }
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(invalid(cfg, "process.oomScoreAdj", format!("{adj} is outside -1000..1000")));
+        }
+    }
+
+    // config.md "Mounts": destinations are absolute on Linux.
+    if let Some(mounts) = spec.mounts() {
+        for (i, m) in mounts.iter().enumerate() {
+            if !m.destination().is_absolute() {
+                return Err(invalid(
+                    cfg,
+                    format!("mounts[{i}].destination"),
+                    format!("{:?} must be an absolute path", m.destination()),
+                ));
+            }
+        }
+    }
+
+    // config.md "POSIX-platform Hooks": not implemented yet; refuse rather than ignore.
+    if let Some(h) = spec.hooks() {
+        let any = [
+            h.prestart().as_ref().is_some_and(|v| !v.is_empty()),
+            h.create_runtime().as_ref().is_some_and(|v| !v.is_empty()),
+            h.create_container().as_ref().is_some_and(|v| !v.is_empty()),
+            h.start_container().as_ref().is_some_and(|v| !v.is_empty()),
+            h.poststart().as_ref().is_some_and(|v| !v.is_empty()),
+            h.poststop().as_ref().is_some_and(|v| !v.is_empty()),
+        ];
+        if any.iter().any(|b| *b) {
+            return Err(invalid(cfg, "hooks", "hooks are not supported yet by cuddy"));
+        }
+    }
+
+    let Some(linux) = spec.linux() else {
+        return Ok(rootfs);
+    };
+
+    // config-linux.md "Namespaces".
+    let mut kinds = HashSet::new();
+    let mut owned = HashSet::new();
+    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+        if !kinds.insert(ns.typ()) {
+            return Err(invalid(
+                cfg,
+                format!("linux.namespaces[{i}]"),
+                format!("namespace {} is listed twice", ns.typ()),
+            ));
+        }
+        match ns.path() {
+            None => {
+                owned.insert(ns.typ());
+            }
+            Some(p) if !p.is_absolute() => {
+                return Err(invalid(
+                    cfg,
+                    format!("linux.namespaces[{i}].path"),
+                    format!("{} must be an absolute path", p.display()),
+                ));
+            }
+            Some(p) if !p.exists() => {
+                return Err(invalid(
+                    cfg,
+                    format!("linux.namespaces[{i}].path"),
+                    format!("{} does not exist", p.display()),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let has = |t: LinuxNamespaceType| kinds.contains(&t);
+    let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if owned.contains(&LinuxNamespaceType::User) {
+        if !linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+            || !linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        {
+            return Err(invalid(
+                cfg,
+                "linux.uidMappings",
+                "a new user namespace needs uidMappings and gidMappings",
+            ));
+        }
+    } else if maps {
+        return Err(invalid(
+            cfg,
+            "linux.uidMappings",
+            "mappings are only allowed with a new user namespace (linux.namespaces type \"user\" without path)",
+        ));
+    }
+    if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
+        if !owned.contains(&LinuxNamespaceType::Time) {
+            return Err(invalid(
+                cfg,
+                "linux.timeOffsets",
+                "time offsets need a new time namespace (linux.namespaces type \"time\" without path)",
+            ));
+        }
+        for k in linux.time_offsets().iter().flatten().map(|(k, _)| k) {
+            if k != "monotonic" && k != "boottime" {
+                return Err(invalid(
+                    cfg,
+                    "linux.timeOffsets",
+                    format!("{k:?}: only \"monotonic\" and \"boottime\" clocks can be offset"),
+                ));
+            }
+        }
+    }
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        return Err(invalid(cfg, "hostname", "setting the hostname needs a UTS namespace"));
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        return Err(invalid(cfg, "domainname", "setting the domainname needs a UTS namespace"));
+    }
+    if !has(LinuxNamespaceType::Mount) {
+        return Err(invalid(
+            cfg,
+            "linux.namespaces",
+            "a mount namespace is required: cuddy sets up the root filesystem inside one",
+        ));
+    }
+
+    // config-linux.md "Sysctl": only namespaced keys, and only when the
+    // container has that namespace.
+    for key in linux.sysctl().iter().flatten().map(|(k, _)| k) {
+        let need = if IPC_SYSCTLS.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
+            LinuxNamespaceType::Ipc
+        } else if key.starts_with("net.") {
+            LinuxNamespaceType::Network
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            LinuxNamespaceType::Uts
+        } else {
+            return Err(invalid(
+                cfg,
+                "linux.sysctl",
+                format!("{key:?} is not in a namespace of the container: it would change the host"),
+            ));
+        };
+        if !has(need) {
+            return Err(invalid(
+                cfg,
+                "linux.sysctl",
+                format!("{key:?} needs a {need} namespace, which the container does not have"),
+            ));
+        }
+    }
+
+    if let Some(p) = linux.rootfs_propagation() {
+        if !PROPAGATIONS.contains(&p.as_str()) {
+            return Err(invalid(
+                cfg,
+                "linux.rootfsPropagation",
+                format!("{p:?} is not one of {}", PROPAGATIONS.join(", ")),
+            ));
+        }
+    }
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        if !d.path().is_absolute() {
+            return Err(invalid(
+                cfg,
+                format!("linux.devices[{i}].path"),
+                format!("{} must be an absolute path", d.path().display()),
+            ));
+        }
+    }
+    for (field, paths) in [("linux.maskedPaths", linux.masked_paths()), ("linux.readonlyPaths", linux.readonly_paths())] {
+        for p in paths.iter().flatten() {
+            if !p.starts_with('/') {
+                return Err(invalid(cfg, field, format!("{p:?} must be an absolute path")));
+            }
+        }
+    }
+    // Features of later issues: refuse rather than silently ignore.
+    if linux.seccomp().is_some() {
+        return Err(invalid(cfg, "linux.seccomp", "seccomp is not supported yet by cuddy"));
+    }
+    if linux.intel_rdt().is_some() {
+        return Err(invalid(cfg, "linux.intelRdt", "Intel RDT is not supported by cuddy"));
+    }
+    if linux.personality().is_some() {
+        return Err(invalid(cfg, "linux.personality", "personality is not supported yet by cuddy"));
+    }
+    if linux.memory_policy().is_some() {
+        return Err(invalid(cfg, "linux.memoryPolicy", "memory policy is not supported yet by cuddy"));
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(invalid(cfg, "linux.netDevices", "moving network devices is not supported yet by cuddy"));
+    }
+    Ok(rootfs)
+}
