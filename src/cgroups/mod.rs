@@ -1,21 +1,95 @@
 //! Control groups: one container = one cgroup, on cgroup v1, v2 or a hybrid host.
 //!
-//! INTERFACE SKELETON (owned by the cgroups work, see issue #2 item 7 and issue #3).
-//! The container code relies only on the items below.
+//! The host layout is detected from mountinfo. On v1 every mounted hierarchy gets a
+//! directory for the container; on v2 the unified hierarchy does; on a hybrid host
+//! both, and each controller is used where it is mounted (a v1 hierarchy first,
+//! otherwise the cgroup2 hierarchy when it offers the controller).
+//!
+//! Resource settings are routed per controller to [`v1`] or [`v2`] writers; a
+//! setting that cannot be applied is an error naming the `linux.resources` field
+//! and the file, never a silent skip.
 
-use std::os::fd::OwnedFd;
+mod bpf;
+mod detect;
+mod devices;
+mod fsutil;
+pub mod stats;
+mod v1;
+mod v2;
+
+use std::fs;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
+pub use detect::CgroupKind;
+pub use devices::default_allowed_devices;
+pub use stats::Stats;
+
+/// Errors of the cgroups module. Each names the operation or the configuration
+/// field, and the cgroup file or directory involved.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
+    /// A filesystem operation on a cgroup file or directory failed.
     #[error("cgroup {op} {path}: {source}")]
     Io {
         op: &'static str,
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: io::Error,
+    },
+    /// The kernel refused a resource setting.
+    #[error("cannot set {field}: writing {value:?} to {path} failed: {source}")]
+    Set {
+        field: String,
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The host lacks the controller or the file a setting needs.
+    #[error("cannot set {field}: {reason} ({path})")]
+    Unavailable {
+        field: String,
+        path: PathBuf,
+        reason: String,
+    },
+    /// A controller could not be enabled in an ancestor's cgroup.subtree_control.
+    #[error("cannot enable the {controller} controller (needed by {field}) in {path}: {reason}")]
+    Controller {
+        controller: String,
+        field: String,
+        path: PathBuf,
+        reason: String,
+        #[source]
+        source: Option<io::Error>,
+    },
+    /// A configuration field this runtime or this cgroup version does not support.
+    #[error("{field} is not supported {reason}")]
+    Unsupported { field: String, reason: String },
+    /// A configuration value that is invalid.
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// A cgroup is in a state that prevents the operation (not empty, still freezing,
+    /// unknown layout...).
+    #[error("cgroup {op} {path}: {reason}")]
+    State {
+        op: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    /// Loading or attaching the v2 device-control eBPF program failed.
+    #[error("cgroup {op} {path}: {source}")]
+    Bpf {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
     },
 }
 
@@ -40,38 +114,707 @@ impl Default for Roots {
     }
 }
 
+/// The container's directory in one cgroup v1 hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V1Dir {
+    /// The hierarchy's controllers (sorted; `name=systemd` for a named one).
+    pub controllers: Vec<String>,
+    /// The hierarchy's mount point.
+    pub mountpoint: PathBuf,
+    /// The container's cgroup directory.
+    pub dir: PathBuf,
+}
+
+/// The container's directory in the cgroup2 hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V2Dir {
+    /// The cgroup2 mount point.
+    pub mountpoint: PathBuf,
+    /// The container's cgroup directory.
+    pub dir: PathBuf,
+}
+
 /// A container's cgroup, serializable into state.json so later verbs reload it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Cgroup {}
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cgroup {
+    kind: CgroupKind,
+    /// The cgroupsPath as given (or the default), for messages.
+    path: PathBuf,
+    #[serde(default)]
+    v1: Vec<V1Dir>,
+    #[serde(default)]
+    unified: Option<V2Dir>,
+    /// Directories created by us, in creation order (parents first).
+    #[serde(default)]
+    created: Vec<PathBuf>,
+}
+
+/// Where one controller is handled.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    V1(&'a Path),
+    V2(&'a Path),
+}
+
+/// How long freeze/thaw wait for the kernel to settle.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long destroy() waits for exiting tasks to leave a cgroup.
+const RMDIR_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Cgroup {
     /// Create (mkdir -p) the cgroup for `cgroups_path` (None: default `/cuddy/<id>`),
     /// remembering which directories were created by us.
-    pub fn create(_roots: &Roots, _cgroups_path: Option<&Path>, _id: &str) -> Result<Cgroup, CgroupError> {
-        todo!()
+    ///
+    /// An absolute path is taken from each hierarchy's mount point; a relative one
+    /// from the calling process's own cgroup in that hierarchy. An existing cgroup
+    /// that already holds processes is refused.
+    pub fn create(
+        roots: &Roots,
+        cgroups_path: Option<&Path>,
+        id: &str,
+    ) -> Result<Cgroup, CgroupError> {
+        let path = match cgroups_path {
+            Some(p) => p.to_path_buf(),
+            None => {
+                if id.is_empty() || id.contains('/') || id == "." || id == ".." {
+                    return Err(CgroupError::Invalid {
+                        field: "container id".to_string(),
+                        reason: format!("{id:?} cannot name a cgroup"),
+                    });
+                }
+                Path::new("/cuddy").join(id)
+            }
+        };
+        detect::validate_cgroups_path(&path)?;
+        let mountinfo = fsutil::read(&roots.mountinfo)?;
+        let layout = detect::parse_mountinfo(&mountinfo, &roots.cgroup_root, &roots.mountinfo)?;
+        let own = if path.is_absolute() {
+            Vec::new()
+        } else {
+            detect::parse_self_cgroup(&fsutil::read(&roots.self_cgroup)?)
+        };
+        let mut cg = Cgroup {
+            kind: layout.kind,
+            path: path.clone(),
+            v1: Vec::new(),
+            unified: None,
+            created: Vec::new(),
+        };
+        for m in &layout.v1 {
+            let own_path = own
+                .iter()
+                .find(|s| s.controllers == m.controllers)
+                .map(|s| s.path.as_str());
+            cg.v1.push(V1Dir {
+                controllers: m.controllers.clone(),
+                mountpoint: m.mountpoint.clone(),
+                dir: detect::resolve(&m.mountpoint, &m.root, own_path, &path),
+            });
+        }
+        if let Some(u) = &layout.unified {
+            let own_path = own
+                .iter()
+                .find(|s| s.controllers.is_empty())
+                .map(|s| s.path.as_str());
+            cg.unified = Some(V2Dir {
+                mountpoint: u.mountpoint.clone(),
+                dir: detect::resolve(&u.mountpoint, &u.root, own_path, &path),
+            });
+        }
+        if let Err(e) = cg.make_dirs() {
+            // Leave nothing behind.
+            if let Err(e2) = cg.destroy() {
+                tracing::warn!("cleaning up after a failed cgroup creation: {e2}");
+            }
+            return Err(e);
+        }
+        Ok(cg)
     }
+
+    fn make_dirs(&mut self) -> Result<(), CgroupError> {
+        let mut leaves: Vec<(PathBuf, PathBuf, bool)> = self
+            .v1
+            .iter()
+            .map(|d| {
+                (
+                    d.mountpoint.clone(),
+                    d.dir.clone(),
+                    d.controllers.iter().any(|c| c == "cpuset"),
+                )
+            })
+            .collect();
+        if let Some(u) = &self.unified {
+            leaves.push((u.mountpoint.clone(), u.dir.clone(), false));
+        }
+        for (mountpoint, dir, is_cpuset) in leaves {
+            let relp = dir
+                .strip_prefix(&mountpoint)
+                .unwrap_or(Path::new(""))
+                .to_path_buf();
+            let mut cur = mountpoint.clone();
+            let mut leaf_existed = true;
+            for comp in relp.components() {
+                let parent = cur.clone();
+                cur.push(comp);
+                match fs::create_dir(&cur) {
+                    Ok(()) => {
+                        self.created.push(cur.clone());
+                        leaf_existed = false;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => leaf_existed = true,
+                    Err(source) => {
+                        return Err(CgroupError::Io {
+                            op: "mkdir",
+                            path: cur,
+                            source,
+                        });
+                    }
+                }
+                if is_cpuset {
+                    v1::copy_cpuset_from_parent(&parent, &cur)?;
+                }
+            }
+            if leaf_existed {
+                let procs = read_procs(&dir.join("cgroup.procs"))?;
+                if !procs.is_empty() {
+                    return Err(CgroupError::State {
+                        op: "create",
+                        path: dir,
+                        reason: format!(
+                            "the cgroup already exists and is not empty (pids {procs:?})"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The host's cgroup setup this cgroup lives on.
+    pub fn kind(&self) -> CgroupKind {
+        self.kind
+    }
+
+    /// The cgroupsPath (or the default path) this cgroup was created for.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A one-line description for messages, e.g. `cgroup v2 /cuddy/c1 (/sys/fs/cgroup/cuddy/c1)`.
+    pub fn describe(&self) -> String {
+        let dir = self
+            .unified
+            .as_ref()
+            .filter(|_| self.kind == CgroupKind::V2)
+            .map(|u| u.dir.clone())
+            .or_else(|| self.v1.first().map(|d| d.dir.clone()))
+            .unwrap_or_default();
+        format!("{} {} ({})", self.kind, self.path.display(), dir.display())
+    }
+
+    /// The container's directory in the cgroup2 hierarchy, if there is one.
+    pub fn unified_dir(&self) -> Option<&Path> {
+        self.unified.as_ref().map(|u| u.dir.as_path())
+    }
+
+    /// The container's directory in the v1 hierarchy that carries `controller`.
+    pub fn v1_dir(&self, controller: &str) -> Option<&Path> {
+        self.v1
+            .iter()
+            .find(|d| d.controllers.iter().any(|c| c == controller))
+            .map(|d| d.dir.as_path())
+    }
+
+    /// The directories this cgroup created (parents first); destroy removes only these.
+    pub fn created_dirs(&self) -> &[PathBuf] {
+        &self.created
+    }
+
+    /// Where `controller` is handled: its v1 hierarchy, else cgroup2 when the
+    /// parent offers it (cgroup.controllers).
+    fn locate(&self, controller: &str) -> Result<Option<Target<'_>>, CgroupError> {
+        if let Some(d) = self.v1_dir(controller) {
+            return Ok(Some(Target::V1(d)));
+        }
+        if let Some(u) = &self.unified {
+            if v2::available(u, controller)? {
+                return Ok(Some(Target::V2(&u.dir)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `locate`, enabling the controller for cgroup2, or an error naming `field`.
+    fn target(&self, controller: &str, field: &str) -> Result<Target<'_>, CgroupError> {
+        match self.locate(controller)? {
+            Some(Target::V2(d)) => {
+                if let Some(u) = &self.unified {
+                    v2::enable_controller(u, controller, field)?;
+                }
+                Ok(Target::V2(d))
+            }
+            Some(t) => Ok(t),
+            None => {
+                let path = match &self.unified {
+                    Some(u) => u
+                        .dir
+                        .parent()
+                        .unwrap_or(&u.mountpoint)
+                        .join("cgroup.controllers"),
+                    None => self
+                        .v1
+                        .first()
+                        .map(|d| d.mountpoint.parent().unwrap_or(&d.mountpoint).to_path_buf())
+                        .unwrap_or_default(),
+                };
+                Err(CgroupError::Unavailable {
+                    field: field.to_string(),
+                    path,
+                    reason: format!(
+                        "the {controller} controller is not available on this host \
+                         (no v1 hierarchy mounts it and cgroup v2 does not offer it)"
+                    ),
+                })
+            }
+        }
+    }
+
     /// Apply `linux.resources` (what is implemented; clear error otherwise).
-    pub fn apply(&self, _res: &oci_spec::runtime::LinuxResources) -> Result<(), CgroupError> {
-        todo!()
+    ///
+    /// Devices rules: the rules are applied in order, followed by
+    /// [`default_allowed_devices`] (as runc does). On error the cgroup may be
+    /// partly configured; the caller destroys it.
+    pub fn apply(&self, res: &LinuxResources) -> Result<(), CgroupError> {
+        self.apply_resources(res, false)
     }
+
+    /// Apply a partial change of resources (`runc update`): only the fields set
+    /// are written; memory.checkBeforeUpdate is honoured.
+    pub fn update(&self, res: &LinuxResources) -> Result<(), CgroupError> {
+        self.apply_resources(res, true)
+    }
+
+    fn apply_resources(&self, res: &LinuxResources, update: bool) -> Result<(), CgroupError> {
+        if let Some(rules) = res.devices() {
+            let mut all = rules.clone();
+            all.extend(default_allowed_devices());
+            match self.locate("devices")? {
+                Some(Target::V1(d)) => devices::apply_v1(d, &all)?,
+                _ => match &self.unified {
+                    Some(u) => devices::apply_v2(&u.dir, &all)?,
+                    None => {
+                        return Err(CgroupError::Unavailable {
+                            field: "linux.resources.devices".to_string(),
+                            path: PathBuf::from("devices"),
+                            reason: "no devices cgroup v1 hierarchy and no cgroup v2".to_string(),
+                        });
+                    }
+                },
+            }
+        }
+        if let Some(m) = res.memory() {
+            if v1::memory_is_set(m) {
+                match self.target("memory", "linux.resources.memory")? {
+                    Target::V1(d) => v1::memory(d, m, update)?,
+                    Target::V2(d) => v2::memory(d, m, update)?,
+                }
+            }
+        }
+        if let Some(c) = res.cpu() {
+            if v1::cpu_is_set(c) {
+                match self.target("cpu", "linux.resources.cpu")? {
+                    Target::V1(d) => v1::cpu(d, c)?,
+                    Target::V2(d) => v2::cpu(d, c)?,
+                }
+            }
+            if c.cpus().is_some() || c.mems().is_some() {
+                match self.target("cpuset", "linux.resources.cpu.cpus/mems")? {
+                    Target::V1(d) | Target::V2(d) => v1::cpuset(d, c)?,
+                }
+            }
+        }
+        if let Some(p) = res.pids() {
+            let d = match self.target("pids", "linux.resources.pids")? {
+                Target::V1(d) | Target::V2(d) => d,
+            };
+            v1::pids(d, p.limit())?;
+        }
+        if let Some(b) = res.block_io() {
+            if v1::blkio_is_set(b) {
+                match self.locate("blkio")? {
+                    Some(Target::V1(d)) => v1::blkio(d, b)?,
+                    _ => match self.target("io", "linux.resources.blockIO")? {
+                        Target::V1(d) | Target::V2(d) => v2::io(d, b)?,
+                    },
+                }
+            }
+        }
+        if let Some(h) = res.hugepage_limits() {
+            if !h.is_empty() {
+                match self.target("hugetlb", "linux.resources.hugepageLimits")? {
+                    Target::V1(d) => v1::hugetlb(d, h)?,
+                    Target::V2(d) => v2::hugetlb(d, h)?,
+                }
+            }
+        }
+        if let Some(n) = res.network() {
+            if let Some(class_id) = n.class_id() {
+                let d = self.v1_only("net_cls", "linux.resources.network.classID")?;
+                fsutil::set(
+                    "linux.resources.network.classID",
+                    &d.join("net_cls.classid"),
+                    &class_id.to_string(),
+                )?;
+            }
+            if let Some(prios) = n.priorities() {
+                if !prios.is_empty() {
+                    let d = self.v1_only("net_prio", "linux.resources.network.priorities")?;
+                    for p in prios {
+                        fsutil::set(
+                            "linux.resources.network.priorities",
+                            &d.join("net_prio.ifpriomap"),
+                            &format!("{} {}", p.name(), p.priority()),
+                        )?;
+                    }
+                }
+            }
+        }
+        if let Some(r) = res.rdma() {
+            if !r.is_empty() {
+                let d = match self.target("rdma", "linux.resources.rdma")? {
+                    Target::V1(d) | Target::V2(d) => d,
+                };
+                v1::rdma(d, r)?;
+            }
+        }
+        if let Some(u) = res.unified() {
+            if !u.is_empty() {
+                match &self.unified {
+                    Some(dir) if self.kind != CgroupKind::V1 => v2::unified(dir, u)?,
+                    _ => {
+                        return Err(CgroupError::Unsupported {
+                            field: "linux.resources.unified".to_string(),
+                            reason: "on a cgroup v1 host (no cgroup2 hierarchy is mounted)"
+                                .to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn v1_only(&self, controller: &str, field: &str) -> Result<&Path, CgroupError> {
+        self.v1_dir(controller)
+            .ok_or_else(|| CgroupError::Unsupported {
+                field: field.to_string(),
+                reason: format!(
+                    "on this host: the {controller} controller is not mounted as a cgroup v1 \
+                 hierarchy, and cgroup v2 has no equivalent"
+                ),
+            })
+    }
+
     /// Move `pid` into the cgroup in every hierarchy.
-    pub fn add_process(&self, _pid: i32) -> Result<(), CgroupError> {
-        todo!()
+    pub fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
+        if pid <= 0 {
+            return Err(CgroupError::Invalid {
+                field: "pid".to_string(),
+                reason: format!("{pid} is not a process id"),
+            });
+        }
+        let pid = pid.to_string();
+        for d in &self.v1 {
+            fsutil::write(&d.dir.join("cgroup.procs"), &pid)?;
+        }
+        if let Some(u) = &self.unified {
+            fsutil::write(&u.dir.join("cgroup.procs"), &pid)?;
+        }
+        Ok(())
     }
+
     /// On a pure v2 host: an fd of the cgroup directory for clone3's CLONE_INTO_CGROUP.
     pub fn clone_into_fd(&self) -> Result<Option<OwnedFd>, CgroupError> {
-        todo!()
+        if self.kind != CgroupKind::V2 {
+            return Ok(None);
+        }
+        let Some(u) = &self.unified else {
+            return Ok(None);
+        };
+        let c = std::ffi::CString::new(u.dir.as_os_str().as_bytes()).map_err(|_| {
+            CgroupError::Invalid {
+                field: "cgroup path".to_string(),
+                reason: format!("{:?} contains a NUL byte", u.dir),
+            }
+        })?;
+        // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(CgroupError::Io {
+                op: "open",
+                path: u.dir.clone(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: `fd` was just returned by open(2) and is owned by nobody else.
+        Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
-    /// Every pid in the cgroup.
+
+    /// The directory whose cgroup.procs lists the container's processes.
+    fn procs_dir(&self) -> Option<&Path> {
+        if self.kind == CgroupKind::V2 {
+            return self.unified_dir();
+        }
+        self.v1_dir("freezer")
+            .or_else(|| self.v1_dir("pids"))
+            .or_else(|| self.v1_dir("memory"))
+            .or_else(|| self.v1.first().map(|d| d.dir.as_path()))
+            .or_else(|| self.unified_dir())
+    }
+
+    /// Every pid in the cgroup (and its sub-cgroups), sorted.
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
-        todo!()
+        let mut out = Vec::new();
+        if let Some(d) = self.procs_dir() {
+            collect_pids(d, &mut out)?;
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
+
+    /// The freezer in use: the v1 freezer hierarchy, else cgroup2's cgroup.freeze.
+    fn freezer(&self) -> Result<Target<'_>, CgroupError> {
+        if let Some(d) = self.v1_dir("freezer") {
+            return Ok(Target::V1(d));
+        }
+        if let Some(u) = &self.unified {
+            if u.dir.join("cgroup.freeze").exists() {
+                return Ok(Target::V2(&u.dir));
+            }
+        }
+        Err(CgroupError::Unavailable {
+            field: "freezer".to_string(),
+            path: self
+                .unified_dir()
+                .map(|d| d.join("cgroup.freeze"))
+                .unwrap_or_else(|| PathBuf::from("freezer")),
+            reason: "no v1 freezer hierarchy and no cgroup.freeze (kernel < 5.2)".to_string(),
+        })
+    }
+
+    /// Freeze every process of the cgroup (pause); waits until the kernel reports frozen.
+    pub fn freeze(&self) -> Result<(), CgroupError> {
+        match self.freezer()? {
+            Target::V1(d) => v1::set_freezer(d, true, FREEZE_TIMEOUT),
+            Target::V2(d) => v2::set_freeze(d, true, FREEZE_TIMEOUT),
+        }
+    }
+
+    /// Thaw the cgroup (resume).
+    pub fn thaw(&self) -> Result<(), CgroupError> {
+        match self.freezer()? {
+            Target::V1(d) => v1::set_freezer(d, false, FREEZE_TIMEOUT),
+            Target::V2(d) => v2::set_freeze(d, false, FREEZE_TIMEOUT),
+        }
+    }
+
+    /// Whether the cgroup is frozen (paused).
+    pub fn is_frozen(&self) -> Result<bool, CgroupError> {
+        match self.freezer()? {
+            Target::V1(d) => Ok(fsutil::read(&d.join("freezer.state"))?.trim() == "FROZEN"),
+            Target::V2(d) => Ok(fsutil::read(&d.join("cgroup.freeze"))?.trim() == "1"),
+        }
+    }
+
     /// Send `signal` to every process in the cgroup (frozen while signalling, so none escapes).
-    pub fn kill_all(&self, _signal: i32) -> Result<(), CgroupError> {
-        todo!()
+    ///
+    /// With SIGKILL and a cgroup2 `cgroup.kill`, the kernel kills the whole subtree.
+    /// A cgroup that was paused stays paused, except after SIGKILL (thawed so the
+    /// processes can die).
+    pub fn kill_all(&self, signal: i32) -> Result<(), CgroupError> {
+        if signal == libc::SIGKILL {
+            if let Some(u) = &self.unified {
+                let f = u.dir.join("cgroup.kill");
+                if f.exists() {
+                    fsutil::write(&f, "1")?;
+                    if self.kind == CgroupKind::V2 {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let was_frozen = self.is_frozen().unwrap_or(false);
+        let froze = !was_frozen
+            && match self.freeze() {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!("kill_all: signalling without freezing: {e}");
+                    false
+                }
+            };
+        let result = self.signal_each(signal);
+        if froze || (was_frozen && signal == libc::SIGKILL) {
+            self.thaw()?;
+        }
+        result
     }
+
+    fn signal_each(&self, signal: i32) -> Result<(), CgroupError> {
+        for pid in self.pids()? {
+            // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+            let r = unsafe { libc::kill(pid, signal) };
+            if r != 0 {
+                let e = io::Error::last_os_error();
+                if !fsutil::is_errno(&e, libc::ESRCH) {
+                    return Err(CgroupError::Io {
+                        op: "signal",
+                        path: PathBuf::from(format!("/proc/{pid}")),
+                        source: e,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Remove the directories we created (deepest first), waiting briefly for them to empty.
+    ///
+    /// The container's leaf cgroup is removed with any sub-cgroups the container
+    /// made inside it. A parent directory we created that now holds other cgroups
+    /// (another container's) is left alone. Idempotent.
     pub fn destroy(&self) -> Result<(), CgroupError> {
-        todo!()
+        let mut first_err: Option<CgroupError> = None;
+        let leaves: Vec<&Path> = self
+            .v1
+            .iter()
+            .map(|d| d.dir.as_path())
+            .chain(self.unified.iter().map(|u| u.dir.as_path()))
+            .collect();
+        for dir in self.created.iter().rev() {
+            let is_leaf = leaves.contains(&dir.as_path());
+            let r = if is_leaf {
+                remove_subtree(dir)
+            } else {
+                remove_parent(dir)
+            };
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Resource usage in runc's `events --stats` shape.
+    pub fn stats(&self) -> Result<Stats, CgroupError> {
+        stats::collect(self)
     }
 }
+
+/// Parse a cgroup.procs file; a missing file is empty.
+fn read_procs(path: &Path) -> Result<Vec<i32>, CgroupError> {
+    Ok(fsutil::read_opt(path)?
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect())
+}
+
+/// Pids of `dir` and of every cgroup below it.
+fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupError> {
+    out.extend(read_procs(&dir.join("cgroup.procs"))?);
+    for sub in subdirs(dir)? {
+        collect_pids(&sub, out)?;
+    }
+    Ok(())
+}
+
+/// Child cgroup directories of `dir` (none if `dir` is gone).
+fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(CgroupError::Io {
+                op: "readdir",
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for ent in rd.flatten() {
+        if ent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            out.push(ent.path());
+        }
+    }
+    Ok(out)
+}
+
+/// rmdir `dir` and everything below it, deepest first, retrying on EBUSY while
+/// tasks exit.
+fn remove_subtree(dir: &Path) -> Result<(), CgroupError> {
+    for sub in subdirs(dir)? {
+        remove_subtree(&sub)?;
+    }
+    let deadline = Instant::now() + RMDIR_TIMEOUT;
+    let mut delay = Duration::from_millis(2);
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if fsutil::is_errno(&e, libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(100));
+            }
+            Err(e) if fsutil::is_errno(&e, libc::EBUSY) => {
+                let pids = read_procs(&dir.join("cgroup.procs")).unwrap_or_default();
+                return Err(CgroupError::State {
+                    op: "rmdir",
+                    path: dir.to_path_buf(),
+                    reason: format!("still busy after {RMDIR_TIMEOUT:?} (pids {pids:?}): {e}"),
+                });
+            }
+            Err(source) => {
+                return Err(CgroupError::Io {
+                    op: "rmdir",
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+/// rmdir a parent directory we created, unless it now holds other cgroups.
+fn remove_parent(dir: &Path) -> Result<(), CgroupError> {
+    if !subdirs(dir)?.is_empty() {
+        tracing::debug!("leaving {} in place: it holds other cgroups", dir.display());
+        return Ok(());
+    }
+    match fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        // Another runtime created a child meanwhile, or a task was put there.
+        Err(e) if fsutil::is_errno(&e, libc::EBUSY) || fsutil::is_errno(&e, libc::ENOTEMPTY) => {
+            tracing::debug!("leaving {} in place: {e}", dir.display());
+            Ok(())
+        }
+        Err(source) => Err(CgroupError::Io {
+            op: "rmdir",
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;
