@@ -42,9 +42,11 @@ fn print_json(v: &serde_json::Value) {
 
 fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
     let root = Root::new(cli.root.clone().unwrap_or_else(default_root));
+    if matches!(cli.command, Command::Create(_) | Command::Run(_)) {
+        check_modes(&cli)?;
+    }
     match cli.command {
         Command::Create(a) => {
-            check_modes(&cli)?;
             let opts = CreateOptions {
                 id: a.id,
                 bundle: a.bundle,
@@ -58,7 +60,6 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
             Ok(0)
         }
         Command::Run(a) => {
-            check_modes(&cli)?;
             let opts = CreateOptions {
                 id: a.id,
                 bundle: a.bundle,
