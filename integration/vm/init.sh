@@ -48,6 +48,8 @@ if [ "$1" != stage2 ]; then
     $BB mkdir -p $R/.vm/ctl $R/.vm/lower/usr $R/.vm/lower/etc $R/.vm/lower/kernel \
         $R/.vm/upper $R/usr $R/etc $R/proc $R/sys $R/dev $R/tmp $R/run $R/root \
         $R/var/tmp $R/mnt $R/home
+    $BB mkdir -p $R/var/lib $R/var/log $R/var/cache
+    $BB ln -s ../run $R/var/run
     $BB chmod 1777 $R/tmp $R/var/tmp
     $BB chmod 0700 $R/root
     p9 vmctl $R/.vm/ctl ro || fail "mount vmctl share"
@@ -62,7 +64,6 @@ if [ "$1" != stage2 ]; then
     # gets the guest kernel's modules (lib/modules/$KVER) as an extra layer.
     $BB mount -t tmpfs -o mode=0755 upper $R/.vm/upper
     $BB mkdir -p $R/.vm/upper/usr $R/.vm/upper/usr.work $R/.vm/upper/etc $R/.vm/upper/etc.work
-    $BB insmod "$R/.vm/lower/kernel/lib/modules/$KVER/kernel/fs/overlayfs/overlay.ko" 2>/dev/null
     if $BB mount -t overlay -o "lowerdir=$R/.vm/lower/kernel:$R/.vm/lower/usr,upperdir=$R/.vm/upper/usr,workdir=$R/.vm/upper/usr.work" usr $R/usr &&
        $BB mount -t overlay -o "lowerdir=$R/.vm/lower/etc,upperdir=$R/.vm/upper/etc,workdir=$R/.vm/upper/etc.work" etc $R/etc; then
         :
@@ -76,6 +77,10 @@ if [ "$1" != stage2 ]; then
     while read -r name target; do
         [ -n "$name" ] && $BB ln -sfn "$target" "$R/$name"
     done < $R/.vm/ctl/links
+
+    # Scratch tmpfs mounts first: shares below /tmp or /run go on top of them.
+    $BB mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs $R/tmp
+    $BB mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs $R/run
 
     # Work shares: the repository, the cwd, ... at the same path as on the host.
     P9CACHE=none
@@ -102,8 +107,6 @@ $BB mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup || fail "mount cgroup2
 for c in $($BB cat /sys/fs/cgroup/cgroup.controllers); do
     echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control || echo "vm-init: cannot enable $c" > /dev/console
 done
-$BB mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
-$BB mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 $BB mkdir -p /dev/pts /dev/shm /dev/mqueue
 $BB mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts /dev/pts
 $BB mount -t tmpfs -o mode=1777,nosuid,nodev shm /dev/shm
@@ -152,7 +155,11 @@ export HOME=/root USER=root LOGNAME=root SHELL=/bin/sh LANG=C.UTF-8
 export CUDDY_VM=1
 . /.vm/ctl/env.sh
 
-/.vm/busybox sh /.vm/ctl/cmd.sh < /dev/null > "$OUT" 2> "$ERR"
+# Run cmd.sh with the host's /bin/sh: busybox's sh would prefer its own
+# applets (ip, mount, unshare...) over the host binaries on PATH.
+SH=/bin/sh
+[ -x "$SH" ] || SH="/.vm/busybox sh"
+$SH /.vm/ctl/cmd.sh < /dev/null > "$OUT" 2> "$ERR"
 rc=$?
 echo "exit $rc" > "$STATUS"
 $BB sync

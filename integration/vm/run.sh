@@ -11,11 +11,15 @@
 #   --env NAME      pass host variable NAME (or NAME=VALUE) to the command;
 #                   repeatable. RUST_*, CARGO_*, CUDDY_* always pass.
 #   --share DIR     also share host DIR read-write at the same path; repeatable
-#   --preload LIST  comma-separated modules to load before CMD
-#                   (default overlay,veth,bridge,tun)
+#   --preload LIST  comma-separated extra modules to modprobe before CMD
+#                   (overlay, veth, bridge, tun are always loaded; others
+#                   also autoload on demand)
 #   --accel A       tcg, kvm or auto (default auto: KVM only where it works;
 #                   env VM_ACCEL)
-#   --verbose       show the guest kernel's console on stderr (env VM_DEBUG=1)
+#   --verbose       show the guest kernel's console on stdout (env VM_DEBUG=1)
+#
+# Other environment: VM_APPEND (extra kernel command line), VM_TIMING=1 (print
+# boot and run times on stderr), VM_KVM_PROBE_TIMEOUT (seconds, default 8).
 #
 # The guest: root, cgroup2 only at /sys/fs/cgroup with every controller in the
 # root's cgroup.subtree_control, the host's /usr and /etc (overlay, writable in
@@ -42,7 +46,7 @@ cpus=${VM_CPUS:-2}
 timeout=${VM_TIMEOUT:-900}
 accel=${VM_ACCEL:-auto}
 verbose=${VM_DEBUG:-0}
-preload=overlay,veth,bridge,tun
+preload=
 envs=()
 shares=()
 while [ $# -gt 0 ]; do
@@ -76,7 +80,7 @@ case $cpus in ''|*[!0-9]*) die "--cpus wants a number" ;; esac
 kpkg=$(cat "$BUILD/current" 2>/dev/null)
 kver=${kpkg#linux-image-}
 if [ -z "$kpkg" ] || [ ! -s "$BUILD/kernel-$kver/vmlinux" ] || [ ! -s "$BUILD/initramfs-$kver.cpio.gz" ] ||
-   [ "$VM_DIR/init.sh" -nt "$BUILD/initramfs-$kver.cpio.gz" ]; then
+   [ "$VM_DIR/init.sh" -nt "$BUILD/initramfs-$kver.cpio.gz" ] || [ "$VM_DIR/setup.sh" -nt "$BUILD/initramfs-$kver.cpio.gz" ]; then
     "$VM_DIR/setup.sh" >&2 || die "setup.sh failed"
     kpkg=$(cat "$BUILD/current"); kver=${kpkg#linux-image-}
 fi
@@ -182,22 +186,41 @@ done
 for p in ${picked[@]+"${picked[@]}"}; do addshare "$p" "$p" rw; done
 
 # --- accelerator ---------------------------------------------------------------------------
-kvm_works() {
-    [ -r /dev/kvm ] && [ -w /dev/kvm ] || return 1
-    # Some (nested) KVMs cannot run -cpu host; see whether this one can start a vCPU.
-    echo quit | timeout 10 "$QEMU" -accel kvm -cpu "$1" -M q35 -nodefaults -no-user-config \
-        -display none -S -monitor stdio -m 64 >/dev/null 2>&1
+# KVM is used only where it really runs a guest: some nested/software KVMs
+# accept the VM but fail on -cpu host, or hit emulation failures later (QEMU
+# then hangs). So boot the kernel once to a trivial /.vm/probe (power off)
+# under KVM with a short timeout; the verdict is cached per host boot.
+kvm_probe() {  # kvm_probe CPU -> 0 if a guest boots and powers off
+    timeout -k 2 "${VM_KVM_PROBE_TIMEOUT:-8}" "$QEMU" -M q35 -accel kvm -cpu "$1" -smp 1 -m 256 \
+        -nodefaults -no-user-config -display none -no-reboot -nic none -serial none \
+        -kernel "$KDIR/vmlinux" -initrd "$INITRD" \
+        -append "console=ttyS0 quiet panic=-1 rdinit=/.vm/probe tsc=reliable" \
+        < /dev/null > /dev/null 2>&1
 }
+pick_kvm() {
+    [ -r /dev/kvm ] && [ -w /dev/kvm ] || return 1
+    local id cache cpu
+    id=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)
+    cache=$BUILD/kvm-probe.$kver.${id:-unknown}
+    if [ -f "$cache" ]; then
+        cpu=$(cat "$cache")
+    else
+        cpu=none
+        for c in host host,-arch-capabilities; do
+            if kvm_probe "$c"; then cpu=$c; break; fi
+        done
+        rm -f "$BUILD"/kvm-probe.*
+        echo "$cpu" > "$cache"
+    fi
+    [ "$cpu" != none ] && echo "$cpu"
+}
+tcg_args=(-accel tcg,thread=multi,tb-size=256 -cpu max)
 case $accel in
-    tcg) accel_args=(-accel tcg,thread=multi,tb-size=256 -cpu max) ;;
+    tcg) accel_args=("${tcg_args[@]}") ;;
     kvm) accel_args=(-accel kvm -cpu host) ;;
     auto)
-        accel_args=(-accel tcg,thread=multi,tb-size=256 -cpu max)
-        if kvm_works host; then
-            accel_args=(-accel kvm -cpu host)
-        elif kvm_works host,-arch-capabilities; then
-            accel_args=(-accel kvm -cpu host,-arch-capabilities)
-        fi ;;
+        if cpu=$(pick_kvm); then accel_args=(-accel kvm -cpu "$cpu")
+        else accel_args=("${tcg_args[@]}"); fi ;;
     *) die "--accel: tcg, kvm or auto" ;;
 esac
 
@@ -206,7 +229,7 @@ mkfifo "$run/stdout" "$run/stderr"
 cmdline="console=ttyS0 loglevel=4 panic=-1 oops=panic cgroup_no_v1=all tsc=reliable no_timer_check
  rdinit=/init i8042.noaux i8042.nokbd i8042.nopnp 8250.nr_uarts=1 mitigations=off audit=0
  random.trust_cpu=on nowatchdog systemd.unified_cgroup_hierarchy=1"
-cmdline=$(echo $cmdline)
+cmdline=$(echo $cmdline ${VM_APPEND:-})
 if [ "$verbose" = 1 ]; then console=(-serial stdio); cmdline=${cmdline/loglevel=4/loglevel=7}
 else console=(-serial "file:$run/console.log"); fi
 
@@ -259,12 +282,18 @@ if [ -n "$rc" ]; then
     exit "$rc"
 fi
 if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
-    echo "vm/run: error: timed out after ${timeout}s (${booted:+command was running}${booted:-guest did not finish booting})" >&2
+    if [ -n "$booted" ]; then what="the command was still running"; else what="the guest had not finished booting"; fi
+    echo "vm/run: error: timed out after ${timeout}s ($what)" >&2
     rc=124
 else
     echo "vm/run: error: guest did not report an exit status (QEMU exit $qrc${booted:+, command started at ${booted}s})" >&2
     rc=125
 fi
 [ -s "$run/qemu.err" ] && sed 's/^/vm\/run: qemu: /' "$run/qemu.err" >&2
-[ -s "$run/console.log" ] && { echo "vm/run: last guest console lines:" >&2; tail -n 25 "$run/console.log" | sed 's/^/  | /' >&2; }
+if [ -s "$run/console.log" ]; then
+    echo "vm/run: last guest console lines:" >&2
+    tail -n 25 "$run/console.log" | sed 's/^/  | /' >&2
+elif [ "$verbose" != 1 ]; then
+    echo "vm/run: the guest printed nothing; try --verbose" >&2
+fi
 exit "$rc"

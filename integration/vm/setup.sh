@@ -116,6 +116,9 @@ mkdir -p "$stage"/{dev,proc,sys,newroot,.vm/mods}
 cp "$BUSYBOX" "$stage/.vm/busybox"
 cp "$VM_DIR/init.sh" "$stage/init"
 chmod 755 "$stage/init"
+# rdinit=/.vm/probe: run.sh's KVM probe (boot, power off at once).
+printf '#!/.vm/busybox sh\n/.vm/busybox poweroff -f\n' > "$stage/.vm/probe"
+chmod 755 "$stage/.vm/probe"
 mknod -m 600 "$stage/dev/console" c 5 1
 mknod -m 666 "$stage/dev/null" c 1 3
 
@@ -132,7 +135,9 @@ add_mod() {  # $1 = path relative to MODDIR
     for d in $deps; do add_mod "$d"; done
     order+=("$m")
 }
-for name in virtio_pci virtio_console 9pnet_virtio 9p; do
+# The modules cuddy's tests need are loaded here too: insmod from the
+# initramfs is much cheaper than modprobe over 9p.
+for name in virtio_pci virtio_console 9pnet_virtio 9p overlay veth bridge tun; do
     if grep -q "^kernel/.*/$name\.ko:" "$MODDIR/modules.dep"; then
         add_mod "$(grep -o "^kernel/[^:]*/$name\.ko" "$MODDIR/modules.dep" | head -n1)"
     elif ! grep -q "/$name\.ko\$" "$MODDIR/modules.builtin"; then
