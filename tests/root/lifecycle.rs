@@ -1,0 +1,187 @@
+//! runtime.md "Lifecycle" and "Operations" through the CLI.
+
+use serde_json::json;
+
+use crate::common::*;
+use crate::require_root;
+
+/// create -> created (init waits) -> start -> running -> kill -> stopped ->
+/// delete -> gone; the init is not cuddy's child after create returns, and
+/// the status is still right.
+#[test]
+fn create_start_kill_delete() {
+    require_root!();
+    let ctx = Ctx::new("life");
+    let id = ctx.id("a");
+    let b = ctx.bundle("a", &ctx.config(&["/bin/sleep", "1000"]));
+    let pidfile = ctx.dir.path().join("pid");
+    let out = ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), "--pid-file", pidfile.to_str().unwrap(), &id]);
+    assert_ok(&out, "create");
+    let st = ctx.state(&id);
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["id"], id.as_str());
+    assert_eq!(st["ociVersion"], "1.3.0");
+    assert_eq!(st["bundle"], b.canonicalize().unwrap().to_str().unwrap());
+    let pid = st["pid"].as_i64().unwrap();
+    assert!(pid > 0);
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap().trim(), pid.to_string());
+    // The init has not exec'd the user process yet: it is still cuddy.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "cuddy");
+
+    assert_ok(&ctx.cuddy(&["start", &id]), "start");
+    assert_eq!(ctx.state(&id)["status"], "running");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "sleep");
+
+    let list = ctx.cuddy(&["list", "--format", "json"]);
+    assert_ok(&list, "list");
+    let arr: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(arr[0]["id"], id.as_str());
+    assert_eq!(arr[0]["status"], "running");
+    assert_eq!(stdout(&ctx.cuddy(&["list", "-q"])).trim(), id);
+    assert!(stdout(&ctx.cuddy(&["list"])).contains("running"));
+
+    let del = ctx.cuddy(&["delete", &id]);
+    assert_fails_with(&del, "is running: stop it first or use delete --force");
+
+    assert_ok(&ctx.cuddy(&["kill", &id, "KILL"]), "kill");
+    wait_until("stopped", || ctx.state(&id)["status"] == "stopped");
+    assert_eq!(ctx.state(&id)["pid"], 0);
+    let start = ctx.cuddy(&["start", &id]);
+    assert_fails_with(&start, "has stopped");
+    assert_ok(&ctx.cuddy(&["delete", &id]), "delete");
+    ctx.assert_no_leftovers(&id);
+    assert_fails_with(&ctx.cuddy(&["state", &id]), "does not exist");
+}
+
+#[test]
+fn run_propagates_exit_codes() {
+    require_root!();
+    let ctx = Ctx::new("exit");
+    for (args, code) in [
+        (vec!["/bin/true"], 0),
+        (vec!["/bin/sh", "-c", "exit 7"], 7),
+        (vec!["/bin/sh", "-c", "kill -9 $$"], 137),
+        (vec!["/bin/probe", "--exit", "42"], 42),
+    ] {
+        let id = ctx.id(&format!("c{code}"));
+        let out = ctx.run(&id, &ctx.config(&args));
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        ctx.assert_no_leftovers(&id);
+    }
+}
+
+/// A container that exits immediately is never missed (SIGCHLD is blocked
+/// before clone): repeated quickly, every run returns.
+#[test]
+fn immediate_exit_is_not_missed() {
+    require_root!();
+    let ctx = Ctx::new("fast");
+    for i in 0..15 {
+        let id = ctx.id(&format!("r{i}"));
+        let out = ctx.run(&id, &ctx.config(&["/bin/true"]));
+        assert_ok(&out, "run /bin/true");
+        ctx.assert_no_leftovers(&id);
+    }
+}
+
+/// Output of a container without a terminal appears on cuddy's own stdio.
+#[test]
+fn stdio_is_the_callers() {
+    require_root!();
+    let ctx = Ctx::new("stdio");
+    let id = ctx.id("a");
+    let out = ctx.run(&id, &ctx.config(&["/bin/sh", "-c", "echo out; echo err >&2"]));
+    assert_ok(&out, "run");
+    assert_eq!(stdout(&out), "out\n");
+    assert_eq!(stderr(&out), "err\n");
+}
+
+#[test]
+fn run_detach_keep_and_kill_all() {
+    require_root!();
+    let ctx = Ctx::new("detach");
+    let id = ctx.id("a");
+    let b = ctx.bundle("a", &ctx.config(&["/bin/sh", "-c", "sleep 1000 & sleep 1000 & wait"]));
+    let out = ctx.cuddy(&["run", "--detach", "--bundle", b.to_str().unwrap(), &id]);
+    assert_ok(&out, "run --detach");
+    assert_eq!(ctx.state(&id)["status"], "running");
+    assert_ok(&ctx.cuddy(&["kill", "--all", &id, "9"]), "kill --all");
+    wait_until("stopped", || ctx.state(&id)["status"] == "stopped");
+    assert_ok(&ctx.cuddy(&["delete", &id]), "delete");
+    ctx.assert_no_leftovers(&id);
+
+    // --keep leaves a stopped container to inspect.
+    let id = ctx.id("k");
+    let b = ctx.bundle("k", &ctx.config(&["/bin/true"]));
+    assert_ok(&ctx.cuddy(&["run", "--keep", "--bundle", b.to_str().unwrap(), &id]), "run --keep");
+    assert_eq!(ctx.state(&id)["status"], "stopped");
+    assert_ok(&ctx.cuddy(&["delete", &id]), "delete");
+    ctx.assert_no_leftovers(&id);
+}
+
+#[test]
+fn delete_force_and_created_container() {
+    require_root!();
+    let ctx = Ctx::new("force");
+    let id = ctx.id("a");
+    let b = ctx.bundle("a", &ctx.config(&["/bin/sleep", "1000"]));
+    assert_ok(&ctx.cuddy(&["run", "-d", "--bundle", b.to_str().unwrap(), &id]), "run -d");
+    let pid = ctx.state(&id)["pid"].as_i64().unwrap();
+    assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete --force");
+    assert!(!std::path::Path::new(&format!("/proc/{pid}/comm")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap().contains(") Z"));
+    ctx.assert_no_leftovers(&id);
+
+    // A created (never started) container is deleted without --force.
+    let id = ctx.id("c");
+    assert_ok(&ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]), "create");
+    assert_ok(&ctx.cuddy(&["delete", &id]), "delete created");
+    ctx.assert_no_leftovers(&id);
+}
+
+#[test]
+fn kill_signals_by_name_and_number() {
+    require_root!();
+    let ctx = Ctx::new("sig");
+    let id = ctx.id("a");
+    let b = ctx.bundle("a", &ctx.config(&["/bin/probe", "--sleep"]));
+    assert_ok(&ctx.cuddy(&["run", "-d", "--bundle", b.to_str().unwrap(), &id]), "run -d");
+    let bad = ctx.cuddy(&["kill", &id, "SIGNOPE"]);
+    assert_fails_with(&bad, "invalid signal \"SIGNOPE\"");
+    assert_eq!(ctx.state(&id)["status"], "running");
+    assert_ok(&ctx.cuddy(&["kill", &id, "term"]), "kill term");
+    wait_until("stopped", || ctx.state(&id)["status"] == "stopped");
+    assert_fails_with(&ctx.cuddy(&["kill", &id]), "not running");
+    assert_ok(&ctx.cuddy(&["delete", &id]), "delete");
+}
+
+#[test]
+fn duplicate_id_is_refused() {
+    require_root!();
+    let ctx = Ctx::new("dup");
+    let id = ctx.id("a");
+    let b = ctx.bundle("a", &ctx.config(&["/bin/sleep", "1000"]));
+    assert_ok(&ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]), "create");
+    let again = ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]);
+    assert_fails_with(&again, "already exists");
+    // The first container is untouched.
+    assert_eq!(ctx.state(&id)["status"], "created");
+    assert_ok(&ctx.cuddy(&["delete", &id]), "delete");
+    ctx.assert_no_leftovers(&id);
+}
+
+#[test]
+fn log_file_json_has_the_error() {
+    require_root!();
+    let ctx = Ctx::new("log");
+    let log = ctx.dir.path().join("log.json");
+    let out = ctx.cuddy(&["--log", log.to_str().unwrap(), "--log-format", "json", "state", "cuddy-t-nope"]);
+    assert_fails_with(&out, "does not exist");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "error");
+    assert!(last["msg"].as_str().unwrap().contains("does not exist"));
+    assert!(last["time"].as_str().unwrap().ends_with('Z'));
+    let _ = json!(null);
+}
