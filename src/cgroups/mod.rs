@@ -28,7 +28,7 @@ use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
 pub use detect::CgroupKind;
-pub use devices::default_allowed_devices;
+pub use devices::{allow_rules_for, default_allowed_devices};
 pub use stats::Stats;
 
 /// Errors of the cgroups module. Each names the operation or the configuration
@@ -381,8 +381,9 @@ impl Cgroup {
 
     /// Apply `linux.resources` (what is implemented; clear error otherwise).
     ///
-    /// Devices rules: the rules are applied in order, followed by
-    /// [`default_allowed_devices`] (as runc does). On error the cgroup may be
+    /// Devices rules (when `devices` is set): deny-all unless a rule of type `a`
+    /// is present, then the rules in order, then [`default_allowed_devices`]
+    /// (as runc does). Add allow rules for `linux.devices` entries to `devices`. On error the cgroup may be
     /// partly configured; the caller destroys it.
     pub fn apply(&self, res: &LinuxResources) -> Result<(), CgroupError> {
         self.apply_resources(res, false)
@@ -396,7 +397,16 @@ impl Cgroup {
 
     fn apply_resources(&self, res: &LinuxResources, update: bool) -> Result<(), CgroupError> {
         if let Some(rules) = res.devices() {
-            let mut all = rules.clone();
+            // Without a rule of type "a", start from deny-all (as runc), so v1
+            // and v2 agree whatever the parent allows.
+            let mut all = Vec::with_capacity(rules.len() + 12);
+            if !rules
+                .iter()
+                .any(|r| r.typ().unwrap_or_default() == oci_spec::runtime::LinuxDeviceType::A)
+            {
+                all.extend(devices::deny_all());
+            }
+            all.extend(rules.iter().cloned());
             all.extend(default_allowed_devices());
             match self.locate("devices")? {
                 Some(Target::V1(d)) => devices::apply_v1(d, &all)?,

@@ -586,6 +586,7 @@ mod real {
     use std::time::{Duration, Instant};
 
     use super::*;
+    use oci_spec::runtime::LinuxDeviceCgroup;
 
     fn is_root() -> bool {
         // SAFETY: geteuid has no preconditions.
@@ -760,5 +761,36 @@ mod real {
         if let Err(e) = e {
             assert!(e.to_string().contains("linux.resources.cpu.shares"), "{e}");
         }
+    }
+
+    /// The v2 eBPF device filter, on this host's cgroup2 hierarchy (pure v2 or hybrid).
+    #[test]
+    fn real_v2_device_filter() {
+        let Some(mut g) = setup() else { return };
+        let cg = g.cg.clone().unwrap();
+        let Some(u) = cg.unified_dir().map(Path::to_path_buf) else {
+            eprintln!("note: skipping: no cgroup2 hierarchy");
+            return;
+        };
+        let mut rules = devices::deny_all().into_iter().collect::<Vec<_>>();
+        rules.extend(default_allowed_devices());
+        devices::apply_v2(&u, &rules).unwrap();
+        let probe = |g: &mut Guard, script: &str| -> bool {
+            let c = Command::new("sh").arg("-c").arg(script).spawn().unwrap();
+            let pid = c.id() as i32;
+            g.children.push(c);
+            cg.add_process(pid).unwrap();
+            let st = g.children.last_mut().unwrap().wait().unwrap();
+            st.success()
+        };
+        assert!(probe(
+            &mut g,
+            "sleep 0.2; : > /dev/null && head -c1 /dev/zero > /dev/null && ! (: < /dev/kmsg) 2>/dev/null"
+        ));
+        // Update: allow everything; the old program is replaced, not stacked.
+        let allow_all: Vec<LinuxDeviceCgroup> =
+            serde_json::from_str(r#"[{"allow":true,"access":"rwm"}]"#).unwrap();
+        devices::apply_v2(&u, &allow_all).unwrap();
+        assert!(probe(&mut g, "sleep 0.2; : < /dev/kmsg"));
     }
 }
