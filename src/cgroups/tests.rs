@@ -569,6 +569,95 @@ fn v2_errors_are_explicit() {
 }
 
 #[test]
+fn stats_from_fake_v2() {
+    let f = Fake::v2();
+    let cg = Cgroup::create(&f.roots, None, "c").unwrap();
+    let d = cg.unified_dir().unwrap().to_path_buf();
+    touch(
+        &d,
+        &[
+            (
+                "cpu.stat",
+                "usage_usec 10\nuser_usec 6\nsystem_usec 4\nnr_periods 3\nnr_throttled 1\nthrottled_usec 7\n",
+            ),
+            ("memory.current", "100\n"),
+            ("memory.max", "max\n"),
+            ("memory.stat", "file 50\nanon 20\n"),
+            ("memory.events", "low 0\nhigh 0\nmax 2\noom 0\noom_kill 0\n"),
+            ("pids.current", "3\n"),
+            ("pids.max", "max\n"),
+            (
+                "io.stat",
+                "8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0\n",
+            ),
+            ("hugetlb.2MB.current", "4096\n"),
+            ("hugetlb.2MB.events", "max 1\n"),
+            ("cpuset.cpus.effective", "0-1\n"),
+            ("cpuset.mems.effective", "0\n"),
+        ],
+    );
+    let st = cg.stats().unwrap();
+    assert_eq!(st.cpu.usage.total, 10_000);
+    assert_eq!(st.cpu.usage.user, 6_000);
+    assert_eq!(st.cpu.usage.kernel, 4_000);
+    assert_eq!(st.cpu.throttling.throttled_time, 7_000);
+    assert_eq!(st.memory.usage.usage, 100);
+    assert_eq!(st.memory.usage.limit, u64::MAX);
+    assert_eq!(st.memory.usage.failcnt, 2);
+    assert_eq!(st.memory.cache, 50);
+    assert_eq!(st.pids.current, 3);
+    assert_eq!(st.blkio.io_service_bytes_recursive.len(), 2);
+    assert_eq!(st.blkio.io_serviced_recursive[1].op, "Write");
+    assert_eq!(st.blkio.io_serviced_recursive[1].value, 4);
+    assert_eq!(st.hugetlb["2MB"].usage, 4096);
+    assert_eq!(st.hugetlb["2MB"].failcnt, 1);
+    assert_eq!(st.cpuset.cpus, vec![0, 1]);
+    strip_files(&f.root);
+    cg.destroy().unwrap();
+}
+
+#[test]
+fn stats_from_fake_v1() {
+    let f = Fake::hybrid();
+    let cg = Cgroup::create(&f.roots, None, "c").unwrap();
+    touch(
+        &f.root.join("cpuacct/cuddy/c"),
+        &[
+            ("cpuacct.usage", "123\n"),
+            ("cpuacct.usage_percpu", "100 23\n"),
+        ],
+    );
+    touch(
+        &f.root.join("memory/cuddy/c"),
+        &[
+            ("memory.usage_in_bytes", "4096\n"),
+            ("memory.stat", "cache 10\nrss 5\n"),
+        ],
+    );
+    touch(
+        &f.root.join("pids/cuddy/c"),
+        &[("pids.current", "1\n"), ("pids.max", "max\n")],
+    );
+    touch(
+        &f.root.join("blkio/cuddy/c"),
+        &[(
+            "blkio.throttle.io_service_bytes",
+            "8:0 Read 10\n8:0 Write 20\nTotal 30\n",
+        )],
+    );
+    let st = cg.stats().unwrap();
+    assert_eq!(st.cpu.usage.total, 123);
+    assert_eq!(st.cpu.usage.percpu, vec![100, 23]);
+    assert_eq!(st.memory.usage.usage, 4096);
+    assert_eq!(st.memory.cache, 10);
+    assert_eq!(st.pids.current, 1);
+    assert_eq!(st.pids.limit, u64::MAX);
+    assert_eq!(st.blkio.io_service_bytes_recursive.len(), 2);
+    strip_files(&f.root);
+    cg.destroy().unwrap();
+}
+
+#[test]
 fn v1_only_host_rejects_unified() {
     let f = Fake::new(true, false, "1:cpu:/\n");
     let cg = Cgroup::create(&f.roots, None, "c").unwrap();
@@ -661,6 +750,9 @@ mod real {
                 "in the unified hierarchy too"
             );
         }
+        let st = cg.stats().unwrap();
+        assert_eq!(st.pids.current, 1);
+        assert!(serde_json::to_string(&st).unwrap().contains("\"pids\""));
         cg.freeze().unwrap();
         assert!(cg.is_frozen().unwrap());
         cg.thaw().unwrap();
