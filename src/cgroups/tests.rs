@@ -686,18 +686,30 @@ mod real {
     struct Guard {
         cg: Option<Cgroup>,
         children: Vec<Child>,
+        /// Children made with a raw clone3, killed and reaped by pid.
+        raw: Vec<i32>,
     }
 
     impl Drop for Guard {
         fn drop(&mut self) {
+            if let Some(cg) = &self.cg {
+                // Thaw first: a frozen process would not die before the wait.
+                if cg.is_frozen().unwrap_or(false) {
+                    let _ = cg.thaw();
+                }
+            }
             for c in &mut self.children {
                 let _ = c.kill();
                 let _ = c.wait();
             }
-            if let Some(cg) = &self.cg {
-                if cg.is_frozen().unwrap_or(false) {
-                    let _ = cg.thaw();
+            for pid in &self.raw {
+                // SAFETY: plain syscalls on a child pid of ours.
+                unsafe {
+                    libc::kill(*pid, libc::SIGKILL);
+                    libc::waitpid(*pid, std::ptr::null_mut(), 0);
                 }
+            }
+            if let Some(cg) = &self.cg {
                 if let Err(e) = cg.destroy() {
                     eprintln!("cleanup of {} failed: {e}", cg.describe());
                 }
@@ -723,6 +735,7 @@ mod real {
         Some(Guard {
             cg: Some(cg),
             children: Vec::new(),
+            raw: Vec::new(),
         })
     }
 
@@ -884,5 +897,95 @@ mod real {
             serde_json::from_str(r#"[{"allow":true,"access":"rwm"}]"#).unwrap();
         devices::apply_v2(&u, &allow_all).unwrap();
         assert!(probe(&mut g, "sleep 0.2; : < /dev/kmsg"));
+    }
+
+    /// The pure-v2 code paths on a real cgroup2 hierarchy: on a hybrid host, the
+    /// unified mount is presented as the only hierarchy.
+    #[test]
+    fn real_pure_v2_paths() {
+        if !is_root() {
+            eprintln!("note: skipping real cgroup test (needs root)");
+            return;
+        }
+        let mi = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let Some(line) = mi.lines().find(|l| l.contains(" - cgroup2 ")) else {
+            eprintln!("note: skipping: no cgroup2 mount");
+            return;
+        };
+        let mountpoint = PathBuf::from(line.split(' ').nth(4).unwrap());
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("mountinfo"), format!("{line}\n")).unwrap();
+        let roots = Roots {
+            cgroup_root: mountpoint.clone(),
+            mountinfo: tmp.path().join("mountinfo"),
+            self_cgroup: PathBuf::from("/proc/self/cgroup"),
+        };
+        let cg = Cgroup::create(&roots, Some(&unique_path()), "x").unwrap();
+        let mut g = Guard {
+            cg: Some(cg.clone()),
+            children: Vec::new(),
+            raw: Vec::new(),
+        };
+        assert_eq!(cg.kind(), CgroupKind::V2);
+
+        // clone3(CLONE_INTO_CGROUP) with our fd: the child starts inside.
+        let fd = cg.clone_into_fd().unwrap().expect("an fd on v2");
+        let mut args = [0u64; 11];
+        args[0] = 0x2_0000_0000; // CLONE_INTO_CGROUP
+        args[4] = libc::SIGCHLD as u64; // exit_signal
+        args[10] = std::os::fd::AsRawFd::as_raw_fd(&fd) as u64; // cgroup
+        // SAFETY: a fork-like clone3 (no stack given); the child only calls
+        // async-signal-safe functions and never returns into Rust code.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                args.as_mut_ptr(),
+                std::mem::size_of_val(&args),
+            )
+        };
+        if pid == 0 {
+            // SAFETY: child of a fork: pause until killed, then _exit.
+            unsafe {
+                libc::pause();
+                libc::_exit(0);
+            }
+        }
+        assert!(pid > 0, "clone3: {}", std::io::Error::last_os_error());
+        let pid = pid as i32;
+        g.raw.push(pid);
+        assert_eq!(cg.pids().unwrap(), vec![pid]);
+
+        // cgroup.freeze
+        cg.freeze().unwrap();
+        assert!(cg.is_frozen().unwrap());
+        cg.thaw().unwrap();
+        assert!(!cg.is_frozen().unwrap());
+
+        // A controller the root already delegates gets enabled in our ancestors
+        // (we do not change the root cgroup of a shared machine).
+        let enabled = fs::read_to_string(mountpoint.join("cgroup.subtree_control")).unwrap();
+        if enabled.split_whitespace().any(|c| c == "pids") {
+            cg.apply(&res(r#"{"pids":{"limit":5}}"#)).unwrap();
+            let d = cg.unified_dir().unwrap();
+            assert_eq!(fs::read_to_string(d.join("pids.max")).unwrap().trim(), "5");
+        }
+        // Device rules through eBPF on v2.
+        cg.apply(&res(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#))
+            .unwrap();
+
+        // cgroup.kill
+        cg.kill_all(libc::SIGKILL).unwrap();
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(r, pid);
+        assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
+        g.raw.clear();
+        let created = cg.created_dirs().to_vec();
+        cg.destroy().unwrap();
+        for d in &created {
+            assert!(!d.exists(), "{} left behind", d.display());
+        }
+        g.cg = None;
     }
 }
