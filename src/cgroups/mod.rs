@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 pub use detect::CgroupKind;
 pub use devices::{allow_rules_for, default_allowed_devices};
 pub use stats::Stats;
+pub use v2::{blkio_weight_to_io_weight, shares_to_weight};
 
 /// Errors of the cgroups module. Each names the operation or the configuration
 /// field, and the cgroup file or directory involved.
@@ -275,6 +276,17 @@ impl Cgroup {
                 }
             }
             if leaf_existed {
+                let frozen = fsutil::read_opt(&dir.join("freezer.state"))?
+                    .is_some_and(|s| s.trim() != "THAWED")
+                    || fsutil::read_opt(&dir.join("cgroup.freeze"))?
+                        .is_some_and(|s| s.trim() == "1");
+                if frozen {
+                    return Err(CgroupError::State {
+                        op: "create",
+                        path: dir,
+                        reason: "the cgroup already exists and is frozen".to_string(),
+                    });
+                }
                 let procs = read_procs(&dir.join("cgroup.procs"))?;
                 if !procs.is_empty() {
                     return Err(CgroupError::State {
@@ -381,9 +393,10 @@ impl Cgroup {
 
     /// Apply `linux.resources` (what is implemented; clear error otherwise).
     ///
-    /// Devices rules (when `devices` is set): deny-all unless a rule of type `a`
-    /// is present, then the rules in order, then [`default_allowed_devices`]
-    /// (as runc does). Add allow rules for `linux.devices` entries to `devices`. On error the cgroup may be
+    /// Devices (always, as runc): deny-all unless a rule of type `a` is present,
+    /// then `devices` in order, then [`default_allowed_devices`]. The caller adds
+    /// [`allow_rules_for`]`(linux.devices)` to `devices` so the container can use
+    /// the devices its config gives it. On error the cgroup may be
     /// partly configured; the caller destroys it.
     pub fn apply(&self, res: &LinuxResources) -> Result<(), CgroupError> {
         self.apply_resources(res, false)
@@ -396,7 +409,15 @@ impl Cgroup {
     }
 
     fn apply_resources(&self, res: &LinuxResources, update: bool) -> Result<(), CgroupError> {
-        if let Some(rules) = res.devices() {
+        // On create the device policy is always set (no rules: deny-all plus the
+        // default allow-list, as runc); an update leaves it alone unless given.
+        let no_rules = Vec::new();
+        let rules = match res.devices() {
+            Some(r) => Some(r),
+            None if !update => Some(&no_rules),
+            None => None,
+        };
+        if let Some(rules) = rules {
             // Without a rule of type "a", start from deny-all (as runc), so v1
             // and v2 agree whatever the parent allows.
             let mut all = Vec::with_capacity(rules.len() + 12);

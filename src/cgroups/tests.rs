@@ -292,7 +292,7 @@ fn v1_devices_rules_in_order_then_defaults() {
     let d = f.root.join("devices/cuddy/c");
     touch(&d, &[("devices.allow", ""), ("devices.deny", "")]);
     test_log::clear();
-    cg.apply(&res(r#"{"devices":[{"allow":false,"access":"rwm"},
+    cg.update(&res(r#"{"devices":[{"allow":false,"access":"rwm"},
                        {"allow":true,"type":"c","major":10,"minor":229,"access":"rw"},
                        {"allow":false,"type":"b","major":8,"access":"w"}]}"#))
         .unwrap();
@@ -304,6 +304,27 @@ fn v1_devices_rules_in_order_then_defaults() {
     assert_eq!(allowed[0], "c 10:229 rw");
     assert!(allowed.contains(&"c 1:3 rwm".to_string()));
     assert_eq!(allowed.len(), 1 + default_allowed_devices().len());
+    // apply() without device rules still sets the policy: deny-all + defaults.
+    test_log::clear();
+    cg.apply(&res(r#"{}"#)).unwrap();
+    assert_eq!(test_log::writes_to("devices.deny"), vec!["a *:* rwm"]);
+    assert_eq!(
+        test_log::writes_to("devices.allow").len(),
+        default_allowed_devices().len()
+    );
+    // An update without device rules leaves them alone.
+    test_log::clear();
+    cg.update(&res(r#"{}"#)).unwrap();
+    assert!(test_log::writes_to("devices.deny").is_empty());
+    // Allow rules for linux.devices entries.
+    let devs: Vec<oci_spec::runtime::LinuxDevice> =
+        serde_json::from_str(r#"[{"path":"/dev/fuse","type":"c","major":10,"minor":229}]"#)
+            .unwrap();
+    let extra = allow_rules_for(&devs);
+    assert_eq!(
+        devices::v1_line(&extra[0]).unwrap().unwrap(),
+        "c 10:229 rwm"
+    );
     strip_files(&f.root);
     cg.destroy().unwrap();
 }
@@ -350,7 +371,7 @@ fn v1_resources_written() {
         ],
     );
     test_log::clear();
-    cg.apply(&res(
+    cg.update(&res(
         r#"{"memory":{"limit":1048576,"swap":2097152,"reservation":524288,"swappiness":10,
                       "disableOOMKiller":true,"kernel":1000},
             "cpu":{"shares":512,"quota":50000,"period":100000,"burst":1000,"idle":0,
@@ -387,12 +408,12 @@ fn v1_resources_written() {
     assert!(e.to_string().contains("memory.limit"), "{e}");
     // Bad swappiness.
     let e = cg
-        .apply(&res(r#"{"memory":{"swappiness":101}}"#))
+        .update(&res(r#"{"memory":{"swappiness":101}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("swappiness"), "{e}");
     // A file the host lacks: the error names the field and the file.
     let e = cg
-        .apply(&res(r#"{"cpu":{"realtimeRuntime":1000}}"#))
+        .update(&res(r#"{"cpu":{"realtimeRuntime":1000}}"#))
         .unwrap_err();
     let msg = e.to_string();
     assert!(
@@ -401,10 +422,10 @@ fn v1_resources_written() {
     );
     // Controllers not on this host.
     let e = cg
-        .apply(&res(r#"{"rdma":{"mlx5_1":{"hcaHandles":3}}}"#))
+        .update(&res(r#"{"rdma":{"mlx5_1":{"hcaHandles":3}}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("rdma"), "{e}");
-    let e = cg.apply(&res(r#"{"network":{"classID":1}}"#)).unwrap_err();
+    let e = cg.update(&res(r#"{"network":{"classID":1}}"#)).unwrap_err();
     assert!(e.to_string().contains("net_cls"), "{e}");
     strip_files(&f.root);
     cg.destroy().unwrap();
@@ -423,7 +444,7 @@ fn hybrid_uses_unified_for_controllers_only_there() {
     );
     touch(&f.root.join("unified/cuddy/c"), &[("hugetlb.2MB.max", "")]);
     test_log::clear();
-    cg.apply(&res(
+    cg.update(&res(
         r#"{"hugepageLimits":[{"pageSize":"2MB","limit":4194304}]}"#,
     ))
     .unwrap();
@@ -436,11 +457,11 @@ fn hybrid_uses_unified_for_controllers_only_there() {
         vec!["+hugetlb", "+hugetlb"]
     );
     let e = cg
-        .apply(&res(r#"{"hugepageLimits":[{"pageSize":"1GB","limit":1}]}"#))
+        .update(&res(r#"{"hugepageLimits":[{"pageSize":"1GB","limit":1}]}"#))
         .unwrap_err();
     assert!(e.to_string().contains("hugetlb.1GB.max"), "{e}");
     let e = cg
-        .apply(&res(
+        .update(&res(
             r#"{"hugepageLimits":[{"pageSize":"../x","limit":1}]}"#,
         ))
         .unwrap_err();
@@ -487,7 +508,7 @@ fn v2_resources_and_conversions() {
     assert!(cg.clone_into_fd().unwrap().is_some());
     let d = v2_files(&f, &cg);
     test_log::clear();
-    cg.apply(&res(
+    cg.update(&res(
         r#"{"memory":{"limit":1048576,"swap":3145728,"reservation":1000},
             "cpu":{"shares":1024,"quota":20000,"period":50000,"burst":100,"cpus":"0"},
             "pids":{"limit":-1},
@@ -530,38 +551,40 @@ fn v2_errors_are_explicit() {
     v2_files(&f, &cg);
     // pids not delegated to /cuddy.
     fs::write(f.root.join("cuddy/cgroup.controllers"), "cpu memory").unwrap();
-    let e = cg.apply(&res(r#"{"pids":{"limit":10}}"#)).unwrap_err();
+    let e = cg.update(&res(r#"{"pids":{"limit":10}}"#)).unwrap_err();
     let msg = e.to_string();
     assert!(
         msg.contains("pids") && msg.contains("cuddy/cgroup.controllers"),
         "{msg}"
     );
     let e = cg
-        .apply(&res(r#"{"memory":{"swappiness":10}}"#))
+        .update(&res(r#"{"memory":{"swappiness":10}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("swappiness"), "{e}");
     let e = cg
-        .apply(&res(r#"{"cpu":{"realtimePeriod":10}}"#))
+        .update(&res(r#"{"cpu":{"realtimePeriod":10}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("realtime"), "{e}");
-    let e = cg.apply(&res(r#"{"network":{"classID":1}}"#)).unwrap_err();
+    let e = cg.update(&res(r#"{"network":{"classID":1}}"#)).unwrap_err();
     assert!(e.to_string().contains("classID"), "{e}");
     let e = cg
-        .apply(&res(r#"{"unified":{"bogus.x":"1"}}"#))
+        .update(&res(r#"{"unified":{"bogus.x":"1"}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("bogus"), "{e}");
     let e = cg
-        .apply(&res(r#"{"unified":{"cgroup.procs":"1"}}"#))
+        .update(&res(r#"{"unified":{"cgroup.procs":"1"}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("cgroup.procs"), "{e}");
-    let e = cg.apply(&res(r#"{"unified":{"../x.y":"1"}}"#)).unwrap_err();
+    let e = cg
+        .update(&res(r#"{"unified":{"../x.y":"1"}}"#))
+        .unwrap_err();
     assert!(e.to_string().contains("x.y"), "{e}");
     let e = cg
-        .apply(&res(r#"{"memory":{"limit":100,"swap":50}}"#))
+        .update(&res(r#"{"memory":{"limit":100,"swap":50}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("memory.swap"), "{e}");
     let e = cg
-        .apply(&res(r#"{"rdma":{"mlx":{"hcaObjects":1}}}"#))
+        .update(&res(r#"{"rdma":{"mlx":{"hcaObjects":1}}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("rdma"), "{e}");
     strip_files(&f.root);
@@ -663,7 +686,7 @@ fn v1_only_host_rejects_unified() {
     let cg = Cgroup::create(&f.roots, None, "c").unwrap();
     assert_eq!(cg.kind(), CgroupKind::V1);
     let e = cg
-        .apply(&res(r#"{"unified":{"memory.high":"1"}}"#))
+        .update(&res(r#"{"unified":{"memory.high":"1"}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("linux.resources.unified"), "{e}");
     cg.destroy().unwrap();
