@@ -1,13 +1,20 @@
 //! Control groups: one container = one cgroup, on cgroup v1, v2 or a hybrid host.
 //!
-//! The host layout is detected from mountinfo. On v1 every mounted hierarchy gets a
-//! directory for the container; on v2 the unified hierarchy does; on a hybrid host
-//! both, and each controller is used where it is mounted (a v1 hierarchy first,
-//! otherwise the cgroup2 hierarchy when it offers the controller).
+//! The host layout is detected from mountinfo ([`CgroupKind`]). On v1 every
+//! mounted hierarchy (named ones included) gets a directory for the container; on
+//! v2 the unified hierarchy does; on a hybrid host both, and each controller is
+//! used where it is mounted: its v1 hierarchy first, otherwise the cgroup2
+//! hierarchy when that offers it (e.g. hugetlb on `unified`).
 //!
-//! Resource settings are routed per controller to [`v1`] or [`v2`] writers; a
-//! setting that cannot be applied is an error naming the `linux.resources` field
-//! and the file, never a silent skip.
+//! v1 and v2 are hidden behind one internal routing step (`Target::V1(dir)` /
+//! `Target::V2(dir)` per controller) and per-controller writers in `v1.rs` /
+//! `v2.rs`; the freezer, kill and stats paths route the same way. A setting that
+//! cannot be applied is an error naming the `linux.resources` field and the
+//! file, never a silent skip.
+//!
+//! Lifecycle: [`Cgroup::create`] → [`Cgroup::apply`] (on error: [`Cgroup::destroy`])
+//! → [`Cgroup::clone_into_fd`] (pure v2) or [`Cgroup::add_process`] → ... →
+//! [`Cgroup::kill_all`] → [`Cgroup::destroy`]. `Cgroup` serializes into state.json.
 
 mod bpf;
 mod detect;
@@ -446,8 +453,8 @@ impl Cgroup {
         if let Some(m) = res.memory() {
             if v1::memory_is_set(m) {
                 match self.target("memory", "linux.resources.memory")? {
-                    Target::V1(d) => v1::memory(d, m, update)?,
-                    Target::V2(d) => v2::memory(d, m, update)?,
+                    Target::V1(d) => v1::memory(d, m)?,
+                    Target::V2(d) => v2::memory(d, m)?,
                 }
             }
         }

@@ -884,6 +884,16 @@ mod real {
             st.success(),
             "device rules as expected inside the cgroup: {st:?}"
         );
+        // Kernel memory limits: applied where the kernel has them, else a warning.
+        cg.update(&res(
+            r#"{"memory":{"kernel":67108864,"kernelTCP":67108864}}"#,
+        ))
+        .unwrap();
+        // A partial update; checkBeforeUpdate with a limit above the usage.
+        cg.update(&res(
+            r#"{"memory":{"limit":134217728,"checkBeforeUpdate":true},"pids":{"limit":-1}}"#,
+        ))
+        .unwrap();
         // An impossible limit: clear error naming the field and the file.
         let e = cg.apply(&res(r#"{"cpu":{"shares":1}}"#));
         if let Err(e) = e {
