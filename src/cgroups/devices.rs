@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
 
 use super::CgroupError;
 use super::fsutil::set;
@@ -44,6 +44,21 @@ pub fn default_allowed_devices() -> Vec<LinuxDeviceCgroup> {
         rule(true, C, Some(5), Some(2), "rwm"),
         rule(true, C, Some(10), Some(200), "rwm"),
     ]
+}
+
+/// Allow rules (rwm) for the `linux.devices` entries of a config, to append to
+/// `linux.resources.devices` so the container can use the devices it is given
+/// (as runc does).
+pub fn allow_rules_for(devs: &[LinuxDevice]) -> Vec<LinuxDeviceCgroup> {
+    devs.iter()
+        .filter(|d| d.typ() != LinuxDeviceType::P)
+        .map(|d| rule(true, d.typ(), Some(d.major()), Some(d.minor()), "rwm"))
+        .collect()
+}
+
+/// The rule denying every device access.
+pub(crate) fn deny_all() -> Option<LinuxDeviceCgroup> {
+    Some(rule(false, LinuxDeviceType::A, None, None, "rwm"))
 }
 
 /// A rule's access string, checked: a non-empty subset of "rwm" ("rwm" if unset).

@@ -1,13 +1,20 @@
 //! Control groups: one container = one cgroup, on cgroup v1, v2 or a hybrid host.
 //!
-//! The host layout is detected from mountinfo. On v1 every mounted hierarchy gets a
-//! directory for the container; on v2 the unified hierarchy does; on a hybrid host
-//! both, and each controller is used where it is mounted (a v1 hierarchy first,
-//! otherwise the cgroup2 hierarchy when it offers the controller).
+//! The host layout is detected from mountinfo ([`CgroupKind`]). On v1 every
+//! mounted hierarchy (named ones included) gets a directory for the container; on
+//! v2 the unified hierarchy does; on a hybrid host both, and each controller is
+//! used where it is mounted: its v1 hierarchy first, otherwise the cgroup2
+//! hierarchy when that offers it (e.g. hugetlb on `unified`).
 //!
-//! Resource settings are routed per controller to [`v1`] or [`v2`] writers; a
-//! setting that cannot be applied is an error naming the `linux.resources` field
-//! and the file, never a silent skip.
+//! v1 and v2 are hidden behind one internal routing step (`Target::V1(dir)` /
+//! `Target::V2(dir)` per controller) and per-controller writers in `v1.rs` /
+//! `v2.rs`; the freezer, kill and stats paths route the same way. A setting that
+//! cannot be applied is an error naming the `linux.resources` field and the
+//! file, never a silent skip.
+//!
+//! Lifecycle: [`Cgroup::create`] → [`Cgroup::apply`] (on error: [`Cgroup::destroy`])
+//! → [`Cgroup::clone_into_fd`] (pure v2) or [`Cgroup::add_process`] → ... →
+//! [`Cgroup::kill_all`] → [`Cgroup::destroy`]. `Cgroup` serializes into state.json.
 
 mod bpf;
 mod detect;
@@ -28,8 +35,9 @@ use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
 pub use detect::CgroupKind;
-pub use devices::default_allowed_devices;
+pub use devices::{allow_rules_for, default_allowed_devices};
 pub use stats::Stats;
+pub use v2::{blkio_weight_to_io_weight, shares_to_weight};
 
 /// Errors of the cgroups module. Each names the operation or the configuration
 /// field, and the cgroup file or directory involved.
@@ -275,6 +283,17 @@ impl Cgroup {
                 }
             }
             if leaf_existed {
+                let frozen = fsutil::read_opt(&dir.join("freezer.state"))?
+                    .is_some_and(|s| s.trim() != "THAWED")
+                    || fsutil::read_opt(&dir.join("cgroup.freeze"))?
+                        .is_some_and(|s| s.trim() == "1");
+                if frozen {
+                    return Err(CgroupError::State {
+                        op: "create",
+                        path: dir,
+                        reason: "the cgroup already exists and is frozen".to_string(),
+                    });
+                }
                 let procs = read_procs(&dir.join("cgroup.procs"))?;
                 if !procs.is_empty() {
                     return Err(CgroupError::State {
@@ -381,8 +400,10 @@ impl Cgroup {
 
     /// Apply `linux.resources` (what is implemented; clear error otherwise).
     ///
-    /// Devices rules: the rules are applied in order, followed by
-    /// [`default_allowed_devices`] (as runc does). On error the cgroup may be
+    /// Devices (always, as runc): deny-all unless a rule of type `a` is present,
+    /// then `devices` in order, then [`default_allowed_devices`]. The caller adds
+    /// [`allow_rules_for`]`(linux.devices)` to `devices` so the container can use
+    /// the devices its config gives it. On error the cgroup may be
     /// partly configured; the caller destroys it.
     pub fn apply(&self, res: &LinuxResources) -> Result<(), CgroupError> {
         self.apply_resources(res, false)
@@ -395,8 +416,25 @@ impl Cgroup {
     }
 
     fn apply_resources(&self, res: &LinuxResources, update: bool) -> Result<(), CgroupError> {
-        if let Some(rules) = res.devices() {
-            let mut all = rules.clone();
+        // On create the device policy is always set (no rules: deny-all plus the
+        // default allow-list, as runc); an update leaves it alone unless given.
+        let no_rules = Vec::new();
+        let rules = match res.devices() {
+            Some(r) => Some(r),
+            None if !update => Some(&no_rules),
+            None => None,
+        };
+        if let Some(rules) = rules {
+            // Without a rule of type "a", start from deny-all (as runc), so v1
+            // and v2 agree whatever the parent allows.
+            let mut all = Vec::with_capacity(rules.len() + 12);
+            if !rules
+                .iter()
+                .any(|r| r.typ().unwrap_or_default() == oci_spec::runtime::LinuxDeviceType::A)
+            {
+                all.extend(devices::deny_all());
+            }
+            all.extend(rules.iter().cloned());
             all.extend(default_allowed_devices());
             match self.locate("devices")? {
                 Some(Target::V1(d)) => devices::apply_v1(d, &all)?,
@@ -415,8 +453,8 @@ impl Cgroup {
         if let Some(m) = res.memory() {
             if v1::memory_is_set(m) {
                 match self.target("memory", "linux.resources.memory")? {
-                    Target::V1(d) => v1::memory(d, m, update)?,
-                    Target::V2(d) => v2::memory(d, m, update)?,
+                    Target::V1(d) => v1::memory(d, m)?,
+                    Target::V2(d) => v2::memory(d, m)?,
                 }
             }
         }

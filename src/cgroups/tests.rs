@@ -292,7 +292,7 @@ fn v1_devices_rules_in_order_then_defaults() {
     let d = f.root.join("devices/cuddy/c");
     touch(&d, &[("devices.allow", ""), ("devices.deny", "")]);
     test_log::clear();
-    cg.apply(&res(r#"{"devices":[{"allow":false,"access":"rwm"},
+    cg.update(&res(r#"{"devices":[{"allow":false,"access":"rwm"},
                        {"allow":true,"type":"c","major":10,"minor":229,"access":"rw"},
                        {"allow":false,"type":"b","major":8,"access":"w"}]}"#))
         .unwrap();
@@ -304,6 +304,27 @@ fn v1_devices_rules_in_order_then_defaults() {
     assert_eq!(allowed[0], "c 10:229 rw");
     assert!(allowed.contains(&"c 1:3 rwm".to_string()));
     assert_eq!(allowed.len(), 1 + default_allowed_devices().len());
+    // apply() without device rules still sets the policy: deny-all + defaults.
+    test_log::clear();
+    cg.apply(&res(r#"{}"#)).unwrap();
+    assert_eq!(test_log::writes_to("devices.deny"), vec!["a *:* rwm"]);
+    assert_eq!(
+        test_log::writes_to("devices.allow").len(),
+        default_allowed_devices().len()
+    );
+    // An update without device rules leaves them alone.
+    test_log::clear();
+    cg.update(&res(r#"{}"#)).unwrap();
+    assert!(test_log::writes_to("devices.deny").is_empty());
+    // Allow rules for linux.devices entries.
+    let devs: Vec<oci_spec::runtime::LinuxDevice> =
+        serde_json::from_str(r#"[{"path":"/dev/fuse","type":"c","major":10,"minor":229}]"#)
+            .unwrap();
+    let extra = allow_rules_for(&devs);
+    assert_eq!(
+        devices::v1_line(&extra[0]).unwrap().unwrap(),
+        "c 10:229 rwm"
+    );
     strip_files(&f.root);
     cg.destroy().unwrap();
 }
@@ -350,7 +371,7 @@ fn v1_resources_written() {
         ],
     );
     test_log::clear();
-    cg.apply(&res(
+    cg.update(&res(
         r#"{"memory":{"limit":1048576,"swap":2097152,"reservation":524288,"swappiness":10,
                       "disableOOMKiller":true,"kernel":1000},
             "cpu":{"shares":512,"quota":50000,"period":100000,"burst":1000,"idle":0,
@@ -387,12 +408,12 @@ fn v1_resources_written() {
     assert!(e.to_string().contains("memory.limit"), "{e}");
     // Bad swappiness.
     let e = cg
-        .apply(&res(r#"{"memory":{"swappiness":101}}"#))
+        .update(&res(r#"{"memory":{"swappiness":101}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("swappiness"), "{e}");
     // A file the host lacks: the error names the field and the file.
     let e = cg
-        .apply(&res(r#"{"cpu":{"realtimeRuntime":1000}}"#))
+        .update(&res(r#"{"cpu":{"realtimeRuntime":1000}}"#))
         .unwrap_err();
     let msg = e.to_string();
     assert!(
@@ -401,10 +422,10 @@ fn v1_resources_written() {
     );
     // Controllers not on this host.
     let e = cg
-        .apply(&res(r#"{"rdma":{"mlx5_1":{"hcaHandles":3}}}"#))
+        .update(&res(r#"{"rdma":{"mlx5_1":{"hcaHandles":3}}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("rdma"), "{e}");
-    let e = cg.apply(&res(r#"{"network":{"classID":1}}"#)).unwrap_err();
+    let e = cg.update(&res(r#"{"network":{"classID":1}}"#)).unwrap_err();
     assert!(e.to_string().contains("net_cls"), "{e}");
     strip_files(&f.root);
     cg.destroy().unwrap();
@@ -423,7 +444,7 @@ fn hybrid_uses_unified_for_controllers_only_there() {
     );
     touch(&f.root.join("unified/cuddy/c"), &[("hugetlb.2MB.max", "")]);
     test_log::clear();
-    cg.apply(&res(
+    cg.update(&res(
         r#"{"hugepageLimits":[{"pageSize":"2MB","limit":4194304}]}"#,
     ))
     .unwrap();
@@ -436,11 +457,11 @@ fn hybrid_uses_unified_for_controllers_only_there() {
         vec!["+hugetlb", "+hugetlb"]
     );
     let e = cg
-        .apply(&res(r#"{"hugepageLimits":[{"pageSize":"1GB","limit":1}]}"#))
+        .update(&res(r#"{"hugepageLimits":[{"pageSize":"1GB","limit":1}]}"#))
         .unwrap_err();
     assert!(e.to_string().contains("hugetlb.1GB.max"), "{e}");
     let e = cg
-        .apply(&res(
+        .update(&res(
             r#"{"hugepageLimits":[{"pageSize":"../x","limit":1}]}"#,
         ))
         .unwrap_err();
@@ -487,7 +508,7 @@ fn v2_resources_and_conversions() {
     assert!(cg.clone_into_fd().unwrap().is_some());
     let d = v2_files(&f, &cg);
     test_log::clear();
-    cg.apply(&res(
+    cg.update(&res(
         r#"{"memory":{"limit":1048576,"swap":3145728,"reservation":1000},
             "cpu":{"shares":1024,"quota":20000,"period":50000,"burst":100,"cpus":"0"},
             "pids":{"limit":-1},
@@ -530,40 +551,131 @@ fn v2_errors_are_explicit() {
     v2_files(&f, &cg);
     // pids not delegated to /cuddy.
     fs::write(f.root.join("cuddy/cgroup.controllers"), "cpu memory").unwrap();
-    let e = cg.apply(&res(r#"{"pids":{"limit":10}}"#)).unwrap_err();
+    let e = cg.update(&res(r#"{"pids":{"limit":10}}"#)).unwrap_err();
     let msg = e.to_string();
     assert!(
         msg.contains("pids") && msg.contains("cuddy/cgroup.controllers"),
         "{msg}"
     );
     let e = cg
-        .apply(&res(r#"{"memory":{"swappiness":10}}"#))
+        .update(&res(r#"{"memory":{"swappiness":10}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("swappiness"), "{e}");
     let e = cg
-        .apply(&res(r#"{"cpu":{"realtimePeriod":10}}"#))
+        .update(&res(r#"{"cpu":{"realtimePeriod":10}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("realtime"), "{e}");
-    let e = cg.apply(&res(r#"{"network":{"classID":1}}"#)).unwrap_err();
+    let e = cg.update(&res(r#"{"network":{"classID":1}}"#)).unwrap_err();
     assert!(e.to_string().contains("classID"), "{e}");
     let e = cg
-        .apply(&res(r#"{"unified":{"bogus.x":"1"}}"#))
+        .update(&res(r#"{"unified":{"bogus.x":"1"}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("bogus"), "{e}");
     let e = cg
-        .apply(&res(r#"{"unified":{"cgroup.procs":"1"}}"#))
+        .update(&res(r#"{"unified":{"cgroup.procs":"1"}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("cgroup.procs"), "{e}");
-    let e = cg.apply(&res(r#"{"unified":{"../x.y":"1"}}"#)).unwrap_err();
+    let e = cg
+        .update(&res(r#"{"unified":{"../x.y":"1"}}"#))
+        .unwrap_err();
     assert!(e.to_string().contains("x.y"), "{e}");
     let e = cg
-        .apply(&res(r#"{"memory":{"limit":100,"swap":50}}"#))
+        .update(&res(r#"{"memory":{"limit":100,"swap":50}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("memory.swap"), "{e}");
     let e = cg
-        .apply(&res(r#"{"rdma":{"mlx":{"hcaObjects":1}}}"#))
+        .update(&res(r#"{"rdma":{"mlx":{"hcaObjects":1}}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("rdma"), "{e}");
+    strip_files(&f.root);
+    cg.destroy().unwrap();
+}
+
+#[test]
+fn stats_from_fake_v2() {
+    let f = Fake::v2();
+    let cg = Cgroup::create(&f.roots, None, "c").unwrap();
+    let d = cg.unified_dir().unwrap().to_path_buf();
+    touch(
+        &d,
+        &[
+            (
+                "cpu.stat",
+                "usage_usec 10\nuser_usec 6\nsystem_usec 4\nnr_periods 3\nnr_throttled 1\nthrottled_usec 7\n",
+            ),
+            ("memory.current", "100\n"),
+            ("memory.max", "max\n"),
+            ("memory.stat", "file 50\nanon 20\n"),
+            ("memory.events", "low 0\nhigh 0\nmax 2\noom 0\noom_kill 0\n"),
+            ("pids.current", "3\n"),
+            ("pids.max", "max\n"),
+            (
+                "io.stat",
+                "8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0\n",
+            ),
+            ("hugetlb.2MB.current", "4096\n"),
+            ("hugetlb.2MB.events", "max 1\n"),
+            ("cpuset.cpus.effective", "0-1\n"),
+            ("cpuset.mems.effective", "0\n"),
+        ],
+    );
+    let st = cg.stats().unwrap();
+    assert_eq!(st.cpu.usage.total, 10_000);
+    assert_eq!(st.cpu.usage.user, 6_000);
+    assert_eq!(st.cpu.usage.kernel, 4_000);
+    assert_eq!(st.cpu.throttling.throttled_time, 7_000);
+    assert_eq!(st.memory.usage.usage, 100);
+    assert_eq!(st.memory.usage.limit, u64::MAX);
+    assert_eq!(st.memory.usage.failcnt, 2);
+    assert_eq!(st.memory.cache, 50);
+    assert_eq!(st.pids.current, 3);
+    assert_eq!(st.blkio.io_service_bytes_recursive.len(), 2);
+    assert_eq!(st.blkio.io_serviced_recursive[1].op, "Write");
+    assert_eq!(st.blkio.io_serviced_recursive[1].value, 4);
+    assert_eq!(st.hugetlb["2MB"].usage, 4096);
+    assert_eq!(st.hugetlb["2MB"].failcnt, 1);
+    assert_eq!(st.cpuset.cpus, vec![0, 1]);
+    strip_files(&f.root);
+    cg.destroy().unwrap();
+}
+
+#[test]
+fn stats_from_fake_v1() {
+    let f = Fake::hybrid();
+    let cg = Cgroup::create(&f.roots, None, "c").unwrap();
+    touch(
+        &f.root.join("cpuacct/cuddy/c"),
+        &[
+            ("cpuacct.usage", "123\n"),
+            ("cpuacct.usage_percpu", "100 23\n"),
+        ],
+    );
+    touch(
+        &f.root.join("memory/cuddy/c"),
+        &[
+            ("memory.usage_in_bytes", "4096\n"),
+            ("memory.stat", "cache 10\nrss 5\n"),
+        ],
+    );
+    touch(
+        &f.root.join("pids/cuddy/c"),
+        &[("pids.current", "1\n"), ("pids.max", "max\n")],
+    );
+    touch(
+        &f.root.join("blkio/cuddy/c"),
+        &[(
+            "blkio.throttle.io_service_bytes",
+            "8:0 Read 10\n8:0 Write 20\nTotal 30\n",
+        )],
+    );
+    let st = cg.stats().unwrap();
+    assert_eq!(st.cpu.usage.total, 123);
+    assert_eq!(st.cpu.usage.percpu, vec![100, 23]);
+    assert_eq!(st.memory.usage.usage, 4096);
+    assert_eq!(st.memory.cache, 10);
+    assert_eq!(st.pids.current, 1);
+    assert_eq!(st.pids.limit, u64::MAX);
+    assert_eq!(st.blkio.io_service_bytes_recursive.len(), 2);
     strip_files(&f.root);
     cg.destroy().unwrap();
 }
@@ -574,7 +686,7 @@ fn v1_only_host_rejects_unified() {
     let cg = Cgroup::create(&f.roots, None, "c").unwrap();
     assert_eq!(cg.kind(), CgroupKind::V1);
     let e = cg
-        .apply(&res(r#"{"unified":{"memory.high":"1"}}"#))
+        .update(&res(r#"{"unified":{"memory.high":"1"}}"#))
         .unwrap_err();
     assert!(e.to_string().contains("linux.resources.unified"), "{e}");
     cg.destroy().unwrap();
@@ -586,6 +698,7 @@ mod real {
     use std::time::{Duration, Instant};
 
     use super::*;
+    use oci_spec::runtime::LinuxDeviceCgroup;
 
     fn is_root() -> bool {
         // SAFETY: geteuid has no preconditions.
@@ -596,18 +709,30 @@ mod real {
     struct Guard {
         cg: Option<Cgroup>,
         children: Vec<Child>,
+        /// Children made with a raw clone3, killed and reaped by pid.
+        raw: Vec<i32>,
     }
 
     impl Drop for Guard {
         fn drop(&mut self) {
+            if let Some(cg) = &self.cg {
+                // Thaw first: a frozen process would not die before the wait.
+                if cg.is_frozen().unwrap_or(false) {
+                    let _ = cg.thaw();
+                }
+            }
             for c in &mut self.children {
                 let _ = c.kill();
                 let _ = c.wait();
             }
-            if let Some(cg) = &self.cg {
-                if cg.is_frozen().unwrap_or(false) {
-                    let _ = cg.thaw();
+            for pid in &self.raw {
+                // SAFETY: plain syscalls on a child pid of ours.
+                unsafe {
+                    libc::kill(*pid, libc::SIGKILL);
+                    libc::waitpid(*pid, std::ptr::null_mut(), 0);
                 }
+            }
+            if let Some(cg) = &self.cg {
                 if let Err(e) = cg.destroy() {
                     eprintln!("cleanup of {} failed: {e}", cg.describe());
                 }
@@ -633,6 +758,7 @@ mod real {
         Some(Guard {
             cg: Some(cg),
             children: Vec::new(),
+            raw: Vec::new(),
         })
     }
 
@@ -660,6 +786,9 @@ mod real {
                 "in the unified hierarchy too"
             );
         }
+        let st = cg.stats().unwrap();
+        assert_eq!(st.pids.current, 1);
+        assert!(serde_json::to_string(&st).unwrap().contains("\"pids\""));
         cg.freeze().unwrap();
         assert!(cg.is_frozen().unwrap());
         cg.thaw().unwrap();
@@ -755,10 +884,141 @@ mod real {
             st.success(),
             "device rules as expected inside the cgroup: {st:?}"
         );
+        // Kernel memory limits: applied where the kernel has them, else a warning.
+        cg.update(&res(
+            r#"{"memory":{"kernel":67108864,"kernelTCP":67108864}}"#,
+        ))
+        .unwrap();
+        // A partial update; checkBeforeUpdate with a limit above the usage.
+        cg.update(&res(
+            r#"{"memory":{"limit":134217728,"checkBeforeUpdate":true},"pids":{"limit":-1}}"#,
+        ))
+        .unwrap();
         // An impossible limit: clear error naming the field and the file.
         let e = cg.apply(&res(r#"{"cpu":{"shares":1}}"#));
         if let Err(e) = e {
             assert!(e.to_string().contains("linux.resources.cpu.shares"), "{e}");
         }
+    }
+
+    /// The v2 eBPF device filter, on this host's cgroup2 hierarchy (pure v2 or hybrid).
+    #[test]
+    fn real_v2_device_filter() {
+        let Some(mut g) = setup() else { return };
+        let cg = g.cg.clone().unwrap();
+        let Some(u) = cg.unified_dir().map(Path::to_path_buf) else {
+            eprintln!("note: skipping: no cgroup2 hierarchy");
+            return;
+        };
+        let mut rules = devices::deny_all().into_iter().collect::<Vec<_>>();
+        rules.extend(default_allowed_devices());
+        devices::apply_v2(&u, &rules).unwrap();
+        let probe = |g: &mut Guard, script: &str| -> bool {
+            let c = Command::new("sh").arg("-c").arg(script).spawn().unwrap();
+            let pid = c.id() as i32;
+            g.children.push(c);
+            cg.add_process(pid).unwrap();
+            let st = g.children.last_mut().unwrap().wait().unwrap();
+            st.success()
+        };
+        assert!(probe(
+            &mut g,
+            "sleep 0.2; : > /dev/null && head -c1 /dev/zero > /dev/null && ! (: < /dev/kmsg) 2>/dev/null"
+        ));
+        // Update: allow everything; the old program is replaced, not stacked.
+        let allow_all: Vec<LinuxDeviceCgroup> =
+            serde_json::from_str(r#"[{"allow":true,"access":"rwm"}]"#).unwrap();
+        devices::apply_v2(&u, &allow_all).unwrap();
+        assert!(probe(&mut g, "sleep 0.2; : < /dev/kmsg"));
+    }
+
+    /// The pure-v2 code paths on a real cgroup2 hierarchy: on a hybrid host, the
+    /// unified mount is presented as the only hierarchy.
+    #[test]
+    fn real_pure_v2_paths() {
+        if !is_root() {
+            eprintln!("note: skipping real cgroup test (needs root)");
+            return;
+        }
+        let mi = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let Some(line) = mi.lines().find(|l| l.contains(" - cgroup2 ")) else {
+            eprintln!("note: skipping: no cgroup2 mount");
+            return;
+        };
+        let mountpoint = PathBuf::from(line.split(' ').nth(4).unwrap());
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("mountinfo"), format!("{line}\n")).unwrap();
+        let roots = Roots {
+            cgroup_root: mountpoint.clone(),
+            mountinfo: tmp.path().join("mountinfo"),
+            self_cgroup: PathBuf::from("/proc/self/cgroup"),
+        };
+        let cg = Cgroup::create(&roots, Some(&unique_path()), "x").unwrap();
+        let mut g = Guard {
+            cg: Some(cg.clone()),
+            children: Vec::new(),
+            raw: Vec::new(),
+        };
+        assert_eq!(cg.kind(), CgroupKind::V2);
+
+        // clone3(CLONE_INTO_CGROUP) with our fd: the child starts inside.
+        let fd = cg.clone_into_fd().unwrap().expect("an fd on v2");
+        let mut args = [0u64; 11];
+        args[0] = 0x2_0000_0000; // CLONE_INTO_CGROUP
+        args[4] = libc::SIGCHLD as u64; // exit_signal
+        args[10] = std::os::fd::AsRawFd::as_raw_fd(&fd) as u64; // cgroup
+        // SAFETY: a fork-like clone3 (no stack given); the child only calls
+        // async-signal-safe functions and never returns into Rust code.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                args.as_mut_ptr(),
+                std::mem::size_of_val(&args),
+            )
+        };
+        if pid == 0 {
+            // SAFETY: child of a fork: pause until killed, then _exit.
+            unsafe {
+                libc::pause();
+                libc::_exit(0);
+            }
+        }
+        assert!(pid > 0, "clone3: {}", std::io::Error::last_os_error());
+        let pid = pid as i32;
+        g.raw.push(pid);
+        assert_eq!(cg.pids().unwrap(), vec![pid]);
+
+        // cgroup.freeze
+        cg.freeze().unwrap();
+        assert!(cg.is_frozen().unwrap());
+        cg.thaw().unwrap();
+        assert!(!cg.is_frozen().unwrap());
+
+        // A controller the root already delegates gets enabled in our ancestors
+        // (we do not change the root cgroup of a shared machine).
+        let enabled = fs::read_to_string(mountpoint.join("cgroup.subtree_control")).unwrap();
+        if enabled.split_whitespace().any(|c| c == "pids") {
+            cg.apply(&res(r#"{"pids":{"limit":5}}"#)).unwrap();
+            let d = cg.unified_dir().unwrap();
+            assert_eq!(fs::read_to_string(d.join("pids.max")).unwrap().trim(), "5");
+        }
+        // Device rules through eBPF on v2.
+        cg.apply(&res(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#))
+            .unwrap();
+
+        // cgroup.kill
+        cg.kill_all(libc::SIGKILL).unwrap();
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(r, pid);
+        assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
+        g.raw.clear();
+        let created = cg.created_dirs().to_vec();
+        cg.destroy().unwrap();
+        for d in &created {
+            assert!(!d.exists(), "{} left behind", d.display());
+        }
+        g.cg = None;
     }
 }

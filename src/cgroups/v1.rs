@@ -80,7 +80,7 @@ pub(crate) fn try_kernel_limit(field: &str, path: &Path, value: i64) {
     }
 }
 
-pub(crate) fn memory(dir: &Path, m: &LinuxMemory, _update: bool) -> Result<(), CgroupError> {
+pub(crate) fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
     const F: &str = "linux.resources.memory";
     if let Some(h) = m.use_hierarchy() {
         set(

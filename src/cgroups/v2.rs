@@ -122,7 +122,7 @@ fn max_or(v: i64) -> String {
     }
 }
 
-pub(crate) fn memory(dir: &Path, m: &LinuxMemory, _update: bool) -> Result<(), CgroupError> {
+pub(crate) fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
     const F: &str = "linux.resources.memory";
     if m.swappiness().is_some() {
         return Err(CgroupError::Unsupported {
