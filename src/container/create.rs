@@ -131,9 +131,17 @@ fn spawn(
     dir: &Path,
     undo: &mut Undo,
 ) -> Result<Created> {
-    if let Some(res) = bundle.spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-        cgroup.apply(res)?;
+    // Always applied: without resources the container still gets the
+    // default device policy (deny all, then the default allow-list), plus
+    // access to the devices its config creates.
+    let linux = bundle.spec.linux().as_ref();
+    let mut res = linux.and_then(|l| l.resources().clone()).unwrap_or_default();
+    if let Some(devs) = linux.and_then(|l| l.devices().as_ref()) {
+        let mut rules = res.devices().clone().unwrap_or_default();
+        rules.extend(cgroups::allow_rules_for(devs));
+        res.set_devices(Some(rules));
     }
+    cgroup.apply(&res)?;
     // The exec fifo: init opens it for writing (blocking) after set-up;
     // `start` opens it for reading, which releases init into execve.
     let fifo_path = dir.join(EXEC_FIFO);

@@ -62,12 +62,47 @@ fn run_propagates_exit_codes() {
     for (args, code) in [
         (vec!["/bin/true"], 0),
         (vec!["/bin/sh", "-c", "exit 7"], 7),
-        (vec!["/bin/sh", "-c", "kill -9 $$"], 137),
+        // A child killed by a signal: the shell reports 128+N.
+        (vec!["/bin/sh", "-c", "/bin/sh -c 'kill -9 $$'; exit $?"], 137),
         (vec!["/bin/probe", "--exit", "42"], 42),
     ] {
         let id = ctx.id(&format!("c{code}"));
         let out = ctx.run(&id, &ctx.config(&args));
         assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        ctx.assert_no_leftovers(&id);
+    }
+}
+
+/// In the foreground, cuddy forwards signals to the container and exits
+/// with 128+N when the container is killed by signal N.
+#[test]
+fn run_forwards_signals_and_reports_signal_death() {
+    require_root!();
+    let ctx = Ctx::new("fwd");
+    for (sig, code) in [("TERM", 143), ("KILL", 137)] {
+        let id = ctx.id(sig);
+        let b = ctx.bundle(&id, &ctx.config(&["/bin/probe", "--sleep"]));
+        let mut c = ctx.cmd();
+        c.args(["run", "--bundle", b.to_str().unwrap(), &id]);
+        let h = std::thread::spawn(move || output_with_timeout(c, 60));
+        wait_until("running", || {
+            let o = ctx.cuddy(&["state", &id]);
+            o.status.success() && serde_json::from_slice::<serde_json::Value>(&o.stdout).map(|v| v["status"] == "running").unwrap_or(false)
+        });
+        if sig == "TERM" {
+            // To cuddy itself: forwarded to the container's init (the probe,
+            // as pid 1, exits 128+15 on SIGTERM).
+            let runs: Vec<i32> = std::fs::read_dir("/proc").unwrap().flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .filter(|p: &i32| std::fs::read_to_string(format!("/proc/{p}/cmdline")).map(|c| c.contains(&id) && c.contains("run")).unwrap_or(false))
+                .collect();
+            assert_eq!(runs.len(), 1, "one cuddy run process");
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(runs[0]), nix::sys::signal::Signal::SIGTERM).unwrap();
+        } else {
+            assert_ok(&ctx.cuddy(&["kill", &id, sig]), "kill");
+        }
+        let out = h.join().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{sig}: {}", stderr(&out));
         ctx.assert_no_leftovers(&id);
     }
 }
