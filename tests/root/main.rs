@@ -1,5 +1,8 @@
 //! Root integration tests: real containers, real namespaces, real cgroups.
 //! Each test skips with a note when not run as root.
 
+mod bad_input;
 mod common;
 mod lifecycle;
+mod mounts;
+mod process;

@@ -1,0 +1,1 @@
+//! config.md "Process" and config-linux.md "Namespaces", observed with the probe.
