@@ -28,12 +28,9 @@ use clap::{Parser, Subcommand};
 
 use crate::logging::LogFormat;
 
-/// The version text, in runc's shape (`runc version X` / `spec: Y`).
-pub const VERSION_TEXT: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    "\nspec: ",
-    "1.3.0"
-);
+/// The version text, in runc's shape (`runc version X` / `spec: Y`): clap
+/// prints "cuddy " before it, giving `cuddy version X` / `spec: Y`.
+pub const VERSION_TEXT: &str = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: ", "1.3.0");
 
 #[derive(Debug, Parser)]
 #[command(
