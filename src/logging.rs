@@ -55,14 +55,16 @@ impl Visit for MsgVisitor {
         if field.name() == "message" {
             self.msg = format!("{value:?}");
         } else {
-            self.extra.push((field.name().to_string(), format!("{value:?}")));
+            self.extra
+                .push((field.name().to_string(), format!("{value:?}")));
         }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.msg = value.to_string();
         } else {
-            self.extra.push((field.name().to_string(), value.to_string()));
+            self.extra
+                .push((field.name().to_string(), value.to_string()));
         }
     }
 }
@@ -78,7 +80,12 @@ fn level_name(l: &Level) -> &'static str {
 }
 
 /// Formats one log line in runc's text (logrus) or JSON shape.
-pub fn format_line(format: LogFormat, level: &str, msg: &str, extra: &[(String, String)]) -> String {
+pub fn format_line(
+    format: LogFormat,
+    level: &str,
+    msg: &str,
+    extra: &[(String, String)],
+) -> String {
     let time = rfc3339_now();
     match format {
         LogFormat::Json => {

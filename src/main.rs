@@ -21,11 +21,15 @@ fn default_root() -> PathBuf {
 /// Refuses modes that are not implemented, instead of half-working.
 fn check_modes(cli: &Cli) -> Result<(), ContainerError> {
     if cli.systemd_cgroup {
-        return Err(ContainerError::Unsupported("--systemd-cgroup: the systemd cgroup driver is not supported yet by cuddy".into()));
+        return Err(ContainerError::Unsupported(
+            "--systemd-cgroup: the systemd cgroup driver is not supported yet by cuddy".into(),
+        ));
     }
     let rootless = cli.rootless.as_deref().unwrap_or("auto");
     if !matches!(rootless, "true" | "false" | "auto") {
-        return Err(ContainerError::Unsupported(format!("--rootless {rootless:?}: expected true, false or auto")));
+        return Err(ContainerError::Unsupported(format!(
+            "--rootless {rootless:?}: expected true, false or auto"
+        )));
     }
     if rootless == "true" || (rootless == "auto" && !nix::unistd::geteuid().is_root()) {
         return Err(ContainerError::Unsupported("rootless containers (cuddy run by a non-root user, or --rootless true) are not supported yet by cuddy".into()));
@@ -86,13 +90,20 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
         Command::Spec(a) => {
             let path = a.bundle.join("config.json");
             if path.exists() {
-                return Err(ContainerError::Unsupported(format!("{}: file already exists", path.display())));
+                return Err(ContainerError::Unsupported(format!(
+                    "{}: file already exists",
+                    path.display()
+                )));
             }
             let uid = nix::unistd::geteuid().as_raw();
             let gid = nix::unistd::getegid().as_raw();
             let v = cuddy::spec::default_spec(a.rootless, uid, gid);
             let text = serde_json::to_string_pretty(&v).unwrap_or_default();
-            std::fs::write(&path, text + "\n").map_err(|source| ContainerError::Io { op: "write", path, source })?;
+            std::fs::write(&path, text + "\n").map_err(|source| ContainerError::Io {
+                op: "write",
+                path,
+                source,
+            })?;
             Ok(0)
         }
         Command::Features(_) => {

@@ -126,7 +126,11 @@ pub fn plan(spec: &Spec) -> Result<NsPlan, NamespaceError> {
                         .iter()
                         .flatten()
                         .map(|(clock, o)| {
-                            let id = if clock == "boottime" { libc::CLOCK_BOOTTIME } else { libc::CLOCK_MONOTONIC };
+                            let id = if clock == "boottime" {
+                                libc::CLOCK_BOOTTIME
+                            } else {
+                                libc::CLOCK_MONOTONIC
+                            };
                             (id as u32, o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0))
                         })
                         .collect();
@@ -140,8 +144,15 @@ pub fn plan(spec: &Spec) -> Result<NsPlan, NamespaceError> {
                 _ => p.clone_flags |= flag(t),
             },
             Some(path) => {
-                let fd = open(path.as_path(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|source| {
-                    NamespaceError::Open { typ: type_name(t), path: path.clone(), source }
+                let fd = open(
+                    path.as_path(),
+                    OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|source| NamespaceError::Open {
+                    typ: type_name(t),
+                    path: path.clone(),
+                    source,
                 })?;
                 // SAFETY: ioctl on an fd we own; NS_GET_NSTYPE takes no argument.
                 let actual = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE) };
@@ -166,12 +177,20 @@ pub fn plan(spec: &Spec) -> Result<NsPlan, NamespaceError> {
                     .into_iter()
                     .find(|x| *x as i32 == actual)
                     .map_or_else(|| format!("{actual:#x}"), type_name);
-                    return Err(NamespaceError::WrongType { path: path.clone(), expected: type_name(t), actual: name });
+                    return Err(NamespaceError::WrongType {
+                        path: path.clone(),
+                        expected: type_name(t),
+                        actual: name,
+                    });
                 }
                 if t == LinuxNamespaceType::User {
                     p.in_userns = true;
                 }
-                p.join.push(JoinNs { typ: t, path: path.clone(), fd });
+                p.join.push(JoinNs {
+                    typ: t,
+                    path: path.clone(),
+                    fd,
+                });
             }
         }
     }
@@ -200,39 +219,69 @@ fn map_text(maps: &[LinuxIdMapping]) -> String {
 /// set to "deny" only when the caller is unprivileged, which the kernel
 /// requires before an unprivileged gid_map write.
 pub fn write_id_maps(proc_root: &Path, pid: i32, spec: &Spec) -> Result<(), NamespaceError> {
-    let Some(linux) = spec.linux() else { return Ok(()) };
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
     let dir = proc_root.join(pid.to_string());
     let w = |name: &str, text: String| {
         let path = dir.join(name);
         fs::write(&path, text).map_err(|source| NamespaceError::Write { path, source })
     };
-    w("uid_map", map_text(linux.uid_mappings().as_deref().unwrap_or(&[])))?;
+    w(
+        "uid_map",
+        map_text(linux.uid_mappings().as_deref().unwrap_or(&[])),
+    )?;
     if !nix::unistd::geteuid().is_root() {
         w("setgroups", "deny".into())?;
     }
-    w("gid_map", map_text(linux.gid_mappings().as_deref().unwrap_or(&[])))
+    w(
+        "gid_map",
+        map_text(linux.gid_mappings().as_deref().unwrap_or(&[])),
+    )
 }
 
 /// In the child: unshare a time namespace and write its offsets through the
 /// trusted procfs fd; the process enters it at execve.
 pub fn new_time_ns(proc_fd: &OwnedFd, offsets: &[(u32, i64, u32)]) -> Result<(), NamespaceError> {
-    nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
-        .map_err(|source| NamespaceError::Unshare { typ: "time", source })?;
+    nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)).map_err(|source| {
+        NamespaceError::Unshare {
+            typ: "time",
+            source,
+        }
+    })?;
     if offsets.is_empty() {
         return Ok(());
     }
-    let text: String = offsets.iter().map(|(c, s, n)| format!("{c} {s} {n}\n")).collect();
+    let text: String = offsets
+        .iter()
+        .map(|(c, s, n)| format!("{c} {s} {n}\n"))
+        .collect();
     let path = PathBuf::from("/proc/self/timens_offsets");
-    let fd = nix::fcntl::openat(proc_fd, "self/timens_offsets", OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| NamespaceError::Write { path: path.clone(), source: e.into() })?;
+    let fd = nix::fcntl::openat(
+        proc_fd,
+        "self/timens_offsets",
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| NamespaceError::Write {
+        path: path.clone(),
+        source: e.into(),
+    })?;
     // The kernel parses one offset per write.
     for line in text.lines() {
-        nix::unistd::write(&fd, format!("{line}\n").as_bytes())
-            .map_err(|e| NamespaceError::Write { path: path.clone(), source: e.into() })?;
+        nix::unistd::write(&fd, format!("{line}\n").as_bytes()).map_err(|e| {
+            NamespaceError::Write {
+                path: path.clone(),
+                source: e.into(),
+            }
+        })?;
     }
     Ok(())
 }
 
 pub fn new_cgroup_ns() -> Result<(), NamespaceError> {
-    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|source| NamespaceError::Unshare { typ: "cgroup", source })
+    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|source| NamespaceError::Unshare {
+        typ: "cgroup",
+        source,
+    })
 }

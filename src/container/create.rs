@@ -12,7 +12,10 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
-use super::{ContainerError, EXEC_FIFO, Result, Root, State, Status, io_err, owner_name, sys_err, validate_id};
+use super::{
+    ContainerError, EXEC_FIFO, Result, Root, State, Status, io_err, owner_name, sys_err,
+    validate_id,
+};
 use crate::cgroups::{self, Cgroup};
 use crate::namespaces;
 use crate::process::clone::{Forked, clone};
@@ -69,10 +72,17 @@ impl Undo<'_> {
 /// something else over /proc must not fool cuddy into writing uid maps or
 /// sysctls to arbitrary files).
 fn open_proc() -> Result<OwnedFd> {
-    let fd = open("/proc", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys_err("open /proc"))?;
+    let fd = open(
+        "/proc",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys_err("open /proc"))?;
     let st = nix::sys::statfs::fstatfs(&fd).map_err(sys_err("fstatfs /proc"))?;
     if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
-        return Err(ContainerError::Unsupported("/proc is not a procfs mount".into()));
+        return Err(ContainerError::Unsupported(
+            "/proc is not a procfs mount".into(),
+        ));
     }
     Ok(fd)
 }
@@ -94,17 +104,31 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
     }
     let ns = namespaces::plan(&bundle.spec)?;
 
-    fs::DirBuilder::new().recursive(true).mode(0o711).create(&root.path).map_err(io_err("create state root", &root.path))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(&root.path)
+        .map_err(io_err("create state root", &root.path))?;
     let dir = root.dir(&opts.id);
     match fs::DirBuilder::new().mode(0o711).create(&dir) {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(ContainerError::Exists(opts.id.clone())),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(ContainerError::Exists(opts.id.clone()));
+        }
         Err(e) => return Err(io_err("create state directory", &dir)(e)),
     }
-    let mut undo = Undo { dir: Some(dir.clone()), cgroup: None, child: None };
+    let mut undo = Undo {
+        dir: Some(dir.clone()),
+        cgroup: None,
+        child: None,
+    };
 
     let linux = bundle.spec.linux().as_ref();
-    let cgroup = match Cgroup::create(&cgroups::Roots::default(), linux.and_then(|l| l.cgroups_path().as_deref()), &opts.id) {
+    let cgroup = match Cgroup::create(
+        &cgroups::Roots::default(),
+        linux.and_then(|l| l.cgroups_path().as_deref()),
+        &opts.id,
+    ) {
         Ok(c) => c,
         Err(e) => {
             undo.run();
@@ -135,7 +159,9 @@ fn spawn(
     // default device policy (deny all, then the default allow-list), plus
     // access to the devices its config creates.
     let linux = bundle.spec.linux().as_ref();
-    let mut res = linux.and_then(|l| l.resources().clone()).unwrap_or_default();
+    let mut res = linux
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
     if let Some(devs) = linux.and_then(|l| l.devices().as_ref()) {
         let mut rules = res.devices().clone().unwrap_or_default();
         rules.extend(cgroups::allow_rules_for(devs));
@@ -145,18 +171,26 @@ fn spawn(
     // The exec fifo: init opens it for writing (blocking) after set-up;
     // `start` opens it for reading, which releases init into execve.
     let fifo_path = dir.join(EXEC_FIFO);
-    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622)).map_err(sys_err(format!("mkfifo {}", fifo_path.display())))?;
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
+        .map_err(sys_err(format!("mkfifo {}", fifo_path.display())))?;
     // The container user may be unprivileged: it needs write access.
-    fs::set_permissions(&fifo_path, fs::Permissions::from_mode(0o622)).map_err(io_err("chmod", &fifo_path))?;
-    let fifo = open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).map_err(sys_err(format!("open {}", fifo_path.display())))?;
+    fs::set_permissions(&fifo_path, fs::Permissions::from_mode(0o622))
+        .map_err(io_err("chmod", &fifo_path))?;
+    let fifo = open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(sys_err(format!("open {}", fifo_path.display())))?;
     let proc_fd = open_proc()?;
-    let (parent_chan, child_chan) = Channel::pair().map_err(io_err("socketpair", "sync channel"))?;
+    let (parent_chan, child_chan) =
+        Channel::pair().map_err(io_err("socketpair", "sync channel"))?;
 
     let mut preserve_fds = opts.preserve_fds;
     let mut extra_env = Vec::new();
     // Socket activation as runc does it: LISTEN_FDS in cuddy's environment
     // passes those fds on, and the container's init is pid 1 to them.
-    if let Some(n) = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse::<u32>().ok()).filter(|n| *n > 0) {
+    if let Some(n) = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|n| *n > 0)
+    {
         extra_env.push(format!("LISTEN_FDS={n}"));
         extra_env.push("LISTEN_PID=1".to_string());
         preserve_fds += n;
@@ -191,15 +225,26 @@ fn spawn(
     if cg_fd.is_none() {
         cgroup.add_process(pid.as_raw())?;
     }
-    if let Some(adj) = bundle.spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+    if let Some(adj) = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.oom_score_adj())
+    {
         let p = root.proc.join(pid.to_string()).join("oom_score_adj");
         fs::write(&p, adj.to_string()).map_err(io_err("write (process.oomScoreAdj)", p))?;
     }
-    parent_chan.send(&Msg::Go).map_err(io_err("send", "sync channel"))?;
+    parent_chan
+        .send(&Msg::Go)
+        .map_err(io_err("send", "sync channel"))?;
     match parent_chan.recv() {
         Ok(Some(Msg::Ready)) => {}
         Ok(Some(Msg::Error(e))) => return Err(ContainerError::Init(e)),
-        Ok(other) => return Err(ContainerError::Init(format!("unexpected message {other:?}"))),
+        Ok(other) => {
+            return Err(ContainerError::Init(format!(
+                "unexpected message {other:?}"
+            )));
+        }
         Err(e) => return Err(io_err("receive", "sync channel")(e)),
     }
     let _ = Errno::clear;
@@ -214,7 +259,13 @@ fn spawn(
         rootfs: bundle.rootfs.clone(),
         created: rfc3339_now(),
         owner: owner_name(nix::unistd::geteuid().as_raw()),
-        annotations: bundle.spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+        annotations: bundle
+            .spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
         cgroup: Some(cgroup.clone()),
         status: Status::Created,
     };

@@ -21,7 +21,11 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
         Status::Stopped | Status::Created | Status::Creating => {}
         Status::Running | Status::Paused if force => {}
         s => {
-            return Err(ContainerError::BadStatus { id: id.into(), status: s, hint: "stop it first or use delete --force" });
+            return Err(ContainerError::BadStatus {
+                id: id.into(),
+                status: s,
+                hint: "stop it first or use delete --force",
+            });
         }
     }
     if let Some(cg) = &st.cgroup {
@@ -34,7 +38,10 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     if let Some(pidfd) = init_pidfd(root, &st) {
         let _ = pidfd_signal(&pidfd, Signal::SIGKILL as i32);
         if !wait_pidfd(&pidfd, 10_000) {
-            return Err(ContainerError::Init(format!("container {id:?} init (pid {}) did not die after SIGKILL", st.pid)));
+            return Err(ContainerError::Init(format!(
+                "container {id:?} init (pid {}) did not die after SIGKILL",
+                st.pid
+            )));
         }
     }
     if let Some(cg) = &st.cgroup {

@@ -16,8 +16,14 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         return Err(ContainerError::BadSignal(s.to_string()));
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
-    Signal::from_str(&name).map(|s| s as i32).map_err(|_| ContainerError::BadSignal(s.to_string()))
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    Signal::from_str(&name)
+        .map(|s| s as i32)
+        .map_err(|_| ContainerError::BadSignal(s.to_string()))
 }
 
 pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
@@ -32,10 +38,21 @@ pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
         }
     }
     if !matches!(status, Status::Created | Status::Running | Status::Paused) {
-        return Err(ContainerError::BadStatus { id: id.into(), status, hint: "container is not running" });
+        return Err(ContainerError::BadStatus {
+            id: id.into(),
+            status,
+            hint: "container is not running",
+        });
     }
-    let pidfd = init_pidfd(root, &st).ok_or_else(|| ContainerError::BadStatus { id: id.into(), status: Status::Stopped, hint: "container is not running" })?;
-    pidfd_signal(&pidfd, sig).map_err(|e| ContainerError::Sys { op: format!("send signal {sig} to container {id:?} (pid {})", st.pid), source: e })
+    let pidfd = init_pidfd(root, &st).ok_or_else(|| ContainerError::BadStatus {
+        id: id.into(),
+        status: Status::Stopped,
+        hint: "container is not running",
+    })?;
+    pidfd_signal(&pidfd, sig).map_err(|e| ContainerError::Sys {
+        op: format!("send signal {sig} to container {id:?} (pid {})", st.pid),
+        source: e,
+    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,11 @@ use crate::cli::ListFormat;
 /// plus runc's `rootfs`, `created` and `owner`.
 pub fn state_json(root: &Root, st: &State) -> Value {
     let status = root.status(st);
-    let pid = if matches!(status, Status::Stopped) { 0 } else { st.pid };
+    let pid = if matches!(status, Status::Stopped) {
+        0
+    } else {
+        st.pid
+    };
     let mut v = json!({
         "ociVersion": crate::spec::OCI_VERSION,
         "id": st.id,
@@ -45,10 +49,15 @@ pub fn list(root: &Root, format: ListFormat, quiet: bool) -> Result<String> {
             Ok(format!("{}\n", Value::Array(arr)))
         }
         ListFormat::Table => {
-            let mut out = format!("{:<12} {:<8} {:<10} {:<40} {:<31} {}\n", "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER");
+            let mut out = format!(
+                "{:<12} {:<8} {:<10} {:<40} {:<31} {}\n",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"
+            );
             for s in &states {
                 let v = state_json(root, s);
-                let owner = std::fs::metadata(root.dir(&s.id)).map(|m| owner_name(m.uid())).unwrap_or_else(|_| s.owner.clone());
+                let owner = std::fs::metadata(root.dir(&s.id))
+                    .map(|m| owner_name(m.uid()))
+                    .unwrap_or_else(|_| s.owner.clone());
                 out.push_str(&format!(
                     "{:<12} {:<8} {:<10} {:<40} {:<31} {}\n",
                     s.id,

@@ -57,10 +57,16 @@ pub enum ContainerError {
     NotFound(String),
     #[error("container {0:?} already exists")]
     Exists(String),
-    #[error("invalid container id {0:?}: use letters, digits, '_', '+', '-' and '.' (not only dots)")]
+    #[error(
+        "invalid container id {0:?}: use letters, digits, '_', '+', '-' and '.' (not only dots)"
+    )]
     BadId(String),
     #[error("container {id:?} is {status}: {hint}")]
-    BadStatus { id: String, status: Status, hint: &'static str },
+    BadStatus {
+        id: String,
+        status: Status,
+        hint: &'static str,
+    },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -84,7 +90,10 @@ pub enum ContainerError {
 
 pub type Result<T> = std::result::Result<T, ContainerError>;
 
-pub(crate) fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ContainerError {
+pub(crate) fn io_err(
+    op: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> ContainerError {
     let path = path.into();
     move |source| ContainerError::Io { op, path, source }
 }
@@ -147,14 +156,23 @@ pub struct Root {
 pub fn validate_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 1024
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c))
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c))
         && id.chars().any(|c| c != '.');
-    if ok { Ok(()) } else { Err(ContainerError::BadId(id.to_string())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ContainerError::BadId(id.to_string()))
+    }
 }
 
 impl Root {
     pub fn new(path: PathBuf) -> Root {
-        Root { path, proc: PathBuf::from("/proc") }
+        Root {
+            path,
+            proc: PathBuf::from("/proc"),
+        }
     }
 
     pub fn dir(&self, id: &str) -> PathBuf {
@@ -167,7 +185,9 @@ impl Root {
         let p = self.dir(id).join(STATE_FILE);
         let text = match fs::read(&p) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ContainerError::NotFound(id.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ContainerError::NotFound(id.to_string()));
+            }
             Err(e) => return Err(io_err("read", p)(e)),
         };
         serde_json::from_slice(&text).map_err(|e| io_err("parse", p)(std::io::Error::other(e)))
@@ -175,7 +195,8 @@ impl Root {
 
     pub fn save(&self, st: &State) -> Result<()> {
         let p = self.dir(&st.id).join(STATE_FILE);
-        let data = serde_json::to_vec(st).map_err(|e| io_err("serialize", &p)(std::io::Error::other(e)))?;
+        let data = serde_json::to_vec(st)
+            .map_err(|e| io_err("serialize", &p)(std::io::Error::other(e)))?;
         write_atomic(&p, &data, 0o600).map_err(io_err("write", p))
     }
 
@@ -184,9 +205,27 @@ impl Root {
     pub fn lock(&self, id: &str) -> Result<Flock<OwnedFd>> {
         validate_id(id)?;
         let d = self.dir(id);
-        let fd = nix::fcntl::open(&d, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-            .map_err(|e| if e == Errno::ENOENT { ContainerError::NotFound(id.to_string()) } else { ContainerError::Sys { op: format!("open {}", d.display()), source: e } })?;
-        Flock::lock(fd, FlockArg::LockExclusive).map_err(|(_, e)| ContainerError::Sys { op: format!("lock {}", d.display()), source: e })
+        let fd = nix::fcntl::open(
+            &d,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| {
+            if e == Errno::ENOENT {
+                ContainerError::NotFound(id.to_string())
+            } else {
+                ContainerError::Sys {
+                    op: format!("open {}", d.display()),
+                    source: e,
+                }
+            }
+        })?;
+        Flock::lock(fd, FlockArg::LockExclusive).map_err(|(_, e)| ContainerError::Sys {
+            op: format!("lock {}", d.display()),
+            source: e,
+        })
     }
 
     /// Is the saved init still the same live process (not a zombie)?
@@ -206,7 +245,11 @@ impl Root {
         if self.dir(&st.id).join(EXEC_FIFO).exists() {
             return Status::Created;
         }
-        if st.cgroup.as_ref().is_some_and(|c| c.is_frozen().unwrap_or(false)) {
+        if st
+            .cgroup
+            .as_ref()
+            .is_some_and(|c| c.is_frozen().unwrap_or(false))
+        {
             return Status::Paused;
         }
         Status::Running
@@ -239,7 +282,11 @@ pub(crate) fn init_pidfd(root: &Root, st: &State) -> Option<OwnedFd> {
 /// Waits until the process behind `pidfd` has exited (pidfd becomes
 /// readable), up to `ms` milliseconds. Returns whether it exited.
 pub(crate) fn wait_pidfd(pidfd: &OwnedFd, ms: i32) -> bool {
-    let mut pfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     loop {
         // SAFETY: one valid pollfd.
         let r = unsafe { libc::poll(&mut pfd, 1, ms) };
@@ -293,13 +340,18 @@ mod tests {
     #[test]
     fn status_from_fake_proc() {
         let d = tempfile::tempdir().unwrap();
-        let root = Root { path: d.path().join("run"), proc: d.path().join("proc") };
+        let root = Root {
+            path: d.path().join("run"),
+            proc: d.path().join("proc"),
+        };
         fs::create_dir_all(root.dir("c")).unwrap();
         fs::create_dir_all(root.proc.join("42")).unwrap();
         let stat = |state: char, start: u64| {
             fs::write(
                 root.proc.join("42/stat"),
-                format!("42 (sh) {state} 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {start} 1000 10"),
+                format!(
+                    "42 (sh) {state} 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 {start} 1000 10"
+                ),
             )
             .unwrap()
         };
@@ -317,7 +369,10 @@ mod tests {
         assert_eq!(root.status(&st), Status::Stopped, "reused pid");
         fs::remove_dir_all(root.proc.join("42")).unwrap();
         assert_eq!(root.status(&st), Status::Stopped);
-        assert!(matches!(root.load("nope"), Err(ContainerError::NotFound(_))));
+        assert!(matches!(
+            root.load("nope"),
+            Err(ContainerError::NotFound(_))
+        ));
         assert_eq!(root.ids().unwrap(), vec!["c".to_string()]);
     }
 }

@@ -14,7 +14,15 @@ use super::{Result, Root, delete, start};
 
 fn forwardable() -> SigSet {
     let mut set = SigSet::all();
-    for s in [Signal::SIGKILL, Signal::SIGSTOP, Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGILL, Signal::SIGFPE, Signal::SIGTRAP] {
+    for s in [
+        Signal::SIGKILL,
+        Signal::SIGSTOP,
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGILL,
+        Signal::SIGFPE,
+        Signal::SIGTRAP,
+    ] {
         set.remove(s);
     }
     set
@@ -25,7 +33,8 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool, keep: bool) -> Resul
     let set = forwardable();
     let mut old = SigSet::empty();
     if !detach {
-        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)).map_err(super::sys_err("sigprocmask"))?;
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
+            .map_err(super::sys_err("sigprocmask"))?;
     }
     let res = run_inner(root, opts, detach, keep, &set);
     if !detach {
@@ -34,7 +43,13 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool, keep: bool) -> Resul
     res
 }
 
-fn run_inner(root: &Root, opts: &CreateOptions, detach: bool, keep: bool, set: &SigSet) -> Result<i32> {
+fn run_inner(
+    root: &Root,
+    opts: &CreateOptions,
+    detach: bool,
+    keep: bool,
+    set: &SigSet,
+) -> Result<i32> {
     let created = create(root, opts)?;
     if let Err(e) = start(root, &opts.id) {
         let _ = delete(root, &opts.id, true);

@@ -13,10 +13,23 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     let mut st = root.load(id)?;
     match root.status(&st) {
         Status::Created => {}
-        s @ Status::Stopped => return Err(ContainerError::BadStatus { id: id.into(), status: s, hint: "cannot start a container that has stopped: delete it and create it again" }),
-        s => return Err(ContainerError::BadStatus { id: id.into(), status: s, hint: "cannot start a container that is not in the created state" }),
+        s @ Status::Stopped => {
+            return Err(ContainerError::BadStatus {
+                id: id.into(),
+                status: s,
+                hint: "cannot start a container that has stopped: delete it and create it again",
+            });
+        }
+        s => {
+            return Err(ContainerError::BadStatus {
+                id: id.into(),
+                status: s,
+                hint: "cannot start a container that is not in the created state",
+            });
+        }
     }
-    let pidfd = init_pidfd(root, &st).ok_or_else(|| ContainerError::Init("container init is gone".into()))?;
+    let pidfd = init_pidfd(root, &st)
+        .ok_or_else(|| ContainerError::Init("container init is gone".into()))?;
     let path = root.dir(id).join(EXEC_FIFO);
     // Non-blocking open never waits for a writer; init is already blocked in
     // its open for writing and is released by this open.
@@ -35,13 +48,23 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
                 got = true;
                 continue;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(io_err("read", &path)(e)),
         }
         // Wait for data/EOF on the fifo, or for init to die.
         let mut fds = [
-            libc::pollfd { fd: fifo.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: fifo.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         // SAFETY: two valid pollfds.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
@@ -53,7 +76,9 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
                 // Exec'd and already exited: started all the same.
                 break;
             }
-            return Err(ContainerError::Init("container init exited before it could start the process".into()));
+            return Err(ContainerError::Init(
+                "container init exited before it could start the process".into(),
+            ));
         }
     }
     fs::remove_file(&path).map_err(io_err("remove", &path))?;

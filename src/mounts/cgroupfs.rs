@@ -32,7 +32,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -67,8 +70,10 @@ fn subsystems(super_options: &str) -> Vec<&str> {
     super_options
         .split(',')
         .filter(|o| {
-            !matches!(*o, "rw" | "ro" | "xattr" | "noprefix" | "clone_children" | "cpuset_v2_mode")
-                && !o.starts_with("release_agent=")
+            !matches!(
+                *o,
+                "rw" | "ro" | "xattr" | "noprefix" | "clone_children" | "cpuset_v2_mode"
+            ) && !o.starts_with("release_agent=")
         })
         .collect()
 }
@@ -91,18 +96,33 @@ fn own_path<'a>(self_cgroup: &'a str, subs: Option<&[&str]>) -> Option<&'a str> 
 
 fn host_dir(m: &MountInfo, own: &str) -> PathBuf {
     // A hierarchy mounted from a sub-cgroup (root != "/") shows paths relative to it.
-    let rel = Path::new(own).strip_prefix(&m.root).unwrap_or(Path::new(own));
+    let rel = Path::new(own)
+        .strip_prefix(&m.root)
+        .unwrap_or(Path::new(own));
     let rel = rel.strip_prefix("/").unwrap_or(rel);
     Path::new(&m.mount_point).join(rel)
 }
 
 fn apply_flags(target: &str, shown: &Path, flags: MsFlags) -> Result<(), MountError> {
-    let f = flags & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME | MsFlags::MS_NOATIME | MsFlags::MS_STRICTATIME);
+    let f = flags
+        & (MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC
+            | MsFlags::MS_RELATIME
+            | MsFlags::MS_NOATIME
+            | MsFlags::MS_STRICTATIME);
     if f.is_empty() {
         return Ok(());
     }
-    mount(None::<&str>, target, None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | f, None::<&str>)
-        .map_err(sys("remount cgroup", shown))
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | f,
+        None::<&str>,
+    )
+    .map_err(sys("remount cgroup", shown))
 }
 
 /// Mounts the cgroup filesystem view at `dest` inside the root.
@@ -121,15 +141,30 @@ pub fn mount_cgroupfs(
     let target = root.ensure(dest, Kind::Dir)?;
     let tpath = fd_path(&target);
 
-    if let Some(v2) = mounts.iter().find(|m| m.fstype == "cgroup2" && Path::new(&m.mount_point) == base) {
+    if let Some(v2) = mounts
+        .iter()
+        .find(|m| m.fstype == "cgroup2" && Path::new(&m.mount_point) == base)
+    {
         if cgroupns {
-            return mount(Some("cgroup"), tpath.as_str(), Some("cgroup2"), flags, None::<&str>)
-                .map_err(sys("mount cgroup2", shown));
+            return mount(
+                Some("cgroup"),
+                tpath.as_str(),
+                Some("cgroup2"),
+                flags,
+                None::<&str>,
+            )
+            .map_err(sys("mount cgroup2", shown));
         }
         let own = own_path(self_cgroup, None).unwrap_or("/");
         let src = host_dir(v2, own);
-        mount(Some(&src), tpath.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .map_err(sys("bind cgroup2", &shown))?;
+        mount(
+            Some(&src),
+            tpath.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(sys("bind cgroup2", &shown))?;
         return apply_flags(&tpath, &shown, flags);
     }
 
@@ -144,9 +179,13 @@ pub fn mount_cgroupfs(
     .map_err(sys("mount tmpfs for cgroups", &shown))?;
     let target = root.open(dest).map_err(sys("open", &shown))?;
     for m in mounts.iter().filter(|m| {
-        (m.fstype == "cgroup" || m.fstype == "cgroup2") && Path::new(&m.mount_point).parent() == Some(base)
+        (m.fstype == "cgroup" || m.fstype == "cgroup2")
+            && Path::new(&m.mount_point).parent() == Some(base)
     }) {
-        let name = Path::new(&m.mount_point).file_name().map(|n| n.to_owned()).unwrap_or_default();
+        let name = Path::new(&m.mount_point)
+            .file_name()
+            .map(|n| n.to_owned())
+            .unwrap_or_default();
         let sub_rel = dest.join(&name);
         let sub_shown = shown.join(&name);
         let dir = root.ensure(&sub_rel, Kind::Dir)?;
@@ -160,14 +199,32 @@ pub fn mount_cgroupfs(
         };
         if cgroupns {
             match &v1subs {
-                None => mount(Some("cgroup"), dpath.as_str(), Some("cgroup2"), flags, None::<&str>),
-                Some(subs) => mount(Some("cgroup"), dpath.as_str(), Some("cgroup"), flags, Some(subs.join(",").as_str())),
+                None => mount(
+                    Some("cgroup"),
+                    dpath.as_str(),
+                    Some("cgroup2"),
+                    flags,
+                    None::<&str>,
+                ),
+                Some(subs) => mount(
+                    Some("cgroup"),
+                    dpath.as_str(),
+                    Some("cgroup"),
+                    flags,
+                    Some(subs.join(",").as_str()),
+                ),
             }
             .map_err(sys("mount cgroup", &sub_shown))?;
         } else {
             let src = host_dir(m, own.unwrap_or("/"));
-            mount(Some(&src), dpath.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(sys("bind cgroup", &sub_shown))?;
+            mount(
+                Some(&src),
+                dpath.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(sys("bind cgroup", &sub_shown))?;
             apply_flags(&dpath, &sub_shown, flags)?;
         }
         // Co-mounted controllers ("cpu,cpuacct") get one symlink per name.
@@ -179,8 +236,18 @@ pub fn mount_cgroupfs(
         }
     }
     if flags.contains(MsFlags::MS_RDONLY) {
-        mount(None::<&str>, fd_path(&target).as_str(), None::<&str>, MsFlags::MS_REMOUNT | flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=755"))
-            .map_err(sys("remount cgroup tmpfs read-only", &shown))?;
+        mount(
+            None::<&str>,
+            fd_path(&target).as_str(),
+            None::<&str>,
+            MsFlags::MS_REMOUNT
+                | flags
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
+            Some("mode=755"),
+        )
+        .map_err(sys("remount cgroup tmpfs read-only", &shown))?;
     }
     Ok(())
 }
@@ -197,7 +264,8 @@ mod tests {
 36 30 0:32 / /sys/fs/cgroup/systemd rw shared:16 - cgroup cgroup rw,xattr,name=systemd
 40 1 0:50 / /mnt/with\\040space rw - tmpfs none rw
 ";
-    const SELF: &str = "4:memory:/cuddy/c1\n3:cpu,cpuacct:/cuddy/c1\n1:name=systemd:/cuddy/c1\n0::/cuddy/c1\n";
+    const SELF: &str =
+        "4:memory:/cuddy/c1\n3:cpu,cpuacct:/cuddy/c1\n1:name=systemd:/cuddy/c1\n0::/cuddy/c1\n";
 
     #[test]
     fn parses_and_unescapes() {
@@ -215,6 +283,9 @@ mod tests {
         assert_eq!(own_path(SELF, None), Some("/cuddy/c1"));
         assert_eq!(own_path(SELF, Some(&["pids"])), None);
         let m = parse_mountinfo(HYBRID);
-        assert_eq!(host_dir(&m[3], "/cuddy/c1"), PathBuf::from("/sys/fs/cgroup/memory/cuddy/c1"));
+        assert_eq!(
+            host_dir(&m[3], "/cuddy/c1"),
+            PathBuf::from("/sys/fs/cgroup/memory/cuddy/c1")
+        );
     }
 }

@@ -27,18 +27,25 @@ pub struct Dev {
 
 /// The devices every container gets (config-linux.md "Default Devices").
 pub fn default_devices() -> Vec<Dev> {
-    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-        .into_iter()
-        .map(|(n, major, minor)| Dev {
-            path: PathBuf::from("/dev").join(n),
-            kind: libc::S_IFCHR,
-            major,
-            minor,
-            mode: 0o666,
-            uid: None,
-            gid: None,
-        })
-        .collect()
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(n, major, minor)| Dev {
+        path: PathBuf::from("/dev").join(n),
+        kind: libc::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: None,
+        gid: None,
+    })
+    .collect()
 }
 
 pub fn from_spec(d: &LinuxDevice) -> Result<Dev, String> {
@@ -46,10 +53,16 @@ pub fn from_spec(d: &LinuxDevice) -> Result<Dev, String> {
         LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
         LinuxDeviceType::B => libc::S_IFBLK,
         LinuxDeviceType::P => libc::S_IFIFO,
-        LinuxDeviceType::A => return Err("type \"a\" is not a device node type (use c, b, u or p)".into()),
+        LinuxDeviceType::A => {
+            return Err("type \"a\" is not a device node type (use c, b, u or p)".into());
+        }
     };
     if d.major() < 0 || d.minor() < 0 {
-        return Err(format!("major/minor must not be negative ({}:{})", d.major(), d.minor()));
+        return Err(format!(
+            "major/minor must not be negative ({}:{})",
+            d.major(),
+            d.minor()
+        ));
     }
     Ok(Dev {
         path: d.path().clone(),
@@ -65,12 +78,20 @@ pub fn from_spec(d: &LinuxDevice) -> Result<Dev, String> {
 /// Creates `dev` inside the root: mknod, or, in a user namespace where mknod is
 /// not allowed, a bind mount of the host's node at the same path.
 pub fn create(root: &InRoot, dev: &Dev, bind: bool) -> Result<(), MountError> {
-    let shown = root.path.join(dev.path.strip_prefix("/").unwrap_or(&dev.path));
+    let shown = root
+        .path
+        .join(dev.path.strip_prefix("/").unwrap_or(&dev.path));
     if bind {
         let target = root.ensure(&dev.path, Kind::File)?;
         let src = &dev.path;
-        return mount(Some(src.as_path()), fd_path(&target).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(sys("bind device", shown));
+        return mount(
+            Some(src.as_path()),
+            fd_path(&target).as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(sys("bind device", shown));
     }
     let parent_rel = dev.path.parent().unwrap_or(Path::new("/"));
     let parent = root.ensure(parent_rel, Kind::Dir)?;
@@ -82,7 +103,14 @@ pub fn create(root: &InRoot, dev: &Dev, bind: bool) -> Result<(), MountError> {
     let devnum = libc::makedev(dev.major as u32, dev.minor as u32);
     // SAFETY: valid dirfd (an O_PATH fd of a directory inside the root) and a
     // NUL-terminated single-component name.
-    let r = unsafe { libc::mknodat(parent.as_raw_fd(), cname.as_ptr(), dev.kind | dev.mode, devnum) };
+    let r = unsafe {
+        libc::mknodat(
+            parent.as_raw_fd(),
+            cname.as_ptr(),
+            dev.kind | dev.mode,
+            devnum,
+        )
+    };
     if r < 0 && Errno::last() != Errno::EEXIST {
         return Err(sys("mknod", &shown)(Errno::last()));
     }
@@ -94,7 +122,15 @@ pub fn create(root: &InRoot, dev: &Dev, bind: bool) -> Result<(), MountError> {
         let uid = dev.uid.map_or(u32::MAX, |u| u);
         let gid = dev.gid.map_or(u32::MAX, |g| g);
         // SAFETY: as above.
-        let r = unsafe { libc::fchownat(parent.as_raw_fd(), cname.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) };
+        let r = unsafe {
+            libc::fchownat(
+                parent.as_raw_fd(),
+                cname.as_ptr(),
+                uid,
+                gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
         if r < 0 {
             return Err(sys("chown device", shown)(Errno::last()));
         }
@@ -122,7 +158,9 @@ pub fn symlinks(root: &InRoot) -> Result<(), MountError> {
         // SAFETY: valid NUL-terminated strings and dirfd.
         let r = unsafe { libc::symlinkat(ctarget.as_ptr(), dev.as_raw_fd(), cname.as_ptr()) };
         if r < 0 && Errno::last() != Errno::EEXIST {
-            return Err(sys("symlink", root.path.join("dev").join(name))(Errno::last()));
+            return Err(sys("symlink", root.path.join("dev").join(name))(
+                Errno::last(),
+            ));
         }
     }
     Ok(())

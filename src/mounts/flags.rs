@@ -94,7 +94,10 @@ pub fn parse_options(opts: &[String]) -> Result<MountOptions, String> {
             "noiversion" => (MsFlags::empty(), MsFlags::MS_I_VERSION),
             "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
             "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
-            "nosymfollow" => (MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW), MsFlags::empty()),
+            "nosymfollow" => (
+                MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
+                MsFlags::empty(),
+            ),
             "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
             "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
             "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
@@ -116,7 +119,9 @@ pub fn parse_options(opts: &[String]) -> Result<MountOptions, String> {
                 continue;
             }
             "idmap" | "ridmap" => {
-                return Err(format!("option {opt:?}: id-mapped mounts are not supported yet by cuddy"));
+                return Err(format!(
+                    "option {opt:?}: id-mapped mounts are not supported yet by cuddy"
+                ));
             }
             other => {
                 if let Some((set, clr)) = recursive_attr(other) {

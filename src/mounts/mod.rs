@@ -45,7 +45,10 @@ pub enum MountError {
     Other { what: String, reason: String },
 }
 
-pub(crate) fn sys(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(nix::Error) -> MountError {
+pub(crate) fn sys(
+    op: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(nix::Error) -> MountError {
     let path = path.into();
     move |source| MountError::Sys { op, path, source }
 }

@@ -38,7 +38,11 @@ fn propagation_flags(p: &str) -> MsFlags {
         "private" => MsFlags::MS_PRIVATE,
         _ => MsFlags::MS_UNBINDABLE,
     };
-    if p.starts_with('r') { base | MsFlags::MS_REC } else { base }
+    if p.starts_with('r') {
+        base | MsFlags::MS_REC
+    } else {
+        base
+    }
 }
 
 /// Remounts `target` with `flags`; inside a user namespace some flags of the
@@ -46,7 +50,13 @@ fn propagation_flags(p: &str) -> MsFlags {
 /// EPERM the mount's current nosuid/nodev/noexec/atime flags are kept.
 fn remount(target: &str, shown: &Path, flags: MsFlags, cleared: MsFlags) -> Result<(), MountError> {
     let base = MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
-    match mount(None::<&str>, target, None::<&str>, base | flags, None::<&str>) {
+    match mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        base | flags,
+        None::<&str>,
+    ) {
         Err(Errno::EPERM) => {
             let st = statvfs(target).map_err(sys("statvfs", shown))?;
             let mut f = flags;
@@ -63,7 +73,8 @@ fn remount(target: &str, shown: &Path, flags: MsFlags, cleared: MsFlags) -> Resu
                     f |= ms;
                 }
             }
-            mount(None::<&str>, target, None::<&str>, base | f, None::<&str>).map_err(sys("remount", shown))
+            mount(None::<&str>, target, None::<&str>, base | f, None::<&str>)
+                .map_err(sys("remount", shown))
         }
         r => r.map_err(sys("remount", shown)),
     }
@@ -78,7 +89,12 @@ fn setattr_recursive(fd: &OwnedFd, shown: &Path, set: u64, clr: u64) -> Result<(
         propagation: u64,
         userns_fd: u64,
     }
-    let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: 0 };
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
     let empty = c"";
     // SAFETY: valid fd, NUL-terminated empty path with AT_EMPTY_PATH, and a
     // properly sized mount_attr that the kernel only reads.
@@ -101,30 +117,60 @@ fn setattr_recursive(fd: &OwnedFd, shown: &Path, set: u64, clr: u64) -> Result<(
 fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Result<(), MountError> {
     let dest = m.destination();
     let shown = root.path.join(dest.strip_prefix("/").unwrap_or(dest));
-    let invalid = |reason: String| MountError::Invalid { index, dest: dest.clone(), reason };
-    let opts: MountOptions = parse_options(m.options().as_deref().unwrap_or(&[])).map_err(invalid)?;
+    let invalid = |reason: String| MountError::Invalid {
+        index,
+        dest: dest.clone(),
+        reason,
+    };
+    let opts: MountOptions =
+        parse_options(m.options().as_deref().unwrap_or(&[])).map_err(invalid)?;
     if opts.tmpcopyup {
-        return Err(invalid("option \"tmpcopyup\" is not supported yet by cuddy".into()));
+        return Err(invalid(
+            "option \"tmpcopyup\" is not supported yet by cuddy".into(),
+        ));
     }
     let typ = m.typ().as_deref().unwrap_or("");
     if typ == "cgroup" {
-        return mount_cgroupfs(root, dest, &opts, &cfg.mountinfo, &cfg.self_cgroup, cfg.cgroupns);
+        return mount_cgroupfs(
+            root,
+            dest,
+            &opts,
+            &cfg.mountinfo,
+            &cfg.self_cgroup,
+            cfg.cgroupns,
+        );
     }
     let bind = opts.is_bind() || typ == "bind";
-    let mount_err = |source| MountError::Mount { index, typ: typ.to_string(), dest: dest.clone(), source };
+    let mount_err = |source| MountError::Mount {
+        index,
+        typ: typ.to_string(),
+        dest: dest.clone(),
+        source,
+    };
 
     if bind {
         let src = m
             .source()
             .as_ref()
             .ok_or_else(|| invalid("a bind mount needs a source".into()))?;
-        let src = if src.is_absolute() { src.clone() } else { cfg.bundle.join(src) };
-        let meta = std::fs::metadata(&src).map_err(|e| invalid(format!("source {}: {e}", src.display())))?;
+        let src = if src.is_absolute() {
+            src.clone()
+        } else {
+            cfg.bundle.join(src)
+        };
+        let meta = std::fs::metadata(&src)
+            .map_err(|e| invalid(format!("source {}: {e}", src.display())))?;
         let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
         let target = root.ensure(dest, kind)?;
         let rec = opts.flags & MsFlags::MS_REC;
-        mount(Some(&src), fd_path(&target).as_str(), None::<&str>, MsFlags::MS_BIND | rec, None::<&str>)
-            .map_err(mount_err)?;
+        mount(
+            Some(&src),
+            fd_path(&target).as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | rec,
+            None::<&str>,
+        )
+        .map_err(mount_err)?;
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         let target = root.open(dest).map_err(sys("open", &shown))?;
         if !extra.is_empty() {
@@ -135,16 +181,32 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
 
     let target = root.ensure(dest, Kind::Dir)?;
     let tpath = fd_path(&target);
-    let source = m.source().as_ref().map(|s| s.as_path()).unwrap_or(Path::new(typ));
+    let source = m
+        .source()
+        .as_ref()
+        .map(|s| s.as_path())
+        .unwrap_or(Path::new(typ));
     let data = opts.data_string();
     let flags = opts.flags & !MsFlags::MS_REC;
-    match mount(Some(source), tpath.as_str(), Some(typ), flags, data.as_deref()) {
+    match mount(
+        Some(source),
+        tpath.as_str(),
+        Some(typ),
+        flags,
+        data.as_deref(),
+    ) {
         Ok(()) => {}
         // Without a network namespace of its own, a user namespace may not
         // mount sysfs: use the host's, as runc does.
         Err(Errno::EPERM) if typ == "sysfs" && cfg.userns => {
-            mount(Some("/sys"), tpath.as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(mount_err)?;
+            mount(
+                Some("/sys"),
+                tpath.as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(mount_err)?;
             let t = root.open(dest).map_err(sys("open", &shown))?;
             remount(&fd_path(&t), &shown, flags, opts.cleared)?;
         }
@@ -156,8 +218,14 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
 
 fn finish_mount(target: &OwnedFd, shown: &Path, opts: &MountOptions) -> Result<(), MountError> {
     for p in &opts.propagation {
-        mount(None::<&str>, fd_path(target).as_str(), None::<&str>, *p, None::<&str>)
-            .map_err(sys("set propagation", shown))?;
+        mount(
+            None::<&str>,
+            fd_path(target).as_str(),
+            None::<&str>,
+            *p,
+            None::<&str>,
+        )
+        .map_err(sys("set propagation", shown))?;
     }
     if opts.rec_set != 0 || opts.rec_clr != 0 {
         setattr_recursive(target, shown, opts.rec_set, opts.rec_clr)?;
@@ -174,16 +242,32 @@ pub fn prepare_rootfs(cfg: &RootfsConfig) -> Result<InRoot, MountError> {
     // from reaching us in a way that breaks pivot_root): make every mount in
     // this new namespace a slave, or private when asked for.
     let initial = match prop {
-        Some(p) if p.ends_with("private") || p.ends_with("unbindable") => propagation_flags(p) | MsFlags::MS_REC,
+        Some(p) if p.ends_with("private") || p.ends_with("unbindable") => {
+            propagation_flags(p) | MsFlags::MS_REC
+        }
         _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
-    mount(None::<&str>, "/", None::<&str>, initial, None::<&str>).map_err(sys("make / slave", "/"))?;
+    mount(None::<&str>, "/", None::<&str>, initial, None::<&str>)
+        .map_err(sys("make / slave", "/"))?;
     // pivot_root(2) needs new_root to be a mount point: bind the rootfs onto itself.
-    mount(Some(cfg.rootfs), cfg.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(sys("bind rootfs", cfg.rootfs))?;
-    let fd = nix::fcntl::open(cfg.rootfs, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(sys("open rootfs", cfg.rootfs))?;
-    let root = InRoot { fd, path: cfg.rootfs.to_path_buf() };
+    mount(
+        Some(cfg.rootfs),
+        cfg.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys("bind rootfs", cfg.rootfs))?;
+    let fd = nix::fcntl::open(
+        cfg.rootfs,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(sys("open rootfs", cfg.rootfs))?;
+    let root = InRoot {
+        fd,
+        path: cfg.rootfs.to_path_buf(),
+    };
 
     let mounts = cfg.spec.mounts().as_deref().unwrap_or(&[]);
     for (i, m) in mounts.iter().enumerate() {
@@ -195,10 +279,22 @@ pub fn prepare_rootfs(cfg: &RootfsConfig) -> Result<InRoot, MountError> {
     let dev_bound = mounts.iter().any(|m| {
         m.destination() == Path::new("/dev")
             && (m.typ().as_deref() == Some("bind")
-                || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind"))
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind"))
     });
-    let mut devs: Vec<Dev> = if dev_bound { Vec::new() } else { devices::default_devices() };
-    for (i, d) in linux.and_then(|l| l.devices().as_ref()).into_iter().flatten().enumerate() {
+    let mut devs: Vec<Dev> = if dev_bound {
+        Vec::new()
+    } else {
+        devices::default_devices()
+    };
+    for (i, d) in linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let dev = devices::from_spec(d).map_err(|reason| MountError::Other {
             what: format!("linux.devices[{i}] ({})", d.path().display()),
             reason,
@@ -224,7 +320,11 @@ pub fn prepare_rootfs(cfg: &RootfsConfig) -> Result<InRoot, MountError> {
 /// root's propagation and read-only flag. Call after writing sysctls.
 pub fn finish_rootfs(cfg: &RootfsConfig, root: InRoot) -> Result<(), MountError> {
     let linux = cfg.spec.linux().as_ref();
-    for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         let rel = PathBuf::from(p);
         let shown = root.path.join(rel.strip_prefix("/").unwrap_or(&rel));
         let fd = match root.open(&rel) {
@@ -232,12 +332,27 @@ pub fn finish_rootfs(cfg: &RootfsConfig, root: InRoot) -> Result<(), MountError>
             Err(Errno::ENOENT) => continue,
             Err(e) => return Err(sys("open readonly path", shown)(e)),
         };
-        mount(Some(fd_path(&fd).as_str()), fd_path(&fd).as_str(), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .map_err(sys("bind readonly path", &shown))?;
+        mount(
+            Some(fd_path(&fd).as_str()),
+            fd_path(&fd).as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(sys("bind readonly path", &shown))?;
         let fd = root.open(&rel).map_err(sys("open", &shown))?;
-        remount(&fd_path(&fd), &shown, MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, MsFlags::empty())?;
+        remount(
+            &fd_path(&fd),
+            &shown,
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            MsFlags::empty(),
+        )?;
     }
-    for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+    for p in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         let rel = PathBuf::from(p);
         let shown = root.path.join(rel.strip_prefix("/").unwrap_or(&rel));
         let fd = match root.open(&rel) {
@@ -247,9 +362,21 @@ pub fn finish_rootfs(cfg: &RootfsConfig, root: InRoot) -> Result<(), MountError>
         };
         let st = nix::sys::stat::fstat(&fd).map_err(sys("stat masked path", &shown))?;
         let r = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            mount(Some("tmpfs"), fd_path(&fd).as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0k"))
+            mount(
+                Some("tmpfs"),
+                fd_path(&fd).as_str(),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                Some("size=0k"),
+            )
         } else {
-            mount(Some("/dev/null"), fd_path(&fd).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            mount(
+                Some("/dev/null"),
+                fd_path(&fd).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
         };
         r.map_err(sys("mask path", &shown))?;
     }
@@ -257,8 +384,14 @@ pub fn finish_rootfs(cfg: &RootfsConfig, root: InRoot) -> Result<(), MountError>
 
     if cfg.no_pivot {
         nix::unistd::chdir(cfg.rootfs).map_err(sys("chdir", cfg.rootfs))?;
-        mount(Some(cfg.rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-            .map_err(sys("move rootfs to /", cfg.rootfs))?;
+        mount(
+            Some(cfg.rootfs),
+            "/",
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        )
+        .map_err(sys("move rootfs to /", cfg.rootfs))?;
         nix::unistd::chroot(".").map_err(sys("chroot", cfg.rootfs))?;
     } else {
         // pivot_root(".", ".") stacks the old root on top of the new one at
@@ -266,17 +399,35 @@ pub fn finish_rootfs(cfg: &RootfsConfig, root: InRoot) -> Result<(), MountError>
         // to the host) and lazily detached.
         nix::unistd::chdir(cfg.rootfs).map_err(sys("chdir", cfg.rootfs))?;
         nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root", cfg.rootfs))?;
-        mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-            .map_err(sys("make old root slave", "/"))?;
+        mount(
+            None::<&str>,
+            ".",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(sys("make old root slave", "/"))?;
         umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach old root", "/"))?;
     }
     nix::unistd::chdir("/").map_err(sys("chdir", "/"))?;
 
     if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-        mount(None::<&str>, "/", None::<&str>, propagation_flags(p), None::<&str>)
-            .map_err(sys("set rootfsPropagation", "/"))?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            propagation_flags(p),
+            None::<&str>,
+        )
+        .map_err(sys("set rootfsPropagation", "/"))?;
     }
-    if cfg.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if cfg
+        .spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
         remount("/", Path::new("/"), MsFlags::MS_RDONLY, MsFlags::empty())?;
     }
     Ok(())

@@ -30,7 +30,11 @@ pub enum Kind {
 
 /// `openat2(dirfd, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`.
 pub fn open_in_root(root: RawFd, rel: &Path, flags: i32) -> nix::Result<OwnedFd> {
-    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
     let c = CString::new(rel.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     /// `struct open_how` of openat2(2).
     #[repr(C)]
@@ -106,19 +110,28 @@ impl InRoot {
                 Err(e) => return Err(sys("resolve", &shown)(e)),
             }
             let last = i + 1 == comps.len();
-            let cname = CString::new(name.as_bytes()).map_err(|_| sys("resolve", &shown)(Errno::EINVAL))?;
+            let cname =
+                CString::new(name.as_bytes()).map_err(|_| sys("resolve", &shown)(Errno::EINVAL))?;
             if last && kind == Kind::File {
                 // O_PATH parents cannot be used with openat(O_CREAT): reopen
                 // the parent directory for real (still inside the root).
-                let dir = open_in_root(self.fd.as_raw_fd(), prefix.parent().unwrap_or(Path::new(".")), libc::O_DIRECTORY | libc::O_RDONLY)
-                    .map_err(sys("open", &shown))?;
+                let dir = open_in_root(
+                    self.fd.as_raw_fd(),
+                    prefix.parent().unwrap_or(Path::new(".")),
+                    libc::O_DIRECTORY | libc::O_RDONLY,
+                )
+                .map_err(sys("open", &shown))?;
                 // SAFETY: valid dirfd and NUL-terminated name; O_NOFOLLOW|O_EXCL
                 // refuses to follow or reuse anything planted there.
                 let fd = unsafe {
                     libc::openat(
                         dir.as_raw_fd(),
                         cname.as_ptr(),
-                        libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_WRONLY | libc::O_CLOEXEC,
+                        libc::O_CREAT
+                            | libc::O_EXCL
+                            | libc::O_NOFOLLOW
+                            | libc::O_WRONLY
+                            | libc::O_CLOEXEC,
                         0o644,
                     )
                 };
@@ -149,7 +162,10 @@ mod tests {
 
     fn root(dir: &Path) -> InRoot {
         let f = std::fs::File::open(dir).unwrap();
-        InRoot { fd: f.into(), path: dir.to_path_buf() }
+        InRoot {
+            fd: f.into(),
+            path: dir.to_path_buf(),
+        }
     }
 
     #[test]
@@ -170,9 +186,15 @@ mod tests {
         symlink(outside.path(), d.path().join("escape")).unwrap();
         let r = root(d.path());
         r.ensure(Path::new("/escape/x"), Kind::Dir).unwrap();
-        assert!(!outside.path().join("x").exists(), "created outside the rootfs");
+        assert!(
+            !outside.path().join("x").exists(),
+            "created outside the rootfs"
+        );
         // The symlink target was resolved inside the root instead.
-        let inner = d.path().join(outside.path().strip_prefix("/").unwrap()).join("x");
+        let inner = d
+            .path()
+            .join(outside.path().strip_prefix("/").unwrap())
+            .join("x");
         assert!(inner.is_dir());
     }
 

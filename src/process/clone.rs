@@ -39,7 +39,9 @@ pub enum Forked {
 /// Counts our threads through /proc (a fork with other threads alive could
 /// inherit a lock held forever).
 pub fn ensure_single_threaded() -> Result<(), ProcessError> {
-    let n = std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(1);
+    let n = std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(1);
     if n > 1 {
         return Err(ProcessError::Threads(n));
     }
@@ -64,16 +66,35 @@ pub fn clone(flags: CloneFlags, cgroup_fd: Option<RawFd>) -> Result<Forked, Proc
     // SAFETY: `args` is a valid clone_args of the size we pass; without
     // CLONE_VM the child runs on a copy of our memory and stack (fork
     // semantics), and we are single-threaded (checked above).
-    let r = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
-    let r = if r < 0 && matches!(Errno::last(), Errno::ENOSYS | Errno::EPERM) && cgroup_fd.is_none() {
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    let r = if r < 0 && matches!(Errno::last(), Errno::ENOSYS | Errno::EPERM) && cgroup_fd.is_none()
+    {
         // SAFETY: raw clone(2) without a new stack behaves like fork(2); same
         // single-threaded argument as above.
-        unsafe { libc::syscall(libc::SYS_clone, flags.bits() as libc::c_long | libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) }
+        unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags.bits() as libc::c_long | libc::SIGCHLD as libc::c_long,
+                0,
+                0,
+                0,
+                0,
+            )
+        }
     } else {
         r
     };
     if r < 0 {
-        return Err(ProcessError::Clone { flags: format!("{flags:?}"), source: Errno::last() });
+        return Err(ProcessError::Clone {
+            flags: format!("{flags:?}"),
+            source: Errno::last(),
+        });
     }
     if r == 0 {
         return Ok(Forked::Child);
@@ -102,7 +123,15 @@ pub fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
 /// pidfd_send_signal(2).
 pub fn pidfd_signal(pidfd: &OwnedFd, sig: i32) -> nix::Result<()> {
     // SAFETY: valid pidfd; null siginfo means "as kill(2)".
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
     if r < 0 {
         return Err(Errno::last());
     }

@@ -61,8 +61,13 @@ struct Prepared {
 }
 
 fn read_proc(proc_fd: &OwnedFd, rel: &str) -> Result<String, String> {
-    let fd = openat(proc_fd, rel, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| format!("open /proc/{rel}: {e}"))?;
+    let fd = openat(
+        proc_fd,
+        rel,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("open /proc/{rel}: {e}"))?;
     std::io::read_to_string(std::fs::File::from(fd)).map_err(|e| format!("read /proc/{rel}: {e}"))
 }
 
@@ -84,8 +89,10 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
         namespaces::join(j).map_err(|e| e.to_string())?;
     }
     if ctx.ns.new_user {
-        nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(|e| format!("setresgid 0 in the user namespace: {e}"))?;
-        nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(|e| format!("setresuid 0 in the user namespace: {e}"))?;
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+            .map_err(|e| format!("setresgid 0 in the user namespace: {e}"))?;
+        nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+            .map_err(|e| format!("setresuid 0 in the user namespace: {e}"))?;
     }
     if ctx.ns.new_cgroup {
         namespaces::new_cgroup_ns().map_err(|e| e.to_string())?;
@@ -100,7 +107,10 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
         let c = CString::new(d).map_err(|_| "domainname contains NUL".to_string())?;
         // SAFETY: valid pointer and length of a NUL-free string.
         if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } < 0 {
-            return Err(format!("setdomainname {d:?} (domainname): {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "setdomainname {d:?} (domainname): {}",
+                std::io::Error::last_os_error()
+            ));
         }
     }
     if !ctx.no_new_keyring {
@@ -122,11 +132,23 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
     let root = prepare_rootfs(&cfg).map_err(|e| e.to_string())?;
     // sysctl through the host procfs fd: the values are those of the
     // namespaces of the writer (us), and no file in the rootfs is involved.
-    for (k, v) in spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()).into_iter().flatten() {
+    for (k, v) in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
         let rel = format!("sys/{}", k.replace('.', "/"));
-        let fd = openat(&ctx.proc_fd, rel.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
-            .map_err(|e| format!("linux.sysctl {k:?}: open /proc/{rel}: {e}"))?;
-        nix::unistd::write(&fd, v.as_bytes()).map_err(|e| format!("linux.sysctl {k:?} = {v:?}: {e}"))?;
+        let fd = openat(
+            &ctx.proc_fd,
+            rel.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("linux.sysctl {k:?}: open /proc/{rel}: {e}"))?;
+        nix::unistd::write(&fd, v.as_bytes())
+            .map_err(|e| format!("linux.sysctl {k:?} = {v:?}: {e}"))?;
     }
     finish_rootfs(&cfg, root).map_err(|e| e.to_string())?;
 
@@ -135,8 +157,11 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
     setup::scheduler(process).map_err(|e| e.to_string())?;
     setup::io_priority(process).map_err(|e| e.to_string())?;
     setup::user_and_caps(process, ctx.ns.in_userns).map_err(|e| e.to_string())?;
-    nix::sys::stat::umask(Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022) as libc::mode_t));
-    nix::unistd::chdir(process.cwd().as_path()).map_err(|e| format!("chdir {} (process.cwd): {e}", process.cwd().display()))?;
+    nix::sys::stat::umask(Mode::from_bits_truncate(
+        process.user().umask().unwrap_or(0o022) as libc::mode_t,
+    ));
+    nix::unistd::chdir(process.cwd().as_path())
+        .map_err(|e| format!("chdir {} (process.cwd): {e}", process.cwd().display()))?;
 
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     env.extend(ctx.extra_env.iter().cloned());
@@ -149,7 +174,10 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
     if process.no_new_privileges().unwrap_or(false) {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
-            return Err(format!("prctl(PR_SET_NO_NEW_PRIVS): {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "prctl(PR_SET_NO_NEW_PRIVS): {}",
+                std::io::Error::last_os_error()
+            ));
         }
     }
     let cstr = |s: &str| CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"));
@@ -169,7 +197,12 @@ fn exec(ctx: InitContext, p: Prepared) -> i32 {
     // the host's state directory; we reach it through our own fd table via
     // the host procfs (the container's /proc may not exist).
     let rel = format!("thread-self/fd/{}", ctx.fifo.as_raw_fd());
-    let w = match openat(&ctx.proc_fd, rel.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+    let w = match openat(
+        &ctx.proc_fd,
+        rel.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
         Ok(fd) => fd,
         Err(e) => {
             eprintln!("cuddy: open exec fifo: {e}");
@@ -187,7 +220,14 @@ fn exec(ctx: InitContext, p: Prepared) -> i32 {
     // Only 0, 1, 2 and the preserved fds survive execve.
     let first = 3 + ctx.preserve_fds;
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
-    unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     for fd in 3..first {
         // SAFETY: clearing FD_CLOEXEC on an fd number; harmless if not open.
         unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };

@@ -23,14 +23,28 @@ fn err(op: impl Into<String>) -> impl FnOnce(nix::Error) -> ProcessError {
 pub fn rlimits(p: &Process) -> Result<(), ProcessError> {
     for r in p.rlimits().iter().flatten() {
         let name = r.typ().to_string();
-        let name = if name.starts_with("RLIMIT_") { name } else { format!("RLIMIT_{name}") };
-        let Some((_, res)) = RLIMITS.iter().find(|(n, _)| *n == name) else {
-            return Err(ProcessError::Sys { op: format!("setrlimit {name}"), source: Errno::EINVAL });
+        let name = if name.starts_with("RLIMIT_") {
+            name
+        } else {
+            format!("RLIMIT_{name}")
         };
-        let lim = libc::rlimit { rlim_cur: r.soft(), rlim_max: r.hard() };
+        let Some((_, res)) = RLIMITS.iter().find(|(n, _)| *n == name) else {
+            return Err(ProcessError::Sys {
+                op: format!("setrlimit {name}"),
+                source: Errno::EINVAL,
+            });
+        };
+        let lim = libc::rlimit {
+            rlim_cur: r.soft(),
+            rlim_max: r.hard(),
+        };
         // SAFETY: valid resource number and rlimit struct.
         if unsafe { libc::setrlimit(*res as _, &lim) } < 0 {
-            return Err(err(format!("setrlimit {name} (soft {}, hard {})", r.soft(), r.hard()))(Errno::last()));
+            return Err(err(format!(
+                "setrlimit {name} (soft {}, hard {})",
+                r.soft(),
+                r.hard()
+            ))(Errno::last()));
         }
     }
     Ok(())
@@ -51,7 +65,9 @@ struct SchedAttr {
 }
 
 pub fn scheduler(p: &Process) -> Result<(), ProcessError> {
-    let Some(s) = p.scheduler() else { return Ok(()) };
+    let Some(s) = p.scheduler() else {
+        return Ok(());
+    };
     let policy = match s.policy() {
         LinuxSchedulerPolicy::SchedOther => 0,
         LinuxSchedulerPolicy::SchedFifo => 1,
@@ -85,20 +101,31 @@ pub fn scheduler(p: &Process) -> Result<(), ProcessError> {
     };
     // SAFETY: a valid sched_attr with its size; pid 0 is the caller.
     if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } < 0 {
-        return Err(err(format!("sched_setattr (process.scheduler policy {:?})", s.policy()))(Errno::last()));
+        return Err(err(format!(
+            "sched_setattr (process.scheduler policy {:?})",
+            s.policy()
+        ))(Errno::last()));
     }
     Ok(())
 }
 
 pub fn io_priority(p: &Process) -> Result<(), ProcessError> {
-    let Some(io) = p.io_priority() else { return Ok(()) };
+    let Some(io) = p.io_priority() else {
+        return Ok(());
+    };
     let class = match io.class() {
         IOPriorityClass::IoprioClassRt => 1,
         IOPriorityClass::IoprioClassBe => 2,
         IOPriorityClass::IoprioClassIdle => 3,
     };
     if !(0..=7).contains(&io.priority()) {
-        return Err(ProcessError::Sys { op: format!("ioprio_set (process.ioPriority.priority {} not in 0..7)", io.priority()), source: Errno::EINVAL });
+        return Err(ProcessError::Sys {
+            op: format!(
+                "ioprio_set (process.ioPriority.priority {} not in 0..7)",
+                io.priority()
+            ),
+            source: Errno::EINVAL,
+        });
     }
     let value = (class << 13) | io.priority() as i32;
     // SAFETY: plain syscall; IOPRIO_WHO_PROCESS (1) with pid 0 is the caller.
@@ -121,7 +148,10 @@ pub fn join_session_keyring(id: &str) -> Result<(), ProcessError> {
     Ok(())
 }
 
-fn to_caps(set: Option<&HashSet<oci_spec::runtime::Capability>>, field: &str) -> Result<caps::CapsHashSet, ProcessError> {
+fn to_caps(
+    set: Option<&HashSet<oci_spec::runtime::Capability>>,
+    field: &str,
+) -> Result<caps::CapsHashSet, ProcessError> {
     let mut out = caps::CapsHashSet::new();
     let supported = caps::runtime::thread_all_supported();
     for c in set.into_iter().flatten() {
@@ -133,7 +163,9 @@ fn to_caps(set: Option<&HashSet<oci_spec::runtime::Capability>>, field: &str) ->
         if supported.contains(&cap) {
             out.insert(cap);
         } else {
-            tracing::warn!("process.capabilities.{field}: {name} is not supported by this kernel, ignored");
+            tracing::warn!(
+                "process.capabilities.{field}: {name} is not supported by this kernel, ignored"
+            );
         }
     }
     Ok(out)
@@ -151,7 +183,10 @@ pub fn user_and_caps(p: &Process, in_userns: bool) -> Result<(), ProcessError> {
     let ambient = to_caps(c.and_then(|c| c.ambient().as_ref()), "ambient")?;
     let cap_err = |op: &str| {
         let op = op.to_string();
-        move |e: caps::errors::CapsError| ProcessError::Sys { op: format!("{op}: {e}"), source: Errno::EPERM }
+        move |e: caps::errors::CapsError| ProcessError::Sys {
+            op: format!("{op}: {e}"),
+            source: Errno::EPERM,
+        }
     };
 
     for cap in caps::runtime::thread_all_supported() {
@@ -164,30 +199,50 @@ pub fn user_and_caps(p: &Process, in_userns: bool) -> Result<(), ProcessError> {
         return Err(err("prctl(PR_SET_KEEPCAPS)")(Errno::last()));
     }
     let user = p.user();
-    let gids: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
+    let gids: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
     match nix::unistd::setgroups(&gids) {
         Ok(()) => {}
         // A user namespace with setgroups denied (rootless) cannot set
         // groups; that is fine only when none were asked for.
         Err(Errno::EPERM) if in_userns && gids.is_empty() => {}
-        Err(e) => return Err(err(format!("setgroups {:?} (process.user.additionalGids)", user.additional_gids()))(e)),
+        Err(e) => {
+            return Err(err(format!(
+                "setgroups {:?} (process.user.additionalGids)",
+                user.additional_gids()
+            ))(e));
+        }
     }
     let gid = Gid::from_raw(user.gid());
-    nix::unistd::setresgid(gid, gid, gid).map_err(err(format!("setresgid {} (process.user.gid)", user.gid())))?;
+    nix::unistd::setresgid(gid, gid, gid)
+        .map_err(err(format!("setresgid {} (process.user.gid)", user.gid())))?;
     let uid = Uid::from_raw(user.uid());
-    nix::unistd::setresuid(uid, uid, uid).map_err(err(format!("setresuid {} (process.user.uid)", user.uid())))?;
+    nix::unistd::setresuid(uid, uid, uid)
+        .map_err(err(format!("setresuid {} (process.user.uid)", user.uid())))?;
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
 
-    caps::set(None, CapSet::Inheritable, &inheritable).map_err(cap_err("set inheritable capabilities"))?;
-    let current = caps::read(None, CapSet::Permitted).map_err(cap_err("read permitted capabilities"))?;
+    caps::set(None, CapSet::Inheritable, &inheritable)
+        .map_err(cap_err("set inheritable capabilities"))?;
+    let current =
+        caps::read(None, CapSet::Permitted).map_err(cap_err("read permitted capabilities"))?;
     let eff_now: caps::CapsHashSet = effective.intersection(&current).copied().collect();
     caps::set(None, CapSet::Effective, &eff_now).map_err(cap_err("set effective capabilities"))?;
-    caps::set(None, CapSet::Permitted, &permitted).map_err(cap_err("set permitted capabilities (process.capabilities.permitted)"))?;
-    caps::set(None, CapSet::Effective, &effective).map_err(cap_err("set effective capabilities (process.capabilities.effective must be within permitted)"))?;
+    caps::set(None, CapSet::Permitted, &permitted).map_err(cap_err(
+        "set permitted capabilities (process.capabilities.permitted)",
+    ))?;
+    caps::set(None, CapSet::Effective, &effective).map_err(cap_err(
+        "set effective capabilities (process.capabilities.effective must be within permitted)",
+    ))?;
     caps::clear(None, CapSet::Ambient).map_err(cap_err("clear ambient capabilities"))?;
     for cap in ambient {
-        caps::raise(None, CapSet::Ambient, cap).map_err(cap_err("raise ambient capability (it must be permitted and inheritable)"))?;
+        caps::raise(None, CapSet::Ambient, cap).map_err(cap_err(
+            "raise ambient capability (it must be permitted and inheritable)",
+        ))?;
     }
     Ok(())
 }
@@ -199,10 +254,15 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, String> {
         if meta.is_dir() {
             return Err(format!("exec: {:?}: is a directory", p));
         }
-        let c = CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("exec: {p:?}: bad path"))?;
+        let c =
+            CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("exec: {p:?}: bad path"))?;
         // SAFETY: NUL-terminated path.
         if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
-            return Err(format!("exec: {:?}: {}", p, std::io::Error::last_os_error()));
+            return Err(format!(
+                "exec: {:?}: {}",
+                p,
+                std::io::Error::last_os_error()
+            ));
         }
         Ok(())
     };
@@ -221,7 +281,9 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, String> {
             return Ok(p);
         }
     }
-    Err(format!("exec: {arg0:?}: executable file not found in $PATH"))
+    Err(format!(
+        "exec: {arg0:?}: executable file not found in $PATH"
+    ))
 }
 
 /// HOME from the container's /etc/passwd when the config does not set it.

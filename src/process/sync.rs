@@ -25,7 +25,12 @@ pub struct Channel {
 
 impl Channel {
     pub fn pair() -> io::Result<(Channel, Channel)> {
-        let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
         Ok((Channel { fd: a }, Channel { fd: b }))
     }
 
@@ -51,7 +56,9 @@ impl Channel {
         if n == 0 {
             return Ok(None);
         }
-        serde_json::from_slice(&buf[..n]).map(Some).map_err(io::Error::other)
+        serde_json::from_slice(&buf[..n])
+            .map(Some)
+            .map_err(io::Error::other)
     }
 }
 
@@ -70,7 +77,10 @@ mod tests {
         let (a, b) = Channel::pair().unwrap();
         a.send(&Msg::Error("mount /proc: EPERM".into())).unwrap();
         a.send(&Msg::Ready).unwrap();
-        assert_eq!(b.recv().unwrap(), Some(Msg::Error("mount /proc: EPERM".into())));
+        assert_eq!(
+            b.recv().unwrap(),
+            Some(Msg::Error("mount /proc: EPERM".into()))
+        );
         assert_eq!(b.recv().unwrap(), Some(Msg::Ready));
         drop(a);
         assert_eq!(b.recv().unwrap(), None);

@@ -82,7 +82,13 @@ pub fn default_spec(rootless: bool, uid: u32, gid: u32) -> Value {
                                 "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
                 }
                 if m["destination"] == "/dev/pts" {
-                    m["options"] = json!(["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
+                    m["options"] = json!([
+                        "nosuid",
+                        "noexec",
+                        "newinstance",
+                        "ptmxmode=0666",
+                        "mode=0620"
+                    ]);
                 }
             }
             mounts.retain(|m| m["destination"] != "/sys/fs/cgroup");

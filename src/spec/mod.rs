@@ -81,7 +81,11 @@ pub fn load(bundle: &Path) -> Result<Bundle, SpecError> {
     Ok(Bundle { dir, rootfs, spec })
 }
 
-pub(crate) fn invalid(path: &Path, field: impl Into<String>, reason: impl Into<String>) -> SpecError {
+pub(crate) fn invalid(
+    path: &Path,
+    field: impl Into<String>,
+    reason: impl Into<String>,
+) -> SpecError {
     SpecError::Invalid {
         path: path.to_path_buf(),
         field: field.into(),

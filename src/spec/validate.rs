@@ -60,7 +60,10 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
         return Err(invalid(
             cfg,
             "ociVersion",
-            format!("{v:?} is not supported: cuddy implements runtime spec 1.x (up to {})", super::OCI_VERSION),
+            format!(
+                "{v:?} is not supported: cuddy implements runtime spec 1.x (up to {})",
+                super::OCI_VERSION
+            ),
         ));
     }
 
@@ -70,11 +73,14 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
         .as_ref()
         .ok_or_else(|| invalid(cfg, "root", "missing: a container needs a root filesystem"))?;
     let rootfs = bundle.join(root.path());
-    let meta = std::fs::metadata(&rootfs).map_err(|e| {
-        invalid(cfg, "root.path", format!("{}: {e}", rootfs.display()))
-    })?;
+    let meta = std::fs::metadata(&rootfs)
+        .map_err(|e| invalid(cfg, "root.path", format!("{}: {e}", rootfs.display())))?;
     if !meta.is_dir() {
-        return Err(invalid(cfg, "root.path", format!("{} is not a directory", rootfs.display())));
+        return Err(invalid(
+            cfg,
+            "root.path",
+            format!("{} is not a directory", rootfs.display()),
+        ));
     }
     let rootfs = std::fs::canonicalize(&rootfs)
         .map_err(|e| invalid(cfg, "root.path", format!("{}: {e}", rootfs.display())))?;
@@ -86,7 +92,13 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
         .ok_or_else(|| invalid(cfg, "process", "missing: create needs a process to run"))?;
     match process.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
-        _ => return Err(invalid(cfg, "process.args", "must name at least the program to run")),
+        _ => {
+            return Err(invalid(
+                cfg,
+                "process.args",
+                "must name at least the program to run",
+            ));
+        }
     }
     if !process.cwd().is_absolute() {
         return Err(invalid(
@@ -98,7 +110,11 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
     if let Some(env) = process.env() {
         for e in env {
             if !e.contains('=') {
-                return Err(invalid(cfg, "process.env", format!("{e:?} is not KEY=VALUE")));
+                return Err(invalid(
+                    cfg,
+                    "process.env",
+                    format!("{e:?} is not KEY=VALUE"),
+                ));
             }
         }
     }
@@ -107,20 +123,32 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
         for r in rl {
             let name = r.typ().to_string();
             if !seen.insert(name.clone()) {
-                return Err(invalid(cfg, "process.rlimits", format!("{name} is listed twice")));
+                return Err(invalid(
+                    cfg,
+                    "process.rlimits",
+                    format!("{name} is listed twice"),
+                ));
             }
             if r.soft() > r.hard() {
                 return Err(invalid(
                     cfg,
                     "process.rlimits",
-                    format!("{name}: soft limit {} is above hard limit {}", r.soft(), r.hard()),
+                    format!(
+                        "{name}: soft limit {} is above hard limit {}",
+                        r.soft(),
+                        r.hard()
+                    ),
                 ));
             }
         }
     }
     if let Some(adj) = process.oom_score_adj() {
         if !(-1000..=1000).contains(&adj) {
-            return Err(invalid(cfg, "process.oomScoreAdj", format!("{adj} is outside -1000..1000")));
+            return Err(invalid(
+                cfg,
+                "process.oomScoreAdj",
+                format!("{adj} is outside -1000..1000"),
+            ));
         }
     }
 
@@ -148,7 +176,11 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
             h.poststop().as_ref().is_some_and(|v| !v.is_empty()),
         ];
         if any.iter().any(|b| *b) {
-            return Err(invalid(cfg, "hooks", "hooks are not supported yet by cuddy"));
+            return Err(invalid(
+                cfg,
+                "hooks",
+                "hooks are not supported yet by cuddy",
+            ));
         }
     }
 
@@ -192,8 +224,8 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
     let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
         || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     if owned.contains(&LinuxNamespaceType::User) {
-        if !linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-            || !linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        if linux.uid_mappings().as_ref().is_none_or(|m| m.is_empty())
+            || linux.gid_mappings().as_ref().is_none_or(|m| m.is_empty())
         {
             return Err(invalid(
                 cfg,
@@ -227,10 +259,18 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
         }
     }
     if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
-        return Err(invalid(cfg, "hostname", "setting the hostname needs a UTS namespace"));
+        return Err(invalid(
+            cfg,
+            "hostname",
+            "setting the hostname needs a UTS namespace",
+        ));
     }
     if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
-        return Err(invalid(cfg, "domainname", "setting the domainname needs a UTS namespace"));
+        return Err(invalid(
+            cfg,
+            "domainname",
+            "setting the domainname needs a UTS namespace",
+        ));
     }
     if !has(LinuxNamespaceType::Mount) {
         return Err(invalid(
@@ -283,28 +323,55 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
             ));
         }
     }
-    for (field, paths) in [("linux.maskedPaths", linux.masked_paths()), ("linux.readonlyPaths", linux.readonly_paths())] {
+    for (field, paths) in [
+        ("linux.maskedPaths", linux.masked_paths()),
+        ("linux.readonlyPaths", linux.readonly_paths()),
+    ] {
         for p in paths.iter().flatten() {
             if !p.starts_with('/') {
-                return Err(invalid(cfg, field, format!("{p:?} must be an absolute path")));
+                return Err(invalid(
+                    cfg,
+                    field,
+                    format!("{p:?} must be an absolute path"),
+                ));
             }
         }
     }
     // Features of later issues: refuse rather than silently ignore.
     if linux.seccomp().is_some() {
-        return Err(invalid(cfg, "linux.seccomp", "seccomp is not supported yet by cuddy"));
+        return Err(invalid(
+            cfg,
+            "linux.seccomp",
+            "seccomp is not supported yet by cuddy",
+        ));
     }
     if linux.intel_rdt().is_some() {
-        return Err(invalid(cfg, "linux.intelRdt", "Intel RDT is not supported by cuddy"));
+        return Err(invalid(
+            cfg,
+            "linux.intelRdt",
+            "Intel RDT is not supported by cuddy",
+        ));
     }
     if linux.personality().is_some() {
-        return Err(invalid(cfg, "linux.personality", "personality is not supported yet by cuddy"));
+        return Err(invalid(
+            cfg,
+            "linux.personality",
+            "personality is not supported yet by cuddy",
+        ));
     }
     if linux.memory_policy().is_some() {
-        return Err(invalid(cfg, "linux.memoryPolicy", "memory policy is not supported yet by cuddy"));
+        return Err(invalid(
+            cfg,
+            "linux.memoryPolicy",
+            "memory policy is not supported yet by cuddy",
+        ));
     }
     if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(invalid(cfg, "linux.netDevices", "moving network devices is not supported yet by cuddy"));
+        return Err(invalid(
+            cfg,
+            "linux.netDevices",
+            "moving network devices is not supported yet by cuddy",
+        ));
     }
     Ok(rootfs)
 }

@@ -55,9 +55,17 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(name: &str) -> Ctx {
-        let dir = tempfile::Builder::new().prefix("cuddy-t-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("cuddy-t-")
+            .tempdir()
+            .expect("tempdir");
         let root = dir.path().join("state");
-        Ctx { dir, root, name: name.to_string(), ids: Default::default() }
+        Ctx {
+            dir,
+            root,
+            name: name.to_string(),
+            ids: Default::default(),
+        }
     }
 
     /// A fresh container id, remembered for cleanup.
@@ -80,7 +88,11 @@ impl Ctx {
     pub fn bundle(&self, name: &str, config: &Value) -> PathBuf {
         let b = self.dir.path().join(format!("bundle-{name}"));
         std::fs::create_dir_all(&b).expect("mkdir bundle");
-        std::fs::write(b.join("config.json"), serde_json::to_vec_pretty(config).expect("json")).expect("write config");
+        std::fs::write(
+            b.join("config.json"),
+            serde_json::to_vec_pretty(config).expect("json"),
+        )
+        .expect("write config");
         b
     }
 
@@ -111,7 +123,12 @@ impl Ctx {
         let id = self.id(suffix);
         let out = self.run(&id, &config);
         assert_ok(&out, "run probe");
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("probe output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "probe output is not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
     }
 
     pub fn state(&self, id: &str) -> Value {
@@ -123,7 +140,10 @@ impl Ctx {
     /// Asserts nothing of container `id` is left: state dir, cgroup dirs,
     /// mounts of its bundle.
     pub fn assert_no_leftovers(&self, id: &str) {
-        assert!(!self.root.join(id).exists(), "state dir of {id} left behind");
+        assert!(
+            !self.root.join(id).exists(),
+            "state dir of {id} left behind"
+        );
         assert_no_cgroup(id);
         let mi = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
         let d = self.dir.path().to_string_lossy().to_string();
@@ -143,7 +163,10 @@ impl Drop for Ctx {
 
 /// No cgroup directory named `id` in any hierarchy under /sys/fs/cgroup.
 pub fn assert_no_cgroup(id: &str) {
-    for h in std::fs::read_dir("/sys/fs/cgroup").expect("cgroup root").flatten() {
+    for h in std::fs::read_dir("/sys/fs/cgroup")
+        .expect("cgroup root")
+        .flatten()
+    {
         for parent in ["cuddy", "cuddy-test"] {
             let p = h.path().join(parent).join(id);
             assert!(!p.exists(), "cgroup {} left behind", p.display());
@@ -167,15 +190,25 @@ pub fn output_with_timeout(mut c: Command, secs: u64) -> Output {
     let pid = child.id() as i32;
     let (tx, rx) = std::sync::mpsc::channel();
     let guard = std::thread::spawn(move || {
-        if rx.recv_timeout(std::time::Duration::from_secs(secs)).is_err() {
+        if rx
+            .recv_timeout(std::time::Duration::from_secs(secs))
+            .is_err()
+        {
             // End the hung cuddy by PID.
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     });
     let status = child.wait().expect("wait cuddy");
     let _ = tx.send(());
     let _ = guard.join();
-    Output { status, stdout: std::fs::read(&op).unwrap_or_default(), stderr: std::fs::read(&ep).unwrap_or_default() }
+    Output {
+        status,
+        stdout: std::fs::read(&op).unwrap_or_default(),
+        stderr: std::fs::read(&ep).unwrap_or_default(),
+    }
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -187,21 +220,42 @@ pub fn stdout(o: &Output) -> String {
 }
 
 pub fn assert_ok(o: &Output, what: &str) {
-    assert!(o.status.success(), "{what} failed ({:?}):\nstdout: {}\nstderr: {}", o.status, stdout(o), stderr(o));
+    assert!(
+        o.status.success(),
+        "{what} failed ({:?}):\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
 }
 
 /// Asserts a clean failure: exit code 1 and `needle` in stderr.
 pub fn assert_fails_with(o: &Output, needle: &str) {
-    assert_eq!(o.status.code(), Some(1), "expected exit 1; stdout: {} stderr: {}", stdout(o), stderr(o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "expected exit 1; stdout: {} stderr: {}",
+        stdout(o),
+        stderr(o)
+    );
     let e = stderr(o);
-    assert!(e.contains(needle), "stderr does not mention {needle:?}: {e}");
-    assert_eq!(e.matches("cuddy:").count(), 1, "the error must be printed once: {e}");
+    assert!(
+        e.contains(needle),
+        "stderr does not mention {needle:?}: {e}"
+    );
+    assert_eq!(
+        e.matches("cuddy:").count(),
+        1,
+        "the error must be printed once: {e}"
+    );
 }
 
 /// The inode of one of this process's namespaces.
 pub fn host_ns(kind: &str) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/self/ns/{kind}")).expect("ns").ino()
+    std::fs::metadata(format!("/proc/self/ns/{kind}"))
+        .expect("ns")
+        .ino()
 }
 
 /// Waits (bounded) until `f` holds.

@@ -15,7 +15,14 @@ fn create_start_kill_delete() {
     let id = ctx.id("a");
     let b = ctx.bundle("a", &ctx.config(&["/bin/sleep", "1000"]));
     let pidfile = ctx.dir.path().join("pid");
-    let out = ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), "--pid-file", pidfile.to_str().unwrap(), &id]);
+    let out = ctx.cuddy(&[
+        "create",
+        "--bundle",
+        b.to_str().unwrap(),
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+    ]);
     assert_ok(&out, "create");
     let st = ctx.state(&id);
     assert_eq!(st["status"], "created");
@@ -24,7 +31,10 @@ fn create_start_kill_delete() {
     assert_eq!(st["bundle"], b.canonicalize().unwrap().to_str().unwrap());
     let pid = st["pid"].as_i64().unwrap();
     assert!(pid > 0);
-    assert_eq!(std::fs::read_to_string(&pidfile).unwrap().trim(), pid.to_string());
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap().trim(),
+        pid.to_string()
+    );
     // The init has not exec'd the user process yet: it is still cuddy.
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
     assert_eq!(comm.trim(), "cuddy");
@@ -63,7 +73,10 @@ fn run_propagates_exit_codes() {
         (vec!["/bin/true"], 0),
         (vec!["/bin/sh", "-c", "exit 7"], 7),
         // A child killed by a signal: the shell reports 128+N.
-        (vec!["/bin/sh", "-c", "/bin/sh -c 'kill -9 $$'; exit $?"], 137),
+        (
+            vec!["/bin/sh", "-c", "/bin/sh -c 'kill -9 $$'; exit $?"],
+            137,
+        ),
         (vec!["/bin/probe", "--exit", "42"], 42),
     ] {
         let id = ctx.id(&format!("c{code}"));
@@ -87,17 +100,30 @@ fn run_forwards_signals_and_reports_signal_death() {
         let h = std::thread::spawn(move || output_with_timeout(c, 60));
         wait_until("running", || {
             let o = ctx.cuddy(&["state", &id]);
-            o.status.success() && serde_json::from_slice::<serde_json::Value>(&o.stdout).map(|v| v["status"] == "running").unwrap_or(false)
+            o.status.success()
+                && serde_json::from_slice::<serde_json::Value>(&o.stdout)
+                    .map(|v| v["status"] == "running")
+                    .unwrap_or(false)
         });
         if sig == "TERM" {
             // To cuddy itself: forwarded to the container's init (the probe,
             // as pid 1, exits 128+15 on SIGTERM).
-            let runs: Vec<i32> = std::fs::read_dir("/proc").unwrap().flatten()
+            let runs: Vec<i32> = std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
                 .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-                .filter(|p: &i32| std::fs::read_to_string(format!("/proc/{p}/cmdline")).map(|c| c.contains(&id) && c.contains("run")).unwrap_or(false))
+                .filter(|p: &i32| {
+                    std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                        .map(|c| c.contains(&id) && c.contains("run"))
+                        .unwrap_or(false)
+                })
                 .collect();
             assert_eq!(runs.len(), 1, "one cuddy run process");
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(runs[0]), nix::sys::signal::Signal::SIGTERM).unwrap();
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(runs[0]),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .unwrap();
         } else {
             assert_ok(&ctx.cuddy(&["kill", &id, sig]), "kill");
         }
@@ -127,7 +153,10 @@ fn stdio_is_the_callers() {
     require_root!();
     let ctx = Ctx::new("stdio");
     let id = ctx.id("a");
-    let out = ctx.run(&id, &ctx.config(&["/bin/sh", "-c", "echo out; echo err >&2"]));
+    let out = ctx.run(
+        &id,
+        &ctx.config(&["/bin/sh", "-c", "echo out; echo err >&2"]),
+    );
     assert_ok(&out, "run");
     assert_eq!(stdout(&out), "out\n");
     assert_eq!(stderr(&out), "err\n");
@@ -138,7 +167,10 @@ fn run_detach_keep_and_kill_all() {
     require_root!();
     let ctx = Ctx::new("detach");
     let id = ctx.id("a");
-    let b = ctx.bundle("a", &ctx.config(&["/bin/sh", "-c", "sleep 1000 & sleep 1000 & wait"]));
+    let b = ctx.bundle(
+        "a",
+        &ctx.config(&["/bin/sh", "-c", "sleep 1000 & sleep 1000 & wait"]),
+    );
     let out = ctx.cuddy(&["run", "--detach", "--bundle", b.to_str().unwrap(), &id]);
     assert_ok(&out, "run --detach");
     assert_eq!(ctx.state(&id)["status"], "running");
@@ -150,7 +182,10 @@ fn run_detach_keep_and_kill_all() {
     // --keep leaves a stopped container to inspect.
     let id = ctx.id("k");
     let b = ctx.bundle("k", &ctx.config(&["/bin/true"]));
-    assert_ok(&ctx.cuddy(&["run", "--keep", "--bundle", b.to_str().unwrap(), &id]), "run --keep");
+    assert_ok(
+        &ctx.cuddy(&["run", "--keep", "--bundle", b.to_str().unwrap(), &id]),
+        "run --keep",
+    );
     assert_eq!(ctx.state(&id)["status"], "stopped");
     assert_ok(&ctx.cuddy(&["delete", &id]), "delete");
     ctx.assert_no_leftovers(&id);
@@ -162,15 +197,26 @@ fn delete_force_and_created_container() {
     let ctx = Ctx::new("force");
     let id = ctx.id("a");
     let b = ctx.bundle("a", &ctx.config(&["/bin/sleep", "1000"]));
-    assert_ok(&ctx.cuddy(&["run", "-d", "--bundle", b.to_str().unwrap(), &id]), "run -d");
+    assert_ok(
+        &ctx.cuddy(&["run", "-d", "--bundle", b.to_str().unwrap(), &id]),
+        "run -d",
+    );
     let pid = ctx.state(&id)["pid"].as_i64().unwrap();
     assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete --force");
-    assert!(!std::path::Path::new(&format!("/proc/{pid}/comm")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap().contains(") Z"));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/comm")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap()
+                .contains(") Z")
+    );
     ctx.assert_no_leftovers(&id);
 
     // A created (never started) container is deleted without --force.
     let id = ctx.id("c");
-    assert_ok(&ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]), "create");
+    assert_ok(
+        &ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]),
+        "create",
+    );
     assert_ok(&ctx.cuddy(&["delete", &id]), "delete created");
     ctx.assert_no_leftovers(&id);
 }
@@ -181,7 +227,10 @@ fn kill_signals_by_name_and_number() {
     let ctx = Ctx::new("sig");
     let id = ctx.id("a");
     let b = ctx.bundle("a", &ctx.config(&["/bin/probe", "--sleep"]));
-    assert_ok(&ctx.cuddy(&["run", "-d", "--bundle", b.to_str().unwrap(), &id]), "run -d");
+    assert_ok(
+        &ctx.cuddy(&["run", "-d", "--bundle", b.to_str().unwrap(), &id]),
+        "run -d",
+    );
     let bad = ctx.cuddy(&["kill", &id, "SIGNOPE"]);
     assert_fails_with(&bad, "invalid signal \"SIGNOPE\"");
     assert_eq!(ctx.state(&id)["status"], "running");
@@ -197,7 +246,10 @@ fn duplicate_id_is_refused() {
     let ctx = Ctx::new("dup");
     let id = ctx.id("a");
     let b = ctx.bundle("a", &ctx.config(&["/bin/sleep", "1000"]));
-    assert_ok(&ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]), "create");
+    assert_ok(
+        &ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]),
+        "create",
+    );
     let again = ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]);
     assert_fails_with(&again, "already exists");
     // The first container is untouched.
@@ -211,7 +263,14 @@ fn log_file_json_has_the_error() {
     require_root!();
     let ctx = Ctx::new("log");
     let log = ctx.dir.path().join("log.json");
-    let out = ctx.cuddy(&["--log", log.to_str().unwrap(), "--log-format", "json", "state", "cuddy-t-nope"]);
+    let out = ctx.cuddy(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "cuddy-t-nope",
+    ]);
     assert_fails_with(&out, "does not exist");
     let text = std::fs::read_to_string(&log).unwrap();
     let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();

@@ -1,5 +1,6 @@
 //! Root integration tests: real containers, real namespaces, real cgroups.
 //! Each test skips with a note when not run as root.
+#![allow(clippy::unwrap_used)]
 
 mod bad_input;
 mod common;
