@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI and a newcomer run it (README.md, .ci/run):
+#
+#   bash integration/test.sh
+#
+# 1. installs what the tests need from Debian (busybox-static, gcc for the
+#    probe, qemu for the cgroup v2 tier) when missing;
+# 2. builds the busybox fixture and the probe (rootfs-fixtures/build.sh);
+# 3. cargo fmt --check and cargo clippy -D warnings;
+# 4. cargo test: unit tests and the root integration tests (real containers
+#    on this host's cgroups, v1 or v2);
+# 5. the cgroup v2 tier: the root integration tests again inside a QEMU guest
+#    that has only cgroup v2 (integration/vm/test-v2.sh), when present;
+# 6. prints one summary line with the totals.
+#
+# Must run as root (the integration tests create namespaces, mounts and
+# cgroups). Set CUDDY_SKIP_V2=1 to skip step 5 locally.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+die() { echo "test.sh: error: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "run as root: the integration tests create namespaces, mounts and cgroups"
+command -v cargo >/dev/null || die "cargo not found: install Rust >= 1.85 (https://rustup.rs), then run this again"
+
+need=()
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends "${need[@]}" ||
+        { apt-get update && apt-get install -y --no-install-recommends "${need[@]}"; } ||
+        die "apt-get install ${need[*]} failed"
+fi
+
+bash rootfs-fixtures/build.sh >/dev/null || die "building the busybox fixture failed"
+
+log=$(mktemp -d /tmp/cuddy-test-log.XXXXXX)
+trap 'rm -rf "$log"' EXIT
+fail=0
+
+echo "== cargo fmt --check"
+cargo fmt --check || { echo "cargo fmt --check: FAILED"; fail=1; }
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings || { echo "cargo clippy: FAILED"; fail=1; }
+
+echo "== cargo test (unit + root integration, this host's cgroups)"
+cargo test --no-fail-fast 2>&1 | tee "$log/host.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || fail=1
+
+if [ -x integration/vm/test-v2.sh ] && [ "${CUDDY_SKIP_V2:-0}" != 1 ]; then
+    echo "== cgroup v2 tier (QEMU guest with only cgroup v2)"
+    bash integration/vm/test-v2.sh 2>&1 | tee "$log/v2.txt"
+    [ "${PIPESTATUS[0]}" = 0 ] || fail=1
+fi
+
+# Totals over every "test result:" line that cargo's test harness printed.
+passed=0; failed=0; ignored=0
+for f in "$log"/*.txt; do
+    while read -r p fl ig; do
+        passed=$((passed + p)); failed=$((failed + fl)); ignored=$((ignored + ig))
+    done < <(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed; \([0-9]*\) ignored.*/\1 \2 \3/p' "$f")
+done
+[ "$fail" = 0 ] || [ "$failed" -gt 0 ] || failed=1
+echo
+echo "summary: $passed passed, $failed failed, $ignored skipped"
+[ "$fail" = 0 ] && [ "$failed" = 0 ]
