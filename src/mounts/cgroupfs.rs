@@ -165,7 +165,10 @@ pub fn mount_cgroupfs(
             None::<&str>,
         )
         .map_err(sys("bind cgroup2", &shown))?;
-        return apply_flags(&tpath, &shown, flags);
+        // Remount through a fresh fd: the one opened before the bind mount
+        // is the directory under it, not the mount's root (EINVAL).
+        let bound = root.open(dest).map_err(sys("open", &shown))?;
+        return apply_flags(&fd_path(&bound), &shown, flags);
     }
 
     // v1 or hybrid: a tmpfs with one directory per hierarchy.
@@ -225,7 +228,8 @@ pub fn mount_cgroupfs(
                 None::<&str>,
             )
             .map_err(sys("bind cgroup", &sub_shown))?;
-            apply_flags(&dpath, &sub_shown, flags)?;
+            let bound = root.open(&sub_rel).map_err(sys("open", &sub_shown))?;
+            apply_flags(&fd_path(&bound), &sub_shown, flags)?;
         }
         // Co-mounted controllers ("cpu,cpuacct") get one symlink per name.
         let n = name.to_string_lossy();
