@@ -239,10 +239,14 @@ pub fn user_and_caps(p: &Process, in_userns: bool) -> Result<(), ProcessError> {
         "set effective capabilities (process.capabilities.effective must be within permitted)",
     ))?;
     caps::clear(None, CapSet::Ambient).map_err(cap_err("clear ambient capabilities"))?;
+    // The kernel raises an ambient capability only if it is both permitted
+    // and inheritable. runc and crun accept configs that list ambient
+    // capabilities without inheritable ones (older `runc spec` wrote such
+    // configs), so a refused one is a warning, not a failure.
     for cap in ambient {
-        caps::raise(None, CapSet::Ambient, cap).map_err(cap_err(
-            "raise ambient capability (it must be permitted and inheritable)",
-        ))?;
+        if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
+            tracing::warn!("process.capabilities.ambient: {cap} not raised (it must be permitted and inheritable): {e}");
+        }
     }
     Ok(())
 }
