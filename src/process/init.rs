@@ -88,6 +88,12 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
     for j in &ctx.ns.join {
         namespaces::join(j).map_err(|e| e.to_string())?;
     }
+    // The time namespace before the switch to the mapped root: that switch
+    // makes us non-dumpable, which leaves /proc/self/timens_offsets owned by
+    // the (unmapped) host root and unwritable for us.
+    if let Some(offsets) = &ctx.ns.new_time {
+        namespaces::new_time_ns(&ctx.proc_fd, offsets).map_err(|e| e.to_string())?;
+    }
     if ctx.ns.new_user {
         nix::unistd::setresgid(0.into(), 0.into(), 0.into())
             .map_err(|e| format!("setresgid 0 in the user namespace: {e}"))?;
@@ -96,9 +102,6 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
     }
     if ctx.ns.new_cgroup {
         namespaces::new_cgroup_ns().map_err(|e| e.to_string())?;
-    }
-    if let Some(offsets) = &ctx.ns.new_time {
-        namespaces::new_time_ns(&ctx.proc_fd, offsets).map_err(|e| e.to_string())?;
     }
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).map_err(|e| format!("sethostname {h:?} (hostname): {e}"))?;
