@@ -396,9 +396,22 @@ pub fn finish_rootfs(cfg: &RootfsConfig, root: InRoot) -> Result<(), MountError>
     } else {
         // pivot_root(".", ".") stacks the old root on top of the new one at
         // "/"; it is then made a slave (so unmounting it does not propagate
-        // to the host) and lazily detached.
+        // to the host) and lazily detached. The cwd is moved to the old root
+        // first (as runc does): after pivot_root it may still be the new
+        // root, and MS_SLAVE|MS_REC there would strip the propagation the
+        // container's own mounts asked for.
+        let oldroot = nix::fcntl::open(
+            "/",
+            nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(sys("open old root", "/"))?;
         nix::unistd::chdir(cfg.rootfs).map_err(sys("chdir", cfg.rootfs))?;
         nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root", cfg.rootfs))?;
+        nix::unistd::fchdir(&oldroot).map_err(sys("fchdir old root", "/"))?;
+        drop(oldroot);
         mount(
             None::<&str>,
             ".",

@@ -92,6 +92,10 @@ impl InRoot {
     /// Opens `rel`, creating it (and missing parent directories, mode 0755) as
     /// `kind` when it does not exist. Returns an O_PATH fd of the object.
     pub fn ensure(&self, rel: &Path, kind: Kind) -> Result<OwnedFd, MountError> {
+        self.ensure_at(rel, kind, 0)
+    }
+
+    fn ensure_at(&self, rel: &Path, kind: Kind, depth: u32) -> Result<OwnedFd, MountError> {
         let shown = self.path.join(rel.strip_prefix("/").unwrap_or(rel));
         if let Ok(fd) = self.open(rel) {
             return Ok(fd);
@@ -108,6 +112,24 @@ impl InRoot {
                 }
                 Err(Errno::ENOENT) => {}
                 Err(e) => return Err(sys("resolve", &shown)(e)),
+            }
+            // A dangling symlink (e.g. `/escape -> /host/dir` in the image):
+            // create what it points to, resolved inside the root, as
+            // securejoin's MkdirAll does for runc.
+            if let Ok(target) = nix::fcntl::readlinkat(&parent, *name) {
+                if depth >= 40 {
+                    return Err(sys("resolve", &shown)(Errno::ELOOP));
+                }
+                let target = Path::new(&target);
+                let mut next = if target.is_absolute() {
+                    target.to_path_buf()
+                } else {
+                    prefix.parent().unwrap_or(Path::new("")).join(target)
+                };
+                for c in &comps[i + 1..] {
+                    next.push(c);
+                }
+                return self.ensure_at(&next, kind, depth + 1);
             }
             let last = i + 1 == comps.len();
             let cname =
