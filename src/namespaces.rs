@@ -58,6 +58,11 @@ pub enum NamespaceError {
         #[source]
         source: nix::Error,
     },
+    #[error(
+        "linux.namespaces: joining the user namespace {path} together with new {new} namespaces is not supported yet \
+         (they would belong to the host's user namespace, not to the joined one)"
+    )]
+    JoinUserWithNew { path: PathBuf, new: String },
 }
 
 /// A namespace to join: its type, path and the open fd.
@@ -196,6 +201,23 @@ pub fn plan(spec: &Spec) -> Result<NsPlan, NamespaceError> {
     }
     // User namespace first: joining it grants the capabilities to join the rest.
     p.join.sort_by_key(|j| j.typ != LinuxNamespaceType::User);
+    // Namespaces made by clone3 are owned by the caller's user namespace, so
+    // after joining another one the init could not use them (mount: EPERM).
+    if let Some(u) = p.join.first().filter(|j| j.typ == LinuxNamespaceType::User) {
+        let new: Vec<String> = linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .filter(|n| n.path().is_none() && p.clone_flags.contains(flag(n.typ())))
+            .map(|n| type_name(n.typ()))
+            .collect();
+        if !new.is_empty() {
+            return Err(NamespaceError::JoinUserWithNew {
+                path: u.path.clone(),
+                new: new.join(", "),
+            });
+        }
+    }
     Ok(p)
 }
 
