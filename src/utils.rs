@@ -43,9 +43,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Writes `data` to `path` atomically: a temporary file in the same directory,
-/// fsync'd, then renamed over the target, so a reader sees the old or the new
-/// content, never a torn one.
+/// Writes `data` to `path` atomically: a temporary file in the same directory
+/// renamed over the target, so a concurrent reader sees the old or the new
+/// content, never a torn one. No fsync: runtime state lives in /run (tmpfs)
+/// and means nothing after a reboot, and an fsync on a disk-backed --root
+/// costs milliseconds on every create.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -62,7 +64,6 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
             .custom_flags(libc::O_CLOEXEC)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
         fs::rename(&tmp, path)
     })();
     if res.is_err() {

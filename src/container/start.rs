@@ -10,7 +10,7 @@ use super::{ContainerError, EXEC_FIFO, Result, Root, Status, init_pidfd, io_err}
 
 pub fn start(root: &Root, id: &str) -> Result<()> {
     let _lock = root.lock(id)?;
-    let mut st = root.load(id)?;
+    let st = root.load(id)?;
     match root.status(&st) {
         Status::Created => {}
         s @ Status::Stopped => {
@@ -81,9 +81,9 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
             ));
         }
     }
-    fs::remove_file(&path).map_err(io_err("remove", &path))?;
-    st.status = Status::Running;
-    root.save(&st)
+    // The status is derived from the init and the fifo: removing the fifo
+    // is what makes the container "running".
+    fs::remove_file(&path).map_err(io_err("remove", &path))
 }
 
 trait NonBlock {
