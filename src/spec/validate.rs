@@ -1,6 +1,7 @@
 //! Static checks on a parsed config.json. Each error names the field and why.
 
 use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -302,6 +303,31 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
                 "linux.sysctl",
                 format!("{key:?} needs a {need} namespace, which the container does not have"),
             ));
+        }
+        // A namespace joined by path may be the runtime's own (the host's).
+        let joined = linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .find(|n| n.typ() == need)
+            .and_then(|n| n.path().as_ref());
+        if let Some(path) = joined {
+            let file = match need {
+                LinuxNamespaceType::Network => "net",
+                LinuxNamespaceType::Ipc => "ipc",
+                _ => "uts",
+            };
+            let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+            if id(path).is_some() && id(path) == id(&Path::new("/proc/self/ns").join(file)) {
+                return Err(invalid(
+                    cfg,
+                    "linux.sysctl",
+                    format!(
+                        "{key:?} would change the host: the {need} namespace {} is the host's",
+                        path.display()
+                    ),
+                ));
+            }
         }
     }
 
