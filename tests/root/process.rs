@@ -839,3 +839,24 @@ fn join_user_namespace_by_path() {
     assert_eq!(ctx.state(&a)["status"], "running");
     stop_and_delete(&ctx, &a);
 }
+
+/// config-linux.md "Sysctl" changes the container's namespaces only: a
+/// network namespace joined by path that is the host's own must not get
+/// net.* sysctls (runc refuses too). The value written would be the host's
+/// current one, so even a failing test changes nothing.
+#[test]
+fn sysctl_in_host_network_namespace_is_refused() {
+    require_root!();
+    let ctx = Ctx::new("hostnet");
+    let host_fwd = read_trim("/proc/sys/net/ipv4/ip_forward");
+    let id = ctx.id("a");
+    let mut c = ctx.config(&["/bin/true"]);
+    set_namespaces(&mut c, &["mount", "pid", "uts"]);
+    push_namespace(&mut c, json!({"type": "network", "path": "/proc/self/ns/net"}));
+    c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": host_fwd});
+    let out = ctx.run(&id, &c);
+    assert_fails_with(&out, "net.ipv4.ip_forward");
+    assert!(stderr(&out).contains("host"), "{}", stderr(&out));
+    ctx.assert_no_leftovers(&id);
+    assert_eq!(read_trim("/proc/sys/net/ipv4/ip_forward"), host_fwd);
+}
