@@ -173,6 +173,14 @@ fn relative_cwd_is_refused() {
     assert_fails_with(&out, "process.cwd");
     assert!(stderr(&out).contains("absolute"), "{}", stderr(&out));
     ctx.assert_no_leftovers(&id);
+
+    // A cwd that exists but is a file: a clean error naming it.
+    let id = ctx.id("file");
+    let mut c = ctx.config(&["/bin/true"]);
+    c["process"]["cwd"] = json!("/etc/passwd");
+    let out = ctx.run(&id, &c);
+    assert_fails_with(&out, "/etc/passwd");
+    ctx.assert_no_leftovers(&id);
 }
 
 /// config.md "Linux Process" capabilities, as root: root's execve keeps the
@@ -640,6 +648,7 @@ fn time_namespace_offsets() {
     let p = ctx.probe("a", c, &[]);
     let (m1, b1) = (clock(libc::CLOCK_MONOTONIC), clock(libc::CLOCK_BOOTTIME));
     assert_ne!(ns_of(&p, "time"), host_ns("time"));
+    assert_eq!(ns_of(&p, "time"), ns_of(&p, "time_for_children"));
     let pm = p["clocks"]["monotonic"].as_f64().unwrap() - off as f64;
     let pb = p["clocks"]["boottime"].as_f64().unwrap() - off as f64;
     // The probe read its clocks between our two readings (the host's
@@ -852,11 +861,47 @@ fn sysctl_in_host_network_namespace_is_refused() {
     let id = ctx.id("a");
     let mut c = ctx.config(&["/bin/true"]);
     set_namespaces(&mut c, &["mount", "pid", "uts"]);
-    push_namespace(&mut c, json!({"type": "network", "path": "/proc/self/ns/net"}));
+    push_namespace(
+        &mut c,
+        json!({"type": "network", "path": "/proc/self/ns/net"}),
+    );
     c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": host_fwd});
     let out = ctx.run(&id, &c);
     assert_fails_with(&out, "net.ipv4.ip_forward");
     assert!(stderr(&out).contains("host"), "{}", stderr(&out));
     ctx.assert_no_leftovers(&id);
     assert_eq!(read_trim("/proc/sys/net/ipv4/ip_forward"), host_fwd);
+}
+
+/// config.md "umask": when unset, cuddy uses 0022 whatever the caller's
+/// umask is, as runc does (the spec's SHOULD keep the caller's umask; runc
+/// compatibility wins here), and an explicit umask is exact.
+#[test]
+fn umask_default_and_explicit() {
+    require_root!();
+    let ctx = Ctx::new("umask");
+    for (umask, want) in [(None, "0022"), (Some(0o077), "0077"), (Some(0), "0000")] {
+        let id = ctx.id(&format!(
+            "u{}",
+            umask.map_or("none".into(), |u: u32| u.to_string())
+        ));
+        let mut c = ctx.config(&["/bin/probe"]);
+        if let Some(u) = umask {
+            c["process"]["user"]["umask"] = json!(u);
+        }
+        let b = ctx.bundle(&id, &c);
+        let mut cmd = ctx.cmd();
+        cmd.args(["run", "--bundle", b.to_str().unwrap(), &id]);
+        // SAFETY: umask is async-signal-safe; it only affects cuddy.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0o007);
+                Ok(())
+            });
+        }
+        let out = output_with_timeout(cmd, 60);
+        assert_ok(&out, "run");
+        let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(p["umask"], want, "umask {umask:?}");
+    }
 }
