@@ -5,7 +5,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
@@ -247,7 +246,6 @@ fn spawn(
         }
         Err(e) => return Err(io_err("receive", "sync channel")(e)),
     }
-    let _ = Errno::clear;
 
     let (pid_start, _) = proc_start_time(&root.proc, pid.as_raw())
         .ok_or_else(|| ContainerError::Init("init exited right after set-up".into()))?;
