@@ -211,14 +211,25 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
                     format!("{} must be an absolute path", p.display()),
                 ));
             }
-            Some(p) if !p.exists() => {
-                return Err(invalid(
-                    cfg,
-                    format!("linux.namespaces[{i}].path"),
-                    format!("{} does not exist", p.display()),
-                ));
-            }
-            Some(_) => {}
+            // Not `exists()`: it turns EACCES (e.g. another process's ns
+            // files under a restrictive ptrace policy) into "does not exist".
+            Some(p) => match std::fs::metadata(p) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(invalid(
+                        cfg,
+                        format!("linux.namespaces[{i}].path"),
+                        format!("{} does not exist", p.display()),
+                    ));
+                }
+                Err(e) => {
+                    return Err(invalid(
+                        cfg,
+                        format!("linux.namespaces[{i}].path"),
+                        format!("{}: {e}", p.display()),
+                    ));
+                }
+            },
         }
     }
     let has = |t: LinuxNamespaceType| kinds.contains(&t);
