@@ -97,8 +97,14 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
     let process = bundle.spec.process().as_ref();
     if process.and_then(|p| p.terminal()).unwrap_or(false) {
         return Err(ContainerError::Unsupported(match &opts.console_socket {
-            None => "config.json: process.terminal is true but no --console-socket was given (cuddy does not relay a terminal yet; set terminal to false to use the caller's stdio)".into(),
-            Some(s) => format!("--console-socket {}: terminals are not supported yet by cuddy (set process.terminal to false)", s.display()),
+            None => format!(
+                "{}: process.terminal: true, but no --console-socket was given (cuddy does not relay a terminal yet; set terminal to false to use the caller's stdio)",
+                bundle.dir.join("config.json").display()
+            ),
+            Some(s) => format!(
+                "--console-socket {}: terminals are not supported yet by cuddy (set process.terminal to false)",
+                s.display()
+            ),
         }));
     }
     let ns = namespaces::plan(&bundle.spec)?;
@@ -208,9 +214,14 @@ fn spawn(
         preserve_fds,
         extra_env,
     };
-    let (pid, pidfd) = match clone(ns.clone_flags, cg_fd.as_ref().map(|f| f.as_raw_fd()))? {
+    namespaces::join_pid_for_children(ns)?;
+    let (flags, into) = if ns.two_stage { (nix::sched::CloneFlags::empty(), None) } else { (ns.clone_flags, cg_fd.as_ref().map(|f| f.as_raw_fd())) };
+    let (mut pid, mut pidfd) = match clone(flags, into)? {
         Forked::Child => {
             drop(parent_chan);
+            if ns.two_stage {
+                init::run_middle(ctx)
+            }
             init::run(ctx)
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
@@ -218,10 +229,29 @@ fn spawn(
     drop(ctx);
     undo.child = Some(pid);
 
+    if ns.two_stage {
+        // The middle process: into the cgroup (the init inherits it), Go,
+        // then it reports the init's pid and exits.
+        cgroup.add_process(pid.as_raw())?;
+        parent_chan.send(&Msg::Go).map_err(io_err("send", "sync channel"))?;
+        let msg = parent_chan.recv();
+        let _ = waitpid(pid, None);
+        undo.child = None;
+        match msg {
+            Ok(Some(Msg::Pid(p))) => {
+                pid = Pid::from_raw(p);
+                undo.child = Some(pid);
+                pidfd = crate::process::clone::pidfd_open(pid).ok();
+            }
+            Ok(Some(Msg::Error(e))) => return Err(ContainerError::Init(e)),
+            Ok(other) => return Err(ContainerError::Init(format!("unexpected message {other:?}"))),
+            Err(e) => return Err(io_err("receive", "sync channel")(e)),
+        }
+    }
     if ns.new_user {
         namespaces::write_id_maps(&root.proc, pid.as_raw(), &bundle.spec)?;
     }
-    if cg_fd.is_none() {
+    if cg_fd.is_none() && !ns.two_stage {
         cgroup.add_process(pid.as_raw())?;
     }
     if let Some(adj) = bundle

@@ -207,7 +207,15 @@ fn process_errors() {
 
     let mut c = cfg(&ctx);
     c["process"]["terminal"] = json!(true);
-    create_fails(&ctx, "tty", &c, &["process.terminal", "--console-socket"]);
+    create_fails(
+        &ctx,
+        "tty",
+        &c,
+        &[
+            "bundle-tty/config.json: process.terminal",
+            "--console-socket",
+        ],
+    );
 }
 
 /// An executable that does not exist fails `create` (as runc does), not
