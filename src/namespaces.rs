@@ -33,11 +33,20 @@ pub enum NamespaceError {
         #[source]
         source: nix::Error,
     },
-    #[error("namespace {path} is a {actual} namespace, but linux.namespaces says {expected}")]
+    #[error(
+        "linux.namespaces type {expected}: path {path} is a {actual} namespace, not a {expected} one"
+    )]
     WrongType {
         path: PathBuf,
         expected: String,
         actual: String,
+    },
+    #[error("linux.namespaces type {typ}: path {path} is not a namespace file ({source})")]
+    NotNamespace {
+        typ: String,
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
     },
     #[error("join {typ} namespace {path}: {source}")]
     Join {
@@ -58,11 +67,6 @@ pub enum NamespaceError {
         #[source]
         source: nix::Error,
     },
-    #[error(
-        "linux.namespaces: joining the user namespace {path} together with new {new} namespaces is not supported yet \
-         (they would belong to the host's user namespace, not to the joined one)"
-    )]
-    JoinUserWithNew { path: PathBuf, new: String },
 }
 
 /// A namespace to join: its type, path and the open fd.
@@ -88,6 +92,9 @@ pub struct NsPlan {
     pub new_user: bool,
     /// The container is in a user namespace (new or joined).
     pub in_userns: bool,
+    /// A user namespace is joined by path: the init is cloned by a middle
+    /// process that joined it, so that its new namespaces belong to it.
+    pub two_stage: bool,
 }
 
 impl Default for NsPlan {
@@ -99,6 +106,7 @@ impl Default for NsPlan {
             join: Vec::new(),
             new_user: false,
             in_userns: false,
+            two_stage: false,
         }
     }
 }
@@ -107,8 +115,19 @@ pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
     CloneFlags::from_bits_retain(t as i32)
 }
 
-fn type_name(t: LinuxNamespaceType) -> String {
-    t.to_string()
+/// The type as config.json spells it.
+pub fn type_name(t: LinuxNamespaceType) -> String {
+    match t {
+        LinuxNamespaceType::Mount => "mount",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "network",
+        LinuxNamespaceType::Time => "time",
+    }
+    .to_string()
 }
 
 /// NS_GET_NSTYPE (linux/nsfs.h: _IO(0xb7, 0x3)) returns the CLONE_NEW* type.
@@ -162,10 +181,10 @@ pub fn plan(spec: &Spec) -> Result<NsPlan, NamespaceError> {
                 // SAFETY: ioctl on an fd we own; NS_GET_NSTYPE takes no argument.
                 let actual = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE) };
                 if actual < 0 {
-                    return Err(NamespaceError::WrongType {
+                    return Err(NamespaceError::NotNamespace {
+                        typ: type_name(t),
                         path: path.clone(),
-                        expected: type_name(t),
-                        actual: format!("not a namespace file ({})", Errno::last()),
+                        source: Errno::last(),
                     });
                 }
                 if actual != t as i32 {
@@ -201,24 +220,24 @@ pub fn plan(spec: &Spec) -> Result<NsPlan, NamespaceError> {
     }
     // User namespace first: joining it grants the capabilities to join the rest.
     p.join.sort_by_key(|j| j.typ != LinuxNamespaceType::User);
-    // Namespaces made by clone3 are owned by the caller's user namespace, so
-    // after joining another one the init could not use them (mount: EPERM).
-    if let Some(u) = p.join.first().filter(|j| j.typ == LinuxNamespaceType::User) {
-        let new: Vec<String> = linux
-            .namespaces()
-            .iter()
-            .flatten()
-            .filter(|n| n.path().is_none() && p.clone_flags.contains(flag(n.typ())))
-            .map(|n| type_name(n.typ()))
-            .collect();
-        if !new.is_empty() {
-            return Err(NamespaceError::JoinUserWithNew {
-                path: u.path.clone(),
-                new: new.join(", "),
-            });
-        }
-    }
+    // Namespaces made by clone3 are owned by the caller's user namespace:
+    // with a joined user namespace, a short-lived middle process joins it
+    // first and clones the init from there (see container/create.rs).
+    p.two_stage = p
+        .join
+        .first()
+        .is_some_and(|j| j.typ == LinuxNamespaceType::User);
     Ok(p)
+}
+
+/// Joins a PID namespace given by path in the parent: setns(CLONE_NEWPID)
+/// changes only the namespace of the caller's future children, so the
+/// container's init is born in it while the parent stays where it is.
+pub fn join_pid_for_children(p: &NsPlan) -> Result<(), NamespaceError> {
+    match p.join.iter().find(|j| j.typ == LinuxNamespaceType::Pid) {
+        Some(j) => join(j),
+        None => Ok(()),
+    }
 }
 
 /// Joins one namespace (in the child).

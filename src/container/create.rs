@@ -215,7 +215,11 @@ fn spawn(
         extra_env,
     };
     namespaces::join_pid_for_children(ns)?;
-    let (flags, into) = if ns.two_stage { (nix::sched::CloneFlags::empty(), None) } else { (ns.clone_flags, cg_fd.as_ref().map(|f| f.as_raw_fd())) };
+    let (flags, into) = if ns.two_stage {
+        (nix::sched::CloneFlags::empty(), None)
+    } else {
+        (ns.clone_flags, cg_fd.as_ref().map(|f| f.as_raw_fd()))
+    };
     let (mut pid, mut pidfd) = match clone(flags, into)? {
         Forked::Child => {
             drop(parent_chan);
@@ -233,7 +237,9 @@ fn spawn(
         // The middle process: into the cgroup (the init inherits it), Go,
         // then it reports the init's pid and exits.
         cgroup.add_process(pid.as_raw())?;
-        parent_chan.send(&Msg::Go).map_err(io_err("send", "sync channel"))?;
+        parent_chan
+            .send(&Msg::Go)
+            .map_err(io_err("send", "sync channel"))?;
         let msg = parent_chan.recv();
         let _ = waitpid(pid, None);
         undo.child = None;
@@ -244,7 +250,11 @@ fn spawn(
                 pidfd = crate::process::clone::pidfd_open(pid).ok();
             }
             Ok(Some(Msg::Error(e))) => return Err(ContainerError::Init(e)),
-            Ok(other) => return Err(ContainerError::Init(format!("unexpected message {other:?}"))),
+            Ok(other) => {
+                return Err(ContainerError::Init(format!(
+                    "unexpected message {other:?}"
+                )));
+            }
             Err(e) => return Err(io_err("receive", "sync channel")(e)),
         }
     }

@@ -20,6 +20,7 @@ use super::sync::{Channel, Msg};
 use crate::mounts::{RootfsConfig, finish_rootfs, prepare_rootfs};
 use crate::namespaces::{self, NsPlan};
 use crate::spec::Bundle;
+use oci_spec::runtime::LinuxNamespaceType;
 
 /// Everything the child needs, prepared by the parent before clone.
 pub struct InitContext<'a> {
@@ -54,6 +55,61 @@ pub fn run(ctx: InitContext) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// The middle process of a container that joins a user namespace by path:
+/// it waits for Go (it is in the container's cgroup by then, which the init
+/// inherits), joins the user namespace, clones the init into the new
+/// namespaces (now owned by the joined user namespace) as a sibling
+/// (CLONE_PARENT: the init is cuddy's child, so `run` can wait for it),
+/// reports the init's pid and exits. Never returns.
+pub fn run_middle(ctx: InitContext) -> ! {
+    let code = match middle(&ctx) {
+        Ok(None) => 0,
+        Ok(Some(())) => run(ctx),
+        Err(e) => {
+            let _ = ctx.chan.send(&Msg::Error(e));
+            1
+        }
+    };
+    // SAFETY: see `run`.
+    unsafe { libc::_exit(code) }
+}
+
+/// Returns Some(()) in the cloned init, None in the middle process when done.
+fn middle(ctx: &InitContext) -> Result<Option<()>, String> {
+    match ctx.chan.recv() {
+        Ok(Some(Msg::Go)) => {}
+        Ok(other) => return Err(format!("sync: expected Go from parent, got {other:?}")),
+        Err(e) => return Err(format!("sync: {e}")),
+    }
+    if let Some(j) = ctx
+        .ns
+        .join
+        .iter()
+        .find(|j| j.typ == LinuxNamespaceType::User)
+    {
+        namespaces::join(j).map_err(|e| e.to_string())?;
+    }
+    let flags = ctx.ns.clone_flags | nix::sched::CloneFlags::CLONE_PARENT;
+    let pidfd = match super::clone::clone(flags, None).map_err(|e| e.to_string())? {
+        super::clone::Forked::Child => return Ok(Some(())),
+        super::clone::Forked::Parent { pidfd, .. } => {
+            pidfd.ok_or("clone: no pidfd for the init")?
+        }
+    };
+    // The pid clone3 returned is in our PID namespace, which may be one the
+    // container joined; the host procfs shows it in the parent's namespace.
+    let info = read_proc(&ctx.proc_fd, &format!("self/fdinfo/{}", pidfd.as_raw_fd()))?;
+    let pid = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .ok_or("cannot read the init's pid from its pidfd")?;
+    ctx.chan
+        .send(&Msg::Pid(pid))
+        .map_err(|e| format!("sync: {e}"))?;
+    Ok(None)
+}
+
 struct Prepared {
     path: CString,
     args: Vec<CString>,
@@ -86,6 +142,13 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
 
     // 2. Namespaces by path (user first), then root in a new user namespace.
     for j in &ctx.ns.join {
+        // The PID namespace was joined by the parent (for its children), and a
+        // joined user namespace by the middle process that cloned us.
+        if j.typ == LinuxNamespaceType::Pid
+            || (j.typ == LinuxNamespaceType::User && ctx.ns.two_stage)
+        {
+            continue;
+        }
         namespaces::join(j).map_err(|e| e.to_string())?;
     }
     // The time namespace before the switch to the mapped root: that switch
@@ -94,7 +157,9 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
     if let Some(offsets) = &ctx.ns.new_time {
         namespaces::new_time_ns(&ctx.proc_fd, offsets).map_err(|e| e.to_string())?;
     }
-    if ctx.ns.new_user {
+    // Inside a user namespace (new, or joined by the middle process) become
+    // its root, so files we create are owned by a mapped id.
+    if ctx.ns.in_userns {
         nix::unistd::setresgid(0.into(), 0.into(), 0.into())
             .map_err(|e| format!("setresgid 0 in the user namespace: {e}"))?;
         nix::unistd::setresuid(0.into(), 0.into(), 0.into())

@@ -245,7 +245,9 @@ pub fn user_and_caps(p: &Process, in_userns: bool) -> Result<(), ProcessError> {
     // configs), so a refused one is a warning, not a failure.
     for cap in ambient {
         if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
-            tracing::warn!("process.capabilities.ambient: {cap} not raised (it must be permitted and inheritable): {e}");
+            tracing::warn!(
+                "process.capabilities.ambient: {cap} not raised (it must be permitted and inheritable): {e}"
+            );
         }
     }
     Ok(())

@@ -14,6 +14,8 @@ pub enum Msg {
     Go,
     /// Child -> parent: set-up done, waiting for `start`.
     Ready,
+    /// Middle process -> parent: the init's pid (in the parent's PID namespace).
+    Pid(i32),
     /// Child -> parent: set-up failed.
     Error(String),
 }

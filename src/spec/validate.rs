@@ -312,7 +312,10 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
             return Err(invalid(
                 cfg,
                 "linux.sysctl",
-                format!("{key:?} needs a {need} namespace, which the container does not have"),
+                format!(
+                    "{key:?} needs a {} namespace, which the container does not have",
+                    crate::namespaces::type_name(need)
+                ),
             ));
         }
         // A namespace joined by path may be the runtime's own (the host's).

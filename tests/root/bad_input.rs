@@ -283,7 +283,7 @@ fn namespace_errors() {
         &ctx,
         "netsysctl",
         &c,
-        &["linux.sysctl", "net.ipv4.ip_forward", "net namespace"],
+        &["linux.sysctl", "net.ipv4.ip_forward", "network namespace"],
     );
 
     let mut c = cfg(&ctx);
@@ -342,7 +342,11 @@ fn namespace_errors() {
         &ctx,
         "nstype",
         &c,
-        &[&uts, "is a uts namespace", "says net"],
+        &[
+            &uts,
+            "is a uts namespace",
+            "is a uts namespace, not a network one",
+        ],
     );
 
     // Not a namespace file at all.
