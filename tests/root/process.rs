@@ -914,3 +914,31 @@ fn umask_default_and_explicit() {
         assert_eq!(p["umask"], want, "umask {umask:?}");
     }
 }
+
+/// config-linux.md "Namespaces": joining a PID namespace by path puts the
+/// init itself into it (setns(CLONE_NEWPID) affects only children, so the
+/// parent joins before cloning).
+#[test]
+fn join_pid_namespace_by_path() {
+    require_root!();
+    let ctx = Ctx::new("joinpid");
+    let a = ctx.id("a");
+    let pid = run_detached(&ctx, &a, &ctx.config(&["/bin/sleep", "1000"]));
+    let mut c = ctx.config(&[]);
+    set_namespaces(&mut c, &["mount", "uts"]);
+    push_namespace(
+        &mut c,
+        json!({"type": "pid", "path": format!("/proc/{pid}/ns/pid")}),
+    );
+    let p = ctx.probe("b", c, &[]);
+    let a_pidns = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/{pid}/ns/pid"))
+            .unwrap()
+            .ino()
+    };
+    assert_eq!(ns_of(&p, "pid"), a_pidns);
+    // A's init is pid 1 there; the probe is another process of that namespace.
+    assert!(p["pid"].as_i64().unwrap() > 1, "{}", p["pid"]);
+    stop_and_delete(&ctx, &a);
+}
