@@ -127,6 +127,14 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
         cgroup: None,
         child: None,
     };
+    // Held until create returns: a concurrent `delete` of this id waits.
+    let _lock = match root.lock(&opts.id) {
+        Ok(l) => l,
+        Err(e) => {
+            undo.run();
+            return Err(e);
+        }
+    };
 
     let linux = bundle.spec.linux().as_ref();
     let cgroup = match Cgroup::create(
@@ -141,7 +149,31 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
         }
     };
     undo.cgroup = Some(&cgroup);
-    let res = spawn(root, opts, &bundle, &ns, &cgroup, &dir, &mut undo);
+    // A first state.json ("creating", with the cgroup) so that if this
+    // process is killed half-way, `delete` still finds and removes the cgroup.
+    let mut state = State {
+        id: opts.id.clone(),
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: rfc3339_now(),
+        owner: owner_name(nix::unistd::geteuid().as_raw()),
+        annotations: bundle
+            .spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        cgroup: Some(cgroup.clone()),
+        status: Status::Creating,
+    };
+    if let Err(e) = root.save(&state) {
+        undo.run();
+        return Err(e);
+    }
+    let res = spawn(root, opts, &bundle, &ns, &cgroup, &mut undo, &mut state);
     match res {
         Ok(c) => Ok(c),
         Err(e) => {
@@ -157,8 +189,8 @@ fn spawn(
     bundle: &spec::Bundle,
     ns: &namespaces::NsPlan,
     cgroup: &Cgroup,
-    dir: &Path,
     undo: &mut Undo,
+    state: &mut State,
 ) -> Result<Created> {
     // Always applied: without resources the container still gets the
     // default device policy (deny all, then the default allow-list), plus
@@ -175,7 +207,7 @@ fn spawn(
     cgroup.apply(&res)?;
     // The exec fifo: init opens it for writing (blocking) after set-up;
     // `start` opens it for reading, which releases init into execve.
-    let fifo_path = dir.join(EXEC_FIFO);
+    let fifo_path = root.dir(&opts.id).join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622))
         .map_err(sys_err(format!("mkfifo {}", fifo_path.display())))?;
     // The container user may be unprivileged: it needs write access.
@@ -289,30 +321,19 @@ fn spawn(
 
     let (pid_start, _) = proc_start_time(&root.proc, pid.as_raw())
         .ok_or_else(|| ContainerError::Init("init exited right after set-up".into()))?;
-    let state = State {
-        id: opts.id.clone(),
-        pid: pid.as_raw(),
-        pid_start,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: rfc3339_now(),
-        owner: owner_name(nix::unistd::geteuid().as_raw()),
-        annotations: bundle
-            .spec
-            .annotations()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
-        cgroup: Some(cgroup.clone()),
-        status: Status::Created,
-    };
-    root.save(&state)?;
+    state.pid = pid.as_raw();
+    state.pid_start = pid_start;
+    state.status = Status::Created;
+    root.save(state)?;
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid.as_raw())?;
     }
     undo.child = None;
     undo.cgroup = None;
     undo.dir = None;
-    Ok(Created { state, pid, pidfd })
+    Ok(Created {
+        state: state.clone(),
+        pid,
+        pidfd,
+    })
 }
