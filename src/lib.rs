@@ -8,6 +8,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod container;
 pub mod features;
+pub mod hooks;
 pub mod logging;
 pub mod mounts;
 pub mod namespaces;

@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 use super::{ContainerError, EXEC_FIFO, Result, Root, State, Status, io_err, owner_name, sys_err, validate_id};
 use crate::cgroups::{self, Cgroup};
 use crate::namespaces;
+use crate::hooks;
 use crate::process::clone::{Forked, clone};
 use crate::process::init::{self, InitContext};
 use crate::process::sync::{Channel, Msg};
@@ -46,6 +47,9 @@ struct Undo<'a> {
     dir: Option<PathBuf>,
     cgroup: Option<&'a Cgroup>,
     child: Option<Pid>,
+    /// Once the init exists, a failed create still ends with the poststop
+    /// hooks (runtime.md "Lifecycle": a failing hook continues at step 12).
+    poststop: Option<(oci_spec::runtime::Hooks, String)>,
 }
 
 impl Undo<'_> {
@@ -61,6 +65,9 @@ impl Undo<'_> {
         }
         if let Some(d) = self.dir {
             let _ = fs::remove_dir_all(d);
+        }
+        if let Some((h, state)) = self.poststop {
+            hooks::run_warn(hooks::Kind::Poststop, Some(&h), state.as_bytes());
         }
     }
 }
@@ -101,7 +108,7 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(ContainerError::Exists(opts.id.clone())),
         Err(e) => return Err(io_err("create state directory", &dir)(e)),
     }
-    let mut undo = Undo { dir: Some(dir.clone()), cgroup: None, child: None };
+    let mut undo = Undo { dir: Some(dir.clone()), cgroup: None, child: None, poststop: None };
 
     let linux = bundle.spec.linux().as_ref();
     let cgroup = match Cgroup::create(&cgroups::Roots::default(), linux.and_then(|l| l.cgroups_path().as_deref()), &opts.id) {
@@ -174,6 +181,10 @@ fn spawn(
         no_new_keyring: opts.no_new_keyring,
         preserve_fds,
         extra_env,
+        hooks_sync: hooks::any(
+            bundle.spec.hooks().as_ref(),
+            &[hooks::Kind::Prestart, hooks::Kind::CreateRuntime, hooks::Kind::CreateContainer, hooks::Kind::StartContainer],
+        ),
     };
     let (pid, pidfd) = match clone(ns.clone_flags, cg_fd.as_ref().map(|f| f.as_raw_fd()))? {
         Forked::Child => {
@@ -184,6 +195,12 @@ fn spawn(
     };
     drop(ctx);
     undo.child = Some(pid);
+    let spec_hooks = bundle.spec.hooks().as_ref();
+    let annotations: std::collections::HashMap<String, String> = bundle.spec.annotations().clone().unwrap_or_default().into_iter().collect();
+    if let Some(h) = spec_hooks.filter(|h| hooks::any(Some(h), &[hooks::Kind::Poststop])) {
+        let st = hooks::state(&opts.id, "stopped", 0, &bundle.dir, &annotations);
+        undo.poststop = Some((h.clone(), st.to_string()));
+    }
 
     if ns.new_user {
         namespaces::write_id_maps(&root.proc, pid.as_raw(), &bundle.spec)?;
@@ -196,7 +213,18 @@ fn spawn(
         fs::write(&p, adj.to_string()).map_err(io_err("write (process.oomScoreAdj)", p))?;
     }
     parent_chan.send(&Msg::Go).map_err(io_err("send", "sync channel"))?;
-    match parent_chan.recv() {
+    let mut msg = parent_chan.recv();
+    if let Ok(Some(Msg::RunHooks)) = msg {
+        // The init has made its namespaces and mounts and waits before
+        // pivot_root: prestart and createRuntime run here, in the runtime
+        // namespace (config.md "POSIX-platform Hooks").
+        let state = hooks::state(&opts.id, "creating", pid.as_raw(), &bundle.dir, &annotations).to_string();
+        hooks::run(hooks::Kind::Prestart, spec_hooks, state.as_bytes())?;
+        hooks::run(hooks::Kind::CreateRuntime, spec_hooks, state.as_bytes())?;
+        parent_chan.send(&Msg::HooksDone(state)).map_err(io_err("send", "sync channel"))?;
+        msg = parent_chan.recv();
+    }
+    match msg {
         Ok(Some(Msg::Ready)) => {}
         Ok(Some(Msg::Error(e))) => return Err(ContainerError::Init(e)),
         Ok(other) => return Err(ContainerError::Init(format!("unexpected message {other:?}"))),
@@ -217,6 +245,7 @@ fn spawn(
         annotations: bundle.spec.annotations().clone().unwrap_or_default().into_iter().collect(),
         cgroup: Some(cgroup.clone()),
         status: Status::Created,
+        hooks: bundle.spec.hooks().clone(),
     };
     root.save(&state)?;
     if let Some(p) = &opts.pid_file {

@@ -53,6 +53,8 @@ pub enum ContainerError {
     Process(#[from] ProcessError),
     #[error(transparent)]
     Mount(#[from] MountError),
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
     #[error("container {0:?} does not exist")]
     NotFound(String),
     #[error("container {0:?} already exists")]
@@ -133,6 +135,10 @@ pub struct State {
     pub cgroup: Option<Cgroup>,
     /// Last status written by a verb (the live one is computed).
     pub status: Status,
+    /// The config's hooks, kept for poststart (`start`) and poststop
+    /// (`delete`) so they do not depend on the bundle staying unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// The state root (`--root`): one directory per container.
@@ -285,6 +291,7 @@ mod tests {
             annotations: HashMap::new(),
             cgroup: None,
             status: Status::Created,
+            hooks: None,
         }
     }
 

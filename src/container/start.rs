@@ -6,6 +6,8 @@ use std::os::fd::AsRawFd;
 
 use nix::errno::Errno;
 
+use crate::hooks;
+
 use super::{ContainerError, EXEC_FIFO, Result, Root, Status, init_pidfd, io_err};
 
 pub fn start(root: &Root, id: &str) -> Result<()> {
@@ -26,13 +28,15 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         .open(&path)
         .map_err(io_err("open", &path))?;
     let mut got = false;
-    let mut buf = [0u8; 16];
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
     loop {
         match fifo.read(&mut buf) {
             Ok(0) if got => break,
             Ok(0) => {}
-            Ok(_) => {
+            Ok(n) => {
                 got = true;
+                data.extend_from_slice(&buf[..n]);
                 continue;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -57,8 +61,20 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         }
     }
     fs::remove_file(&path).map_err(io_err("remove", &path))?;
+    // Init writes "0" before execve, or a startContainer hook's error.
+    if let Some(msg) = data.strip_prefix(b"E") {
+        st.status = Status::Stopped;
+        root.save(&st)?;
+        return Err(ContainerError::Init(String::from_utf8_lossy(msg).into_owned()));
+    }
     st.status = Status::Running;
-    root.save(&st)
+    root.save(&st)?;
+    // poststart: after the user process runs; failures are warnings only.
+    if hooks::any(st.hooks.as_ref(), &[hooks::Kind::Poststart]) {
+        let state = hooks::state(&st.id, "running", st.pid, &st.bundle, &st.annotations);
+        hooks::run_warn(hooks::Kind::Poststart, st.hooks.as_ref(), state.to_string().as_bytes());
+    }
+    Ok(())
 }
 
 trait NonBlock {

@@ -16,6 +16,15 @@ pub enum Msg {
     Ready,
     /// Child -> parent: set-up failed.
     Error(String),
+    /// Child -> parent: namespaces and mounts are ready, run the
+    /// prestart/createRuntime hooks (the child waits before pivot_root).
+    RunHooks,
+    /// Parent -> child: hooks done; the state JSON (with the host pid) for
+    /// the createContainer and startContainer hooks.
+    HooksDone(String),
+    /// Exec child -> parent: the pid (in the caller's PID namespace) of the
+    /// process that will exec the user program.
+    Pid(i32),
 }
 
 #[derive(Debug)]
