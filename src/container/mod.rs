@@ -10,6 +10,7 @@
 
 mod create;
 mod delete;
+mod exec;
 mod kill;
 mod list;
 mod run;
@@ -17,6 +18,7 @@ mod start;
 
 pub use create::{CreateOptions, create};
 pub use delete::delete;
+pub use exec::{ExecOptions, exec};
 pub use kill::{kill, parse_signal};
 pub use list::{list, state_json};
 pub use run::run;
@@ -55,6 +57,10 @@ pub enum ContainerError {
     Mount(#[from] MountError),
     #[error(transparent)]
     Hook(#[from] crate::hooks::HookError),
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
+    #[error("exec failed: {0}")]
+    Exec(String),
     #[error("container {0:?} does not exist")]
     NotFound(String),
     #[error("container {0:?} already exists")]

@@ -12,7 +12,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use super::create::{CreateOptions, create};
 use super::{Result, Root, delete, start};
 
-fn forwardable() -> SigSet {
+pub(crate) fn forwardable() -> SigSet {
     let mut set = SigSet::all();
     for s in [Signal::SIGKILL, Signal::SIGSTOP, Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGILL, Signal::SIGFPE, Signal::SIGTRAP] {
         set.remove(s);

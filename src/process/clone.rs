@@ -57,6 +57,11 @@ pub fn clone(flags: CloneFlags, cgroup_fd: Option<RawFd>) -> Result<Forked, Proc
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
     };
+    if flags.contains(CloneFlags::CLONE_PARENT) {
+        // clone3 refuses an exit signal with CLONE_PARENT (EINVAL): the
+        // child gets the caller's own exit signal (SIGCHLD, to our parent).
+        args.exit_signal = 0;
+    }
     if let Some(fd) = cgroup_fd {
         args.flags |= 0x2_0000_0000; // CLONE_INTO_CGROUP
         args.cgroup = fd as u64;

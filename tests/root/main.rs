@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod common;
+mod exec;
 mod hooks;
 mod lifecycle;
 mod mounts;
