@@ -334,9 +334,7 @@ pub fn wait_forwarding(pid: Pid, set: &SigSet, master: Option<OwnedFd>) -> Resul
         if fds[1].revents != 0 {
             // SAFETY: valid buffer.
             let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                stdin_open = false;
-            } else if !write_all(mfd, &buf[..n as usize]) {
+            if n <= 0 || !write_all(mfd, &buf[..n as usize]) {
                 stdin_open = false;
             }
         }

@@ -93,12 +93,21 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
     validate_id(&opts.id)?;
     let bundle = spec::load(&opts.bundle)?;
     let process = bundle.spec.process().as_ref();
-    if process.and_then(|p| p.terminal()).unwrap_or(false) {
-        return Err(ContainerError::Unsupported(match &opts.console_socket {
-            None => "config.json: process.terminal is true but no --console-socket was given (cuddy does not relay a terminal yet; set terminal to false to use the caller's stdio)".into(),
-            Some(s) => format!("--console-socket {}: terminals are not supported yet by cuddy (set process.terminal to false)", s.display()),
-        }));
+    let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
+    if terminal && opts.console_socket.is_none() {
+        return Err(ContainerError::Unsupported(
+            "config.json: process.terminal is true but no --console-socket was given (use --console-socket, `cuddy run` in the foreground, or set terminal to false)".into(),
+        ));
     }
+    if !terminal && opts.console_socket.is_some() {
+        return Err(ContainerError::Unsupported("--console-socket needs process.terminal to be true in config.json".into()));
+    }
+    // Connected before anything is created: a bad path fails cleanly, and the
+    // init (in another mount namespace) inherits the connection.
+    let console = match &opts.console_socket {
+        Some(p) if terminal => Some(crate::console::connect(p)?),
+        _ => None,
+    };
     let ns = namespaces::plan(&bundle.spec)?;
 
     fs::DirBuilder::new().recursive(true).mode(0o711).create(&root.path).map_err(io_err("create state root", &root.path))?;
@@ -119,7 +128,7 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
         }
     };
     undo.cgroup = Some(&cgroup);
-    let res = spawn(root, opts, &bundle, &ns, &cgroup, &dir, &mut undo);
+    let res = spawn(root, opts, &bundle, &ns, &cgroup, &dir, &mut undo, console);
     match res {
         Ok(c) => Ok(c),
         Err(e) => {
@@ -129,6 +138,7 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn spawn(
     root: &Root,
     opts: &CreateOptions,
@@ -137,6 +147,7 @@ fn spawn(
     cgroup: &Cgroup,
     dir: &Path,
     undo: &mut Undo,
+    console: Option<OwnedFd>,
 ) -> Result<Created> {
     // Always applied: without resources the container still gets the
     // default device policy (deny all, then the default allow-list), plus
@@ -185,6 +196,7 @@ fn spawn(
             bundle.spec.hooks().as_ref(),
             &[hooks::Kind::Prestart, hooks::Kind::CreateRuntime, hooks::Kind::CreateContainer, hooks::Kind::StartContainer],
         ),
+        console,
     };
     let (pid, pidfd) = match clone(ns.clone_flags, cg_fd.as_ref().map(|f| f.as_raw_fd()))? {
         Forked::Child => {

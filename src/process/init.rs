@@ -17,6 +17,7 @@ use nix::sys::stat::Mode;
 
 use super::setup;
 use super::sync::{Channel, Msg};
+use crate::console;
 use crate::hooks;
 use crate::mounts::{RootfsConfig, finish_rootfs, prepare_rootfs};
 use crate::namespaces::{self, NsPlan};
@@ -42,6 +43,8 @@ pub struct InitContext<'a> {
     /// The config has prestart/createRuntime/createContainer/startContainer
     /// hooks: stop before pivot_root and let the parent run its hooks.
     pub hooks_sync: bool,
+    /// Connected console socket when `process.terminal` is true.
+    pub console: Option<OwnedFd>,
 }
 
 /// Runs in the child; never returns.
@@ -152,6 +155,20 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
             v["status"] = "created".into();
             start_state = Some(v.to_string());
         }
+    }
+    // The terminal: a pty from the container's devpts, /dev/console bound
+    // to it (still through the host's /proc, before pivot_root), the master
+    // sent over the console socket, the slave our controlling tty and stdio.
+    if let Some(sock) = &ctx.console {
+        use std::os::fd::AsFd;
+        let pty = console::open_pty(root.fd.as_fd(), &root.path).map_err(|e| e.to_string())?;
+        if let Some(sz) = process.console_size() {
+            console::set_size(pty.slave.as_fd(), sz.height() as u16, sz.width() as u16).map_err(|e| e.to_string())?;
+        }
+        console::mount_console(root.fd.as_fd(), &root.path, &pty.slave).map_err(|e| e.to_string())?;
+        console::send_master(sock, &pty.master).map_err(|e| e.to_string())?;
+        drop(pty.master);
+        console::become_tty_owner(&pty.slave).map_err(|e| e.to_string())?;
     }
     finish_rootfs(&cfg, root).map_err(|e| e.to_string())?;
 

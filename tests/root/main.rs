@@ -8,3 +8,4 @@ mod hooks;
 mod lifecycle;
 mod mounts;
 mod process;
+mod terminal;
