@@ -77,7 +77,15 @@ fn open_strict(root: RawFd, rel: &str, flags: i32) -> nix::Result<OwnedFd> {
         resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
     };
     // SAFETY: NUL-terminated path and a properly sized open_how the kernel only reads.
-    let fd = unsafe { libc::syscall(libc::SYS_openat2, root, c.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>()) };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root,
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
     if fd < 0 {
         return Err(Errno::last());
     }
@@ -95,8 +103,15 @@ pub struct Pty {
 /// directory) and gets the slave with TIOCGPTPEER; checks both ends.
 pub fn open_pty(root: BorrowedFd, shown_root: &Path) -> Result<Pty, ConsoleError> {
     let shown = shown_root.join("dev/pts/ptmx");
-    let master = open_strict(root.as_raw_fd(), "dev/pts/ptmx", libc::O_RDWR | libc::O_NOCTTY)
-        .map_err(sys("open (process.terminal needs a devpts mount at /dev/pts)", &shown))?;
+    let master = open_strict(
+        root.as_raw_fd(),
+        "dev/pts/ptmx",
+        libc::O_RDWR | libc::O_NOCTTY,
+    )
+    .map_err(sys(
+        "open (process.terminal needs a devpts mount at /dev/pts)",
+        &shown,
+    ))?;
     // Unlock the slave (unlockpt).
     let zero: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK with a pointer to an int on a valid fd.
@@ -104,13 +119,22 @@ pub fn open_pty(root: BorrowedFd, shown_root: &Path) -> Result<Pty, ConsoleError
         return Err(sys("unlock pty", &shown)(Errno::last()));
     }
     // SAFETY: TIOCGPTPEER returns a new fd for the slave of this master.
-    let s = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    let s = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
     if s < 0 {
         return Err(sys("open pty slave (TIOCGPTPEER)", &shown)(Errno::last()));
     }
     // SAFETY: a new fd owned by nobody else.
     let slave = unsafe { OwnedFd::from_raw_fd(s) };
-    let not_pty = |reason: String| ConsoleError::NotPty { path: shown.clone(), reason };
+    let not_pty = |reason: String| ConsoleError::NotPty {
+        path: shown.clone(),
+        reason,
+    };
     let mst = nix::sys::stat::fstat(&master).map_err(sys("fstat", &shown))?;
     let sst = nix::sys::stat::fstat(&slave).map_err(sys("fstat pty slave", &shown))?;
     for (what, fd) in [("ptmx", &master), ("pty slave", &slave)] {
@@ -121,17 +145,26 @@ pub fn open_pty(root: BorrowedFd, shown_root: &Path) -> Result<Pty, ConsoleError
     }
     let major = libc::major(sst.st_rdev);
     if sst.st_mode & libc::S_IFMT != libc::S_IFCHR || !PTY_SLAVE_MAJORS.contains(&major) {
-        return Err(not_pty(format!("the pty slave is not a UNIX98 pty (major {major})")));
+        return Err(not_pty(format!(
+            "the pty slave is not a UNIX98 pty (major {major})"
+        )));
     }
     if mst.st_dev != sst.st_dev {
-        return Err(not_pty("ptmx and its slave are on different devpts instances".into()));
+        return Err(not_pty(
+            "ptmx and its slave are on different devpts instances".into(),
+        ));
     }
     Ok(Pty { master, slave })
 }
 
 /// Applies `consoleSize` (rows/columns) to the pty.
 pub fn set_size(fd: BorrowedFd, height: u16, width: u16) -> Result<(), ConsoleError> {
-    let ws = libc::winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
+    let ws = libc::winsize {
+        ws_row: height,
+        ws_col: width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCSWINSZ with a pointer to a valid winsize.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
         return Err(sys("set console size (TIOCSWINSZ)", "pty")(Errno::last()));
@@ -142,16 +175,30 @@ pub fn set_size(fd: BorrowedFd, height: u16, width: u16) -> Result<(), ConsoleEr
 /// Bind mounts the pty slave onto `<root>/dev/console`, which is created as
 /// an empty regular file after removing whatever was there (a symlink is
 /// removed, never followed). Uses the host's /proc (before pivot_root).
-pub fn mount_console(root: BorrowedFd, shown_root: &Path, slave: &OwnedFd) -> Result<(), ConsoleError> {
+pub fn mount_console(
+    root: BorrowedFd,
+    shown_root: &Path,
+    slave: &OwnedFd,
+) -> Result<(), ConsoleError> {
     let shown = shown_root.join("dev/console");
-    let dev = open_strict(root.as_raw_fd(), "dev", libc::O_PATH | libc::O_DIRECTORY).map_err(sys("open", shown_root.join("dev")))?;
+    let dev = open_strict(root.as_raw_fd(), "dev", libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(sys("open", shown_root.join("dev")))?;
     let name = c"console";
     // SAFETY: valid dirfd and NUL-terminated name.
-    if unsafe { libc::unlinkat(dev.as_raw_fd(), name.as_ptr(), 0) } < 0 && Errno::last() != Errno::ENOENT {
+    if unsafe { libc::unlinkat(dev.as_raw_fd(), name.as_ptr(), 0) } < 0
+        && Errno::last() != Errno::ENOENT
+    {
         return Err(sys("remove", &shown)(Errno::last()));
     }
     // SAFETY: as above; O_EXCL|O_NOFOLLOW so only our new file is opened.
-    let f = unsafe { libc::openat(dev.as_raw_fd(), name.as_ptr(), libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_WRONLY | libc::O_CLOEXEC, 0o600) };
+    let f = unsafe {
+        libc::openat(
+            dev.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_WRONLY | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
     if f < 0 {
         return Err(sys("create", &shown)(Errno::last()));
     }
@@ -159,7 +206,14 @@ pub fn mount_console(root: BorrowedFd, shown_root: &Path, slave: &OwnedFd) -> Re
     let f = unsafe { OwnedFd::from_raw_fd(f) };
     let src = format!("/proc/thread-self/fd/{}", slave.as_raw_fd());
     let dst = format!("/proc/thread-self/fd/{}", f.as_raw_fd());
-    nix::mount::mount(Some(src.as_str()), dst.as_str(), None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>).map_err(sys("bind pty onto", &shown))
+    nix::mount::mount(
+        Some(src.as_str()),
+        dst.as_str(),
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(sys("bind pty onto", &shown))
 }
 
 /// Sends the master over the console socket as runc does.
@@ -168,7 +222,8 @@ pub fn send_master(sock: &OwnedFd, master: &OwnedFd) -> Result<(), ConsoleError>
     let iov = [IoSlice::new(name)];
     let fds = [master.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
-    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None).map_err(sys("send pty master over", "console socket"))?;
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
+        .map_err(sys("send pty master over", "console socket"))?;
     Ok(())
 }
 
@@ -179,12 +234,20 @@ pub fn recv_master(sock: &OwnedFd) -> Result<OwnedFd, ConsoleError> {
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
     let msg = loop {
-        match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
             Err(Errno::EINTR) => continue,
             r => break r.map_err(sys("receive pty master from", "console socket"))?,
         }
     };
-    for c in msg.cmsgs().map_err(sys("receive pty master from", "console socket"))? {
+    for c in msg
+        .cmsgs()
+        .map_err(sys("receive pty master from", "console socket"))?
+    {
         if let ControlMessageOwned::ScmRights(fds) = c {
             if let Some(fd) = fds.first() {
                 // SAFETY: the kernel installed this fd for us.
@@ -198,7 +261,11 @@ pub fn recv_master(sock: &OwnedFd) -> Result<OwnedFd, ConsoleError> {
 /// Connects to a `--console-socket` path (in the parent, before clone: the
 /// process that uses it may be in another mount namespace).
 pub fn connect(path: &Path) -> Result<OwnedFd, ConsoleError> {
-    let s = std::os::unix::net::UnixStream::connect(path).map_err(|source| ConsoleError::Socket { path: path.to_path_buf(), source })?;
+    let s =
+        std::os::unix::net::UnixStream::connect(path).map_err(|source| ConsoleError::Socket {
+            path: path.to_path_buf(),
+            source,
+        })?;
     Ok(OwnedFd::from(s))
 }
 
@@ -208,7 +275,9 @@ pub fn become_tty_owner(slave: &OwnedFd) -> Result<(), ConsoleError> {
     nix::unistd::setsid().map_err(sys("setsid", "pty"))?;
     // SAFETY: TIOCSCTTY with arg 0 on a valid tty fd.
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
-        return Err(sys("set controlling terminal (TIOCSCTTY)", "pty")(Errno::last()));
+        return Err(sys("set controlling terminal (TIOCSCTTY)", "pty")(
+            Errno::last(),
+        ));
     }
     for fd in 0..3 {
         // SAFETY: dup2 onto 0..2; the old ones are replaced atomically.
@@ -227,10 +296,13 @@ struct RawMode {
 impl RawMode {
     fn enter() -> RawMode {
         let stdin = std::io::stdin();
-        let Ok(t) = nix::sys::termios::tcgetattr(stdin.as_fd()) else { return RawMode { saved: None } };
+        let Ok(t) = nix::sys::termios::tcgetattr(stdin.as_fd()) else {
+            return RawMode { saved: None };
+        };
         let mut raw = t.clone();
         nix::sys::termios::cfmakeraw(&mut raw);
-        let _ = nix::sys::termios::tcsetattr(stdin.as_fd(), nix::sys::termios::SetArg::TCSANOW, &raw);
+        let _ =
+            nix::sys::termios::tcsetattr(stdin.as_fd(), nix::sys::termios::SetArg::TCSANOW, &raw);
         RawMode { saved: Some(t) }
     }
 }
@@ -238,13 +310,22 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         if let Some(t) = &self.saved {
-            let _ = nix::sys::termios::tcsetattr(std::io::stdin().as_fd(), nix::sys::termios::SetArg::TCSANOW, t);
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin().as_fd(),
+                nix::sys::termios::SetArg::TCSANOW,
+                t,
+            );
         }
     }
 }
 
 fn copy_winsize(from: RawFd, to: RawFd) {
-    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a valid winsize pointer; failures
     // (stdin not a tty) are ignored.
     unsafe {
@@ -274,8 +355,13 @@ fn write_all(fd: RawFd, mut buf: &[u8]) -> bool {
 /// cannot be missed) to `pid`, relays between the caller's stdio and
 /// `master` when given (raw mode, window size on SIGWINCH), and returns the
 /// exit code: the status, or 128+N when killed by signal N.
-pub fn wait_forwarding(pid: Pid, set: &SigSet, master: Option<OwnedFd>) -> Result<i32, ConsoleError> {
-    let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).map_err(sys("signalfd", "foreground"))?;
+pub fn wait_forwarding(
+    pid: Pid,
+    set: &SigSet,
+    master: Option<OwnedFd>,
+) -> Result<i32, ConsoleError> {
+    let sfd =
+        SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).map_err(sys("signalfd", "foreground"))?;
     let _raw = master.as_ref().map(|_| RawMode::enter());
     if let Some(m) = &master {
         copy_winsize(0, m.as_raw_fd());
@@ -302,9 +388,21 @@ pub fn wait_forwarding(pid: Pid, set: &SigSet, master: Option<OwnedFd>) -> Resul
             stdin_open = false;
         }
         let mut fds = [
-            libc::pollfd { fd: sfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: if stdin_open { 0 } else { -1 }, events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: if master_open { mfd } else { -1 }, events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: sfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: if stdin_open { 0 } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: if master_open { mfd } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         let timeout = if code.is_some() { 100 } else { -1 };
         // SAFETY: three valid pollfds (negative fds are ignored by poll).

@@ -49,10 +49,15 @@ fn bad(what: impl Into<String>) -> ContainerError {
 fn build_process(opts: &ExecOptions, bundle: &spec::Bundle) -> Result<Process> {
     let p = if let Some(path) = &opts.process {
         let text = std::fs::read(path).map_err(io_err("read --process", path))?;
-        let p: Process = serde_json::from_slice(&text).map_err(|e| io_err("parse --process", path)(std::io::Error::other(e)))?;
+        let p: Process = serde_json::from_slice(&text)
+            .map_err(|e| io_err("parse --process", path)(std::io::Error::other(e)))?;
         p
     } else {
-        let mut p = bundle.spec.process().clone().ok_or_else(|| bad("config.json has no process"))?;
+        let mut p = bundle
+            .spec
+            .process()
+            .clone()
+            .ok_or_else(|| bad("config.json has no process"))?;
         if opts.args.is_empty() {
             return Err(bad("exec needs a command to run (or --process FILE)"));
         }
@@ -70,10 +75,15 @@ fn build_process(opts: &ExecOptions, bundle: &spec::Bundle) -> Result<Process> {
                 Some((a, b)) => (a, Some(b)),
                 None => (u.as_str(), None),
             };
-            let uid: u32 = uid.parse().map_err(|_| bad(format!("-u {u:?}: expected UID[:GID] as numbers")))?;
+            let uid: u32 = uid
+                .parse()
+                .map_err(|_| bad(format!("-u {u:?}: expected UID[:GID] as numbers")))?;
             user.set_uid(uid);
             if let Some(g) = gid {
-                user.set_gid(g.parse().map_err(|_| bad(format!("-u {u:?}: expected UID[:GID] as numbers")))?);
+                user.set_gid(
+                    g.parse()
+                        .map_err(|_| bad(format!("-u {u:?}: expected UID[:GID] as numbers")))?,
+                );
             }
         }
         if !opts.additional_gids.is_empty() {
@@ -110,7 +120,10 @@ fn build_process(opts: &ExecOptions, bundle: &spec::Bundle) -> Result<Process> {
         _ => return Err(bad("exec: process.args must name the program to run")),
     }
     if !p.cwd().is_absolute() {
-        return Err(bad(format!("exec: cwd {:?} must be an absolute path", p.cwd())));
+        return Err(bad(format!(
+            "exec: cwd {:?} must be an absolute path",
+            p.cwd()
+        )));
     }
     for e in p.env().iter().flatten() {
         if !e.contains('=') {
@@ -141,37 +154,74 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         Status::Created | Status::Running => {}
         Status::Paused if opts.ignore_paused => {}
         s @ Status::Paused => {
-            return Err(ContainerError::BadStatus { id: opts.id.clone(), status: s, hint: "cannot exec in a paused container (use --ignore-paused)" });
+            return Err(ContainerError::BadStatus {
+                id: opts.id.clone(),
+                status: s,
+                hint: "cannot exec in a paused container (use --ignore-paused)",
+            });
         }
-        s => return Err(ContainerError::BadStatus { id: opts.id.clone(), status: s, hint: "cannot exec in a container that is not running" }),
+        s => {
+            return Err(ContainerError::BadStatus {
+                id: opts.id.clone(),
+                status: s,
+                hint: "cannot exec in a container that is not running",
+            });
+        }
     }
     let bundle = spec::load(&st.bundle)?;
     let process = build_process(opts, &bundle)?;
     let terminal = process.terminal().unwrap_or(false);
     if opts.console_socket.is_some() && !terminal {
-        return Err(bad("--console-socket needs a terminal (--tty, or terminal: true in --process)"));
+        return Err(bad(
+            "--console-socket needs a terminal (--tty, or terminal: true in --process)",
+        ));
     }
     if terminal && opts.detach && opts.console_socket.is_none() {
-        return Err(bad("cannot allocate a terminal for a detached exec without --console-socket"));
+        return Err(bad(
+            "cannot allocate a terminal for a detached exec without --console-socket",
+        ));
     }
 
     // The init's namespaces, opened through a pidfd-checked init so a reused
     // pid is never joined.
-    let pidfd = init_pidfd(root, &st).ok_or_else(|| ContainerError::BadStatus { id: opts.id.clone(), status: Status::Stopped, hint: "cannot exec in a container that is not running" })?;
+    let pidfd = init_pidfd(root, &st).ok_or_else(|| ContainerError::BadStatus {
+        id: opts.id.clone(),
+        status: Status::Stopped,
+        hint: "cannot exec in a container that is not running",
+    })?;
     let mut join = Vec::new();
     let mut in_userns = false;
-    for ns in bundle.spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
+    for ns in bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+    {
         let t = ns.typ();
-        let path = root.proc.join(st.pid.to_string()).join("ns").join(ns_file(t));
-        let fd = nix::fcntl::open(&path, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-            .map_err(sys_err(format!("open {}", path.display())))?;
+        let path = root
+            .proc
+            .join(st.pid.to_string())
+            .join("ns")
+            .join(ns_file(t));
+        let fd = nix::fcntl::open(
+            &path,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(sys_err(format!("open {}", path.display())))?;
         if t == LinuxNamespaceType::User {
             in_userns = true;
         }
         join.push(JoinNs { typ: t, path, fd });
     }
     if !root.init_alive(&st) {
-        return Err(ContainerError::BadStatus { id: opts.id.clone(), status: Status::Stopped, hint: "cannot exec in a container that is not running" });
+        return Err(ContainerError::BadStatus {
+            id: opts.id.clone(),
+            status: Status::Stopped,
+            hint: "cannot exec in a container that is not running",
+        });
     }
     drop(pidfd);
     // User namespace first: it grants the capabilities to join the others.
@@ -182,7 +232,8 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         match &opts.console_socket {
             Some(p) => (Some(console::connect(p)?), None),
             None => {
-                let (a, b) = std::os::unix::net::UnixStream::pair().map_err(io_err("socketpair", "console"))?;
+                let (a, b) = std::os::unix::net::UnixStream::pair()
+                    .map_err(io_err("socketpair", "console"))?;
                 (Some(OwnedFd::from(a)), Some(OwnedFd::from(b)))
             }
         }
@@ -193,7 +244,11 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
     let mut preserve_fds = opts.preserve_fds;
     let mut extra_env = Vec::new();
     let mut listen_pid = false;
-    if let Some(n) = std::env::var("LISTEN_FDS").ok().and_then(|v| v.parse::<u32>().ok()).filter(|n| *n > 0) {
+    if let Some(n) = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|n| *n > 0)
+    {
         extra_env.push(format!("LISTEN_FDS={n}"));
         listen_pid = true;
         preserve_fds += n;
@@ -202,9 +257,23 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
     let set = super::run::forwardable();
     let mut old = SigSet::empty();
     if !opts.detach {
-        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)).map_err(sys_err("sigprocmask"))?;
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
+            .map_err(sys_err("sigprocmask"))?;
     }
-    let res = spawn(root, opts, &st, process, join, in_userns, console_child, relay, preserve_fds, extra_env, listen_pid, &set);
+    let res = spawn(
+        root,
+        opts,
+        &st,
+        process,
+        join,
+        in_userns,
+        console_child,
+        relay,
+        preserve_fds,
+        extra_env,
+        listen_pid,
+        &set,
+    );
     if !opts.detach {
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     }
@@ -226,13 +295,26 @@ fn spawn(
     listen_pid: bool,
     set: &SigSet,
 ) -> Result<i32> {
-    let (parent_chan, child_chan) = Channel::pair().map_err(io_err("socketpair", "sync channel"))?;
+    let (parent_chan, child_chan) =
+        Channel::pair().map_err(io_err("socketpair", "sync channel"))?;
     let cg_fd = match &st.cgroup {
         Some(cg) => cg.clone_into_fd()?,
         None => None,
     };
-    let ctx = ExecContext { process: &process, join, in_userns, chan: child_chan, console: console_child, preserve_fds, extra_env, listen_pid };
-    let joiner = match clone(nix::sched::CloneFlags::empty(), cg_fd.as_ref().map(|f| f.as_raw_fd()))? {
+    let ctx = ExecContext {
+        process: &process,
+        join,
+        in_userns,
+        chan: child_chan,
+        console: console_child,
+        preserve_fds,
+        extra_env,
+        listen_pid,
+    };
+    let joiner = match clone(
+        nix::sched::CloneFlags::empty(),
+        cg_fd.as_ref().map(|f| f.as_raw_fd()),
+    )? {
         Forked::Child => {
             drop(parent_chan);
             run_joiner(ctx)
@@ -247,17 +329,24 @@ fn spawn(
     };
     if cg_fd.is_none() {
         if let Some(cg) = &st.cgroup {
-            cg.add_process(joiner.as_raw()).map_err(|e| kill_joiner(e.into()))?;
+            cg.add_process(joiner.as_raw())
+                .map_err(|e| kill_joiner(e.into()))?;
         }
     }
-    parent_chan.send(&Msg::Go).map_err(|e| kill_joiner(io_err("send", "sync channel")(e)))?;
+    parent_chan
+        .send(&Msg::Go)
+        .map_err(|e| kill_joiner(io_err("send", "sync channel")(e)))?;
     // The joiner sends the process's pid (or an error) and exits.
     let first = parent_chan.recv();
     let _ = waitpid(joiner, None);
     let pid = match first {
         Ok(Some(Msg::Pid(p))) => Pid::from_raw(p),
         Ok(Some(Msg::Error(e))) => return Err(ContainerError::Exec(e)),
-        Ok(other) => return Err(ContainerError::Exec(format!("unexpected message {other:?}"))),
+        Ok(other) => {
+            return Err(ContainerError::Exec(format!(
+                "unexpected message {other:?}"
+            )));
+        }
         Err(e) => return Err(io_err("receive", "sync channel")(e)),
     };
     // EOF: the process exec'd (the channel is close-on-exec); an Error: it did not.
@@ -270,7 +359,9 @@ fn spawn(
         Ok(other) => {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             let _ = waitpid(pid, None);
-            return Err(ContainerError::Exec(format!("unexpected message {other:?}")));
+            return Err(ContainerError::Exec(format!(
+                "unexpected message {other:?}"
+            )));
         }
         Err(e) => return Err(io_err("receive", "sync channel")(e)),
     }

@@ -75,7 +75,9 @@ pub fn run_joiner(ctx: ExecContext) -> ! {
             exit(0)
         }
         Err(e) => {
-            let _ = ctx.chan.send(&Msg::Error(format!("fork into the container's PID namespace: {e}")));
+            let _ = ctx.chan.send(&Msg::Error(format!(
+                "fork into the container's PID namespace: {e}"
+            )));
             exit(1)
         }
     }
@@ -110,11 +112,19 @@ fn prepare(ctx: &ExecContext) -> Result<Prepared, String> {
     }
     if let Some(sock) = &ctx.console {
         // setns(CLONE_NEWNS) made the container's root our "/".
-        let root = nix::fcntl::open("/", nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| format!("open /: {e}"))?;
-        let pty = console::open_pty(root.as_fd(), std::path::Path::new("/")).map_err(|e| e.to_string())?;
+        let root = nix::fcntl::open(
+            "/",
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("open /: {e}"))?;
+        let pty = console::open_pty(root.as_fd(), std::path::Path::new("/"))
+            .map_err(|e| e.to_string())?;
         if let Some(sz) = p.console_size() {
-            console::set_size(pty.slave.as_fd(), sz.height() as u16, sz.width() as u16).map_err(|e| e.to_string())?;
+            console::set_size(pty.slave.as_fd(), sz.height() as u16, sz.width() as u16)
+                .map_err(|e| e.to_string())?;
         }
         console::send_master(sock, &pty.master).map_err(|e| e.to_string())?;
         drop(pty.master);
@@ -123,13 +133,18 @@ fn prepare(ctx: &ExecContext) -> Result<Prepared, String> {
     setup::rlimits(p).map_err(|e| e.to_string())?;
     if let Some(adj) = p.oom_score_adj() {
         // Before dropping capabilities: lowering it needs CAP_SYS_RESOURCE.
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| format!("write /proc/self/oom_score_adj (process.oomScoreAdj {adj}): {e}"))?;
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+            format!("write /proc/self/oom_score_adj (process.oomScoreAdj {adj}): {e}")
+        })?;
     }
     setup::scheduler(p).map_err(|e| e.to_string())?;
     setup::io_priority(p).map_err(|e| e.to_string())?;
     setup::user_and_caps(p, ctx.in_userns).map_err(|e| e.to_string())?;
-    nix::sys::stat::umask(Mode::from_bits_truncate(p.user().umask().unwrap_or(0o022) as libc::mode_t));
-    nix::unistd::chdir(p.cwd().as_path()).map_err(|e| format!("chdir {} (cwd): {e}", p.cwd().display()))?;
+    nix::sys::stat::umask(Mode::from_bits_truncate(
+        p.user().umask().unwrap_or(0o022) as libc::mode_t
+    ));
+    nix::unistd::chdir(p.cwd().as_path())
+        .map_err(|e| format!("chdir {} (cwd): {e}", p.cwd().display()))?;
     let mut env: Vec<String> = p.env().clone().unwrap_or_default();
     env.extend(ctx.extra_env.iter().cloned());
     if ctx.listen_pid {
@@ -144,7 +159,10 @@ fn prepare(ctx: &ExecContext) -> Result<Prepared, String> {
     if p.no_new_privileges().unwrap_or(false) {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
-            return Err(format!("prctl(PR_SET_NO_NEW_PRIVS): {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "prctl(PR_SET_NO_NEW_PRIVS): {}",
+                std::io::Error::last_os_error()
+            ));
         }
     }
     let cstr = |s: &str| CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"));
@@ -163,7 +181,14 @@ fn exec(ctx: &ExecContext, p: Prepared) -> String {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     let first = 3 + ctx.preserve_fds;
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
-    unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     for fd in 3..first {
         // SAFETY: clearing FD_CLOEXEC on an fd number; harmless if not open.
         unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };

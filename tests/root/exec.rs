@@ -13,14 +13,18 @@ use crate::require_root;
 /// Creates and starts a sleeping container; returns its init pid.
 pub fn running(ctx: &Ctx, id: &str, config: &Value) -> i64 {
     let b = ctx.bundle(id, config);
-    assert_ok(&ctx.cuddy(&["create", "--bundle", b.to_str().expect("utf8"), id]), "create");
+    assert_ok(
+        &ctx.cuddy(&["create", "--bundle", b.to_str().expect("utf8"), id]),
+        "create",
+    );
     assert_ok(&ctx.cuddy(&["start", id]), "start");
     ctx.state(id)["pid"].as_i64().expect("pid")
 }
 
 fn probe_json(out: &std::process::Output) -> Value {
     assert_ok(out, "exec probe");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("probe output is not JSON ({e}): {}", stdout(out)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("probe output is not JSON ({e}): {}", stdout(out)))
 }
 
 #[test]
@@ -30,26 +34,58 @@ fn exec_joins_namespaces_and_cgroup_with_requested_process() {
     let id = ctx.id("a");
     let pid = running(&ctx, &id, &ctx.config(&["/bin/sleep", "1000"]));
     let out = ctx.cuddy(&[
-        "exec", "-u", "1000:1000", "--additional-gids", "5", "--cwd", "/tmp", "-e", "FOO=bar", "--cap", "CAP_NET_RAW", &id, "/bin/probe", "x",
+        "exec",
+        "-u",
+        "1000:1000",
+        "--additional-gids",
+        "5",
+        "--cwd",
+        "/tmp",
+        "-e",
+        "FOO=bar",
+        "--cap",
+        "CAP_NET_RAW",
+        &id,
+        "/bin/probe",
+        "x",
     ]);
     let p = probe_json(&out);
     for ns in ["pid", "mnt", "net", "uts", "ipc", "cgroup", "user"] {
-        let want = std::fs::metadata(format!("/proc/{pid}/ns/{ns}")).unwrap().ino();
+        let want = std::fs::metadata(format!("/proc/{pid}/ns/{ns}"))
+            .unwrap()
+            .ino();
         assert_eq!(p["namespaces"][ns].as_u64(), Some(want), "{ns} namespace");
     }
-    assert!(p["pid"].as_i64().unwrap() > 1, "a new process in the container's PID namespace: {}", p["pid"]);
+    assert!(
+        p["pid"].as_i64().unwrap() > 1,
+        "a new process in the container's PID namespace: {}",
+        p["pid"]
+    );
     // The init's cgroup as seen inside the container (its cgroup namespace).
     let out = ctx.cuddy(&["exec", &id, "/bin/cat", "/proc/1/cgroup"]);
     assert_ok(&out, "exec cat");
     let init_cg: Vec<String> = stdout(&out).lines().map(String::from).collect();
-    let cg: Vec<String> = p["cgroup"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let cg: Vec<String> = p["cgroup"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
     assert_eq!(cg, init_cg, "same cgroup as init");
     assert_eq!(p["uid"], 1000);
     assert_eq!(p["gid"], 1000);
     assert_eq!(p["groups"], json!([5]));
     assert_eq!(p["cwd"], "/tmp");
-    let env: Vec<&str> = p["env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(env.contains(&"FOO=bar") && env.contains(&"TERM=xterm"), "{env:?}");
+    let env: Vec<&str> = p["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        env.contains(&"FOO=bar") && env.contains(&"TERM=xterm"),
+        "{env:?}"
+    );
     assert_eq!(p["args"], json!(["/bin/probe", "x"]));
     assert_eq!(p["no_new_privs"], 1);
     // CAP_NET_RAW is bit 13; inheritable and ambient stay empty. A non-root
@@ -62,7 +98,11 @@ fn exec_joins_namespaces_and_cgroup_with_requested_process() {
     let bits = |k: &str| bits(caps, k);
     for k in ["effective", "permitted", "bounding"] {
         assert_ne!(bits(k) & (1 << 13), 0, "{k}: {caps}");
-        assert_ne!(bits(k) & (1 << 5), 0, "{k} keeps the config's CAP_KILL: {caps}");
+        assert_ne!(
+            bits(k) & (1 << 5),
+            0,
+            "{k} keeps the config's CAP_KILL: {caps}"
+        );
     }
     assert_eq!(bits("inheritable"), 0, "{caps}");
     assert_eq!(bits("ambient"), 0, "{caps}");
@@ -105,7 +145,12 @@ fn exec_exit_codes_and_failures() {
     let ctx = Ctx::new("execx");
     let id = ctx.id("x");
     let pid = running(&ctx, &id, &ctx.config(&["/bin/sleep", "1000"]));
-    for (args, code) in [(vec!["/bin/true"], 0), (vec!["/bin/sh", "-c", "exit 7"], 7), (vec!["/bin/probe", "--exit", "42"], 42), (vec!["/bin/sh", "-c", "kill -9 $$"], 137)] {
+    for (args, code) in [
+        (vec!["/bin/true"], 0),
+        (vec!["/bin/sh", "-c", "exit 7"], 7),
+        (vec!["/bin/probe", "--exit", "42"], 42),
+        (vec!["/bin/sh", "-c", "kill -9 $$"], 137),
+    ] {
         let mut a = vec!["exec", id.as_str()];
         a.extend(args.iter());
         let out = ctx.cuddy(&a);
@@ -113,25 +158,53 @@ fn exec_exit_codes_and_failures() {
     }
     // A missing binary: a clear error, and the container is undisturbed.
     let out = ctx.cuddy(&["exec", &id, "/no/such/binary"]);
-    assert_fails_with(&out, "exec failed: exec: \"/no/such/binary\": No such file or directory");
+    assert_fails_with(
+        &out,
+        "exec failed: exec: \"/no/such/binary\": No such file or directory",
+    );
     let out = ctx.cuddy(&["exec", &id, "nosuchcmd"]);
     assert_fails_with(&out, "executable file not found in $PATH");
     assert_eq!(ctx.state(&id)["status"], "running");
     assert_eq!(ctx.state(&id)["pid"].as_i64(), Some(pid));
     // Bad user, bad --process, no command.
-    assert_fails_with(&ctx.cuddy(&["exec", "-u", "bob", &id, "/bin/true"]), "expected UID[:GID]");
+    assert_fails_with(
+        &ctx.cuddy(&["exec", "-u", "bob", &id, "/bin/true"]),
+        "expected UID[:GID]",
+    );
     let bad = ctx.dir.path().join("bad.json");
     std::fs::write(&bad, "{\"args\": [").unwrap();
-    assert_fails_with(&ctx.cuddy(&["exec", "--process", bad.to_str().unwrap(), &id]), "parse --process");
-    assert_fails_with(&ctx.cuddy(&["exec", "--process", "/nonexistent.json", &id]), "read --process /nonexistent.json");
+    assert_fails_with(
+        &ctx.cuddy(&["exec", "--process", bad.to_str().unwrap(), &id]),
+        "parse --process",
+    );
+    assert_fails_with(
+        &ctx.cuddy(&["exec", "--process", "/nonexistent.json", &id]),
+        "read --process /nonexistent.json",
+    );
     assert_fails_with(&ctx.cuddy(&["exec", &id]), "exec needs a command");
-    assert_fails_with(&ctx.cuddy(&["exec", "--console-socket", "/nonexistent.sock", "-t", &id, "/bin/true"]), "console socket /nonexistent.sock");
+    assert_fails_with(
+        &ctx.cuddy(&[
+            "exec",
+            "--console-socket",
+            "/nonexistent.sock",
+            "-t",
+            &id,
+            "/bin/true",
+        ]),
+        "console socket /nonexistent.sock",
+    );
     assert_eq!(ctx.state(&id)["status"], "running");
     // Unknown and stopped containers.
-    assert_fails_with(&ctx.cuddy(&["exec", "cuddy-t-nope", "/bin/true"]), "does not exist");
+    assert_fails_with(
+        &ctx.cuddy(&["exec", "cuddy-t-nope", "/bin/true"]),
+        "does not exist",
+    );
     assert_ok(&ctx.cuddy(&["kill", &id, "KILL"]), "kill");
     wait_until("stopped", || ctx.state(&id)["status"] == "stopped");
-    assert_fails_with(&ctx.cuddy(&["exec", &id, "/bin/true"]), "is stopped: cannot exec");
+    assert_fails_with(
+        &ctx.cuddy(&["exec", &id, "/bin/true"]),
+        "is stopped: cannot exec",
+    );
     assert_ok(&ctx.cuddy(&["delete", &id]), "delete");
     ctx.assert_no_leftovers(&id);
 }
@@ -144,17 +217,37 @@ fn exec_detached_with_pid_file() {
     let pid = running(&ctx, &id, &ctx.config(&["/bin/sleep", "1000"]));
     let pf = ctx.dir.path().join("exec.pid");
     let t0 = std::time::Instant::now();
-    let out = ctx.cuddy(&["exec", "-d", "--pid-file", pf.to_str().unwrap(), &id, "/bin/sleep", "500"]);
+    let out = ctx.cuddy(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pf.to_str().unwrap(),
+        &id,
+        "/bin/sleep",
+        "500",
+    ]);
     assert_ok(&out, "exec -d");
     assert!(t0.elapsed().as_secs() < 20);
-    let epid: i32 = std::fs::read_to_string(&pf).unwrap().trim().parse().unwrap();
+    let epid: i32 = std::fs::read_to_string(&pf)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let comm = std::fs::read_to_string(format!("/proc/{epid}/comm")).unwrap();
     assert_eq!(comm.trim(), "sleep");
-    let ns = |p: i64, k: &str| std::fs::metadata(format!("/proc/{p}/ns/{k}")).unwrap().ino();
+    let ns = |p: i64, k: &str| {
+        std::fs::metadata(format!("/proc/{p}/ns/{k}"))
+            .unwrap()
+            .ino()
+    };
     assert_eq!(ns(epid as i64, "pid"), ns(pid, "pid"));
     // Gone with the container.
     assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete");
-    wait_until("exec'd process gone", || std::fs::read_to_string(format!("/proc/{epid}/stat")).map(|s| s.contains(" Z ")).unwrap_or(true));
+    wait_until("exec'd process gone", || {
+        std::fs::read_to_string(format!("/proc/{epid}/stat"))
+            .map(|s| s.contains(" Z "))
+            .unwrap_or(true)
+    });
     ctx.assert_no_leftovers(&id);
 }
 

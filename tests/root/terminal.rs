@@ -30,7 +30,10 @@ fn recv_fd(sock: RawFd) -> (OwnedFd, String) {
     let n = msg.bytes;
     let name = String::from_utf8_lossy(&buf[..n]).into_owned();
     // SAFETY: the kernel installed this fd for us.
-    (unsafe { OwnedFd::from_raw_fd(fd.expect("an SCM_RIGHTS fd")) }, name)
+    (
+        unsafe { OwnedFd::from_raw_fd(fd.expect("an SCM_RIGHTS fd")) },
+        name,
+    )
 }
 
 /// Reads from `fd` until `needle` appears (bounded); returns all read.
@@ -38,7 +41,11 @@ fn read_until(fd: RawFd, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut out = Vec::new();
     while Instant::now() < deadline {
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         if unsafe { libc::poll(&mut pfd, 1, 200) } <= 0 {
             continue;
@@ -61,11 +68,19 @@ fn read_until(fd: RawFd, needle: &str) -> String {
 
 fn write(fd: RawFd, s: &str) {
     // SAFETY: valid buffer.
-    assert_eq!(unsafe { libc::write(fd, s.as_ptr().cast(), s.len()) }, s.len() as isize);
+    assert_eq!(
+        unsafe { libc::write(fd, s.as_ptr().cast(), s.len()) },
+        s.len() as isize
+    );
 }
 
 fn set_winsize(fd: RawFd, rows: u16, cols: u16) {
-    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: valid winsize.
     assert_eq!(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) }, 0);
 }
@@ -81,13 +96,26 @@ fn create_console_socket_drives_a_shell() {
     c["process"]["terminal"] = json!(true);
     c["process"]["consoleSize"] = json!({"height": 30, "width": 100});
     let b = ctx.bundle("c", &c);
-    assert_ok(&ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), "--console-socket", sock.to_str().unwrap(), &id]), "create");
+    assert_ok(
+        &ctx.cuddy(&[
+            "create",
+            "--bundle",
+            b.to_str().unwrap(),
+            "--console-socket",
+            sock.to_str().unwrap(),
+            &id,
+        ]),
+        "create",
+    );
     let (conn, _) = l.accept().unwrap();
     let (master, name) = recv_fd(conn.as_raw_fd());
     assert_eq!(name, "/dev/ptmx");
     assert_ok(&ctx.cuddy(&["start", &id]), "start");
     let m = master.as_raw_fd();
-    write(m, "stty size; tty; [ -c /dev/console ] && echo CONSOLE-OK; echo MARK$((1+2))\n");
+    write(
+        m,
+        "stty size; tty; [ -c /dev/console ] && echo CONSOLE-OK; echo MARK$((1+2))\n",
+    );
     let out = read_until(m, "MARK3");
     assert!(out.contains("30 100"), "consoleSize applied: {out:?}");
     assert!(out.contains("/dev/pts/0"), "{out:?}");
@@ -108,11 +136,22 @@ fn exec_tty_console_socket() {
     let ctx = Ctx::new("ttyx");
     let id = ctx.id("x");
     let b = ctx.bundle("x", &ctx.config(&["/bin/sleep", "1000"]));
-    assert_ok(&ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]), "create");
+    assert_ok(
+        &ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]),
+        "create",
+    );
     assert_ok(&ctx.cuddy(&["start", &id]), "start");
     let sock = ctx.dir.path().join("exec.sock");
     let l = UnixListener::bind(&sock).unwrap();
-    let out = ctx.cuddy(&["exec", "-d", "-t", "--console-socket", sock.to_str().unwrap(), &id, "/bin/sh"]);
+    let out = ctx.cuddy(&[
+        "exec",
+        "-d",
+        "-t",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        &id,
+        "/bin/sh",
+    ]);
     assert_ok(&out, "exec -d -t");
     let (conn, _) = l.accept().unwrap();
     let (master, _) = recv_fd(conn.as_raw_fd());
@@ -122,7 +161,14 @@ fn exec_tty_console_socket() {
     assert!(out.contains("/dev/pts/"), "{out:?}");
     write(m, "exit\n");
     // Missing socket path: a clear error, the container is undisturbed.
-    let out = ctx.cuddy(&["exec", "-t", "--console-socket", "/nonexistent/sock", &id, "/bin/true"]);
+    let out = ctx.cuddy(&[
+        "exec",
+        "-t",
+        "--console-socket",
+        "/nonexistent/sock",
+        &id,
+        "/bin/true",
+    ]);
     assert_fails_with(&out, "console socket /nonexistent/sock");
     assert_eq!(ctx.state(&id)["status"], "running");
 }
@@ -135,9 +181,19 @@ fn create_terminal_without_socket_is_refused() {
     let mut c = ctx.config(&["/bin/sh"]);
     c["process"]["terminal"] = json!(true);
     let b = ctx.bundle("r", &c);
-    assert_fails_with(&ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]), "no --console-socket");
+    assert_fails_with(
+        &ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]),
+        "no --console-socket",
+    );
     ctx.assert_no_leftovers(&id);
-    let out = ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), "--console-socket", "/nonexistent/sock", &id]);
+    let out = ctx.cuddy(&[
+        "create",
+        "--bundle",
+        b.to_str().unwrap(),
+        "--console-socket",
+        "/nonexistent/sock",
+        &id,
+    ]);
     assert_fails_with(&out, "console socket /nonexistent/sock");
     ctx.assert_no_leftovers(&id);
 }
@@ -168,19 +224,28 @@ fn run_relays_through_a_real_pty() {
         if rx.recv_timeout(Duration::from_secs(60)).is_err() {
             // Hang guard: end the cuddy we started, by pid (still our
             // unreaped child, so the pid cannot have been reused).
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     });
     let m = pty.master.as_raw_fd();
     write(m, "stty size; echo MARK$((3+3))\n");
     let out = read_until(m, "MARK6");
-    assert!(out.contains("25 90"), "window size from the caller: {out:?}");
+    assert!(
+        out.contains("25 90"),
+        "window size from the caller: {out:?}"
+    );
     write(m, "exit 5\n");
     let st = child.wait().unwrap();
     let _ = tx.send(());
     let _ = guard.join();
     assert_eq!(st.code(), Some(5));
     let after = nix::sys::termios::tcgetattr(&pty.slave).unwrap();
-    assert_eq!(before.local_flags, after.local_flags, "terminal mode restored");
+    assert_eq!(
+        before.local_flags, after.local_flags,
+        "terminal mode restored"
+    );
     ctx.assert_no_leftovers(&id);
 }
