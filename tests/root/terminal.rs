@@ -249,3 +249,50 @@ fn run_relays_through_a_real_pty() {
     );
     ctx.assert_no_leftovers(&id);
 }
+
+/// `exec -t` in the foreground without a console socket: cuddy relays the
+/// container pty to the caller's terminal and exits with the status.
+#[test]
+fn exec_tty_relays_through_a_real_pty() {
+    require_root!();
+    let ctx = Ctx::new("ttyxr");
+    let id = ctx.id("x");
+    let b = ctx.bundle("x", &ctx.config(&["/bin/sleep", "1000"]));
+    assert_ok(
+        &ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]),
+        "create",
+    );
+    assert_ok(&ctx.cuddy(&["start", &id]), "start");
+    let pty = nix::pty::openpty(None, None).unwrap();
+    set_winsize(pty.slave.as_raw_fd(), 33, 77);
+    let mut cmd = ctx.cmd();
+    cmd.args(["exec", "-t", &id, "/bin/sh"]);
+    cmd.stdin(std::process::Stdio::from(pty.slave.try_clone().unwrap()));
+    cmd.stdout(std::process::Stdio::from(pty.slave.try_clone().unwrap()));
+    cmd.stderr(std::process::Stdio::from(pty.slave.try_clone().unwrap()));
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let guard = std::thread::spawn(move || {
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            // Hang guard: our unreaped child, by pid.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    });
+    let m = pty.master.as_raw_fd();
+    write(m, "stty size; tty; echo MARK$((3+4))\n");
+    let out = read_until(m, "MARK7");
+    assert!(
+        out.contains("33 77") && out.contains("/dev/pts/"),
+        "{out:?}"
+    );
+    write(m, "exit 9\n");
+    let st = child.wait().unwrap();
+    let _ = tx.send(());
+    let _ = guard.join();
+    assert_eq!(st.code(), Some(9));
+    assert_eq!(ctx.state(&id)["status"], "running");
+}
