@@ -67,11 +67,9 @@ fn read_until(fd: RawFd, needle: &str) -> String {
 }
 
 fn write(fd: RawFd, s: &str) {
-    // SAFETY: valid buffer.
-    assert_eq!(
-        unsafe { libc::write(fd, s.as_ptr().cast(), s.len()) },
-        s.len() as isize
-    );
+    // SAFETY: a valid buffer of s.len() bytes.
+    let n = unsafe { libc::write(fd, s.as_ptr().cast(), s.len()) };
+    assert_eq!(n, s.len() as isize);
 }
 
 fn set_winsize(fd: RawFd, rows: u16, cols: u16) {
