@@ -6,8 +6,10 @@
 
 pub mod cgroups;
 pub mod cli;
+pub mod console;
 pub mod container;
 pub mod features;
+pub mod hooks;
 pub mod logging;
 pub mod mounts;
 pub mod namespaces;

@@ -81,6 +81,31 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
             print_json(&container::state_json(&root, &st));
             Ok(0)
         }
+        Command::Exec(a) => {
+            if a.apparmor.is_some() || a.process_label.is_some() {
+                return Err(ContainerError::Unsupported(
+                    "--apparmor / --process-label: not supported by cuddy".into(),
+                ));
+            }
+            let opts = container::ExecOptions {
+                id: a.id,
+                process: a.process,
+                detach: a.detach,
+                pid_file: a.pid_file,
+                tty: a.tty,
+                console_socket: a.console_socket,
+                cwd: a.cwd,
+                env: a.env,
+                user: a.user,
+                additional_gids: a.additional_gids,
+                caps: a.cap,
+                no_new_privs: a.no_new_privs,
+                preserve_fds: a.preserve_fds,
+                ignore_paused: a.ignore_paused,
+                args: a.command,
+            };
+            container::exec(&root, &opts)
+        }
         Command::Kill(a) => container::kill(&root, &a.id, &a.signal, a.all).map(|_| 0),
         Command::Delete(a) => container::delete(&root, &a.id, a.force).map(|_| 0),
         Command::List(a) => {

@@ -278,8 +278,18 @@ fn features_matches_schema() {
             assert_array_of_strings(x, k);
         }
     }
-    // cuddy has no hooks yet: it must not claim any.
-    assert!(o["hooks"].as_array().unwrap().is_empty());
+    // Every hook kind of config.md "POSIX-platform Hooks" is implemented.
+    let hooks = assert_array_of_strings(&o["hooks"], "hooks");
+    for h in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ] {
+        assert!(hooks.iter().any(|x| x == h), "hooks lacks {h}");
+    }
     let mo = assert_array_of_strings(&o["mountOptions"], "mountOptions");
     for m in ["ro", "rw", "bind", "rbind", "nosuid", "rro", "rprivate"] {
         assert!(mo.iter().any(|x| x == m), "mountOptions lacks {m}");

@@ -4,6 +4,7 @@
 
 mod create;
 mod delete;
+mod exec;
 mod features;
 mod kill;
 mod list;
@@ -14,6 +15,7 @@ mod state;
 
 pub use create::CreateArgs;
 pub use delete::DeleteArgs;
+pub use exec::ExecArgs;
 pub use features::FeaturesArgs;
 pub use kill::KillArgs;
 pub use list::{ListArgs, ListFormat};
@@ -76,6 +78,8 @@ pub enum Command {
     Run(RunArgs),
     /// Print the container's state as JSON.
     State(StateArgs),
+    /// Run a new process in a running container.
+    Exec(ExecArgs),
     /// Send a signal to the container's init (or, with --all, every process).
     Kill(KillArgs),
     /// Delete a container and everything it created.

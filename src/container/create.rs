@@ -16,6 +16,7 @@ use super::{
     validate_id,
 };
 use crate::cgroups::{self, Cgroup};
+use crate::hooks;
 use crate::namespaces;
 use crate::process::clone::{Forked, clone};
 use crate::process::init::{self, InitContext};
@@ -48,6 +49,9 @@ struct Undo<'a> {
     dir: Option<PathBuf>,
     cgroup: Option<&'a Cgroup>,
     child: Option<Pid>,
+    /// Once the init exists, a failed create still ends with the poststop
+    /// hooks (runtime.md "Lifecycle": a failing hook continues at step 12).
+    poststop: Option<(oci_spec::runtime::Hooks, String)>,
 }
 
 impl Undo<'_> {
@@ -63,6 +67,9 @@ impl Undo<'_> {
         }
         if let Some(d) = self.dir {
             let _ = fs::remove_dir_all(d);
+        }
+        if let Some((h, state)) = self.poststop {
+            hooks::run_warn(hooks::Kind::Poststop, Some(&h), state.as_bytes());
         }
     }
 }
@@ -95,18 +102,24 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
     validate_id(&opts.id)?;
     let bundle = spec::load(&opts.bundle)?;
     let process = bundle.spec.process().as_ref();
-    if process.and_then(|p| p.terminal()).unwrap_or(false) {
-        return Err(ContainerError::Unsupported(match &opts.console_socket {
-            None => format!(
-                "{}: process.terminal: true, but no --console-socket was given (cuddy does not relay a terminal yet; set terminal to false to use the caller's stdio)",
-                bundle.dir.join("config.json").display()
-            ),
-            Some(s) => format!(
-                "--console-socket {}: terminals are not supported yet by cuddy (set process.terminal to false)",
-                s.display()
-            ),
-        }));
+    let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
+    if terminal && opts.console_socket.is_none() {
+        return Err(ContainerError::Unsupported(format!(
+            "{}: process.terminal is true but no --console-socket was given (use --console-socket, `cuddy run` in the foreground, or set terminal to false)",
+            bundle.dir.join("config.json").display()
+        )));
     }
+    if !terminal && opts.console_socket.is_some() {
+        return Err(ContainerError::Unsupported(
+            "--console-socket needs process.terminal to be true in config.json".into(),
+        ));
+    }
+    // Connected before anything is created: a bad path fails cleanly, and the
+    // init (in another mount namespace) inherits the connection.
+    let console = match &opts.console_socket {
+        Some(p) if terminal => Some(crate::console::connect(p)?),
+        _ => None,
+    };
     let ns = namespaces::plan(&bundle.spec)?;
 
     fs::DirBuilder::new()
@@ -126,6 +139,7 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
         dir: Some(dir.clone()),
         cgroup: None,
         child: None,
+        poststop: None,
     };
     // Held until create returns: a concurrent `delete` of this id waits.
     let _lock = match root.lock(&opts.id) {
@@ -168,12 +182,15 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
             .collect(),
         cgroup: Some(cgroup.clone()),
         status: Status::Creating,
+        hooks: bundle.spec.hooks().clone(),
     };
     if let Err(e) = root.save(&state) {
         undo.run();
         return Err(e);
     }
-    let res = spawn(root, opts, &bundle, &ns, &cgroup, &mut undo, &mut state);
+    let res = spawn(
+        root, opts, &bundle, &ns, &cgroup, &mut undo, &mut state, console,
+    );
     match res {
         Ok(c) => Ok(c),
         Err(e) => {
@@ -183,6 +200,7 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn spawn(
     root: &Root,
     opts: &CreateOptions,
@@ -191,6 +209,7 @@ fn spawn(
     cgroup: &Cgroup,
     undo: &mut Undo,
     state: &mut State,
+    console: Option<OwnedFd>,
 ) -> Result<Created> {
     // Always applied: without resources the container still gets the
     // default device policy (deny all, then the default allow-list), plus
@@ -245,6 +264,16 @@ fn spawn(
         no_new_keyring: opts.no_new_keyring,
         preserve_fds,
         extra_env,
+        hooks_sync: hooks::any(
+            bundle.spec.hooks().as_ref(),
+            &[
+                hooks::Kind::Prestart,
+                hooks::Kind::CreateRuntime,
+                hooks::Kind::CreateContainer,
+                hooks::Kind::StartContainer,
+            ],
+        ),
+        console,
     };
     namespaces::join_pid_for_children(ns)?;
     let (flags, into) = if ns.two_stage {
@@ -264,6 +293,18 @@ fn spawn(
     };
     drop(ctx);
     undo.child = Some(pid);
+    let spec_hooks = bundle.spec.hooks().as_ref();
+    let annotations: std::collections::HashMap<String, String> = bundle
+        .spec
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    if let Some(h) = spec_hooks.filter(|h| hooks::any(Some(h), &[hooks::Kind::Poststop])) {
+        let st = hooks::state(&opts.id, "stopped", 0, &bundle.dir, &annotations);
+        undo.poststop = Some((h.clone(), st.to_string()));
+    }
 
     if ns.two_stage {
         // The middle process: into the cgroup (the init inherits it), Go,
@@ -308,7 +349,27 @@ fn spawn(
     parent_chan
         .send(&Msg::Go)
         .map_err(io_err("send", "sync channel"))?;
-    match parent_chan.recv() {
+    let mut msg = parent_chan.recv();
+    if let Ok(Some(Msg::RunHooks)) = msg {
+        // The init has made its namespaces and mounts and waits before
+        // pivot_root: prestart and createRuntime run here, in the runtime
+        // namespace (config.md "POSIX-platform Hooks").
+        let state = hooks::state(
+            &opts.id,
+            "creating",
+            pid.as_raw(),
+            &bundle.dir,
+            &annotations,
+        )
+        .to_string();
+        hooks::run(hooks::Kind::Prestart, spec_hooks, state.as_bytes())?;
+        hooks::run(hooks::Kind::CreateRuntime, spec_hooks, state.as_bytes())?;
+        parent_chan
+            .send(&Msg::HooksDone(state))
+            .map_err(io_err("send", "sync channel"))?;
+        msg = parent_chan.recv();
+    }
+    match msg {
         Ok(Some(Msg::Ready)) => {}
         Ok(Some(Msg::Error(e))) => return Err(ContainerError::Init(e)),
         Ok(other) => {

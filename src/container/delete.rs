@@ -5,6 +5,7 @@ use std::fs;
 use nix::sys::signal::Signal;
 
 use super::{ContainerError, Result, Root, STATE_FILE, Status, init_pidfd, io_err, wait_pidfd};
+use crate::hooks;
 use crate::process::clone::pidfd_signal;
 
 pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
@@ -47,5 +48,15 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     if let Some(cg) = &st.cgroup {
         cg.destroy()?;
     }
-    fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))
+    fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))?;
+    // poststop: after the container is gone; failures are warnings only.
+    if hooks::any(st.hooks.as_ref(), &[hooks::Kind::Poststop]) {
+        let state = hooks::state(&st.id, "stopped", 0, &st.bundle, &st.annotations);
+        hooks::run_warn(
+            hooks::Kind::Poststop,
+            st.hooks.as_ref(),
+            state.to_string().as_bytes(),
+        );
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@
 
 mod create;
 mod delete;
+mod exec;
 mod kill;
 mod list;
 mod run;
@@ -17,6 +18,7 @@ mod start;
 
 pub use create::{CreateOptions, create};
 pub use delete::delete;
+pub use exec::{ExecOptions, exec};
 pub use kill::{kill, parse_signal};
 pub use list::{list, state_json};
 pub use run::run;
@@ -53,6 +55,12 @@ pub enum ContainerError {
     Process(#[from] ProcessError),
     #[error(transparent)]
     Mount(#[from] MountError),
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
+    #[error("exec failed: {0}")]
+    Exec(String),
     #[error("container {0:?} does not exist")]
     NotFound(String),
     #[error("container {0:?} already exists")]
@@ -142,6 +150,10 @@ pub struct State {
     pub cgroup: Option<Cgroup>,
     /// Last status written by a verb (the live one is computed).
     pub status: Status,
+    /// The config's hooks, kept for poststart (`start`) and poststop
+    /// (`delete`) so they do not depend on the bundle staying unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// The state root (`--root`): one directory per container.
@@ -332,6 +344,7 @@ mod tests {
             annotations: HashMap::new(),
             cgroup: None,
             status: Status::Created,
+            hooks: None,
         }
     }
 

@@ -7,12 +7,16 @@
 //! and no signal handler runs concurrently with anything.
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
 
 use super::create::{CreateOptions, create};
-use super::{Result, Root, delete, start};
+use super::{Result, Root, delete, io_err, start};
 
-fn forwardable() -> SigSet {
+pub(crate) fn forwardable() -> SigSet {
     let mut set = SigSet::all();
     for s in [
         Signal::SIGKILL,
@@ -43,6 +47,44 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool, keep: bool) -> Resul
     res
 }
 
+/// A private unix socket (in a 0700 directory of the state root) that
+/// receives the pty master when `run` relays the terminal itself.
+struct RelaySocket {
+    dir: PathBuf,
+    listener: UnixListener,
+}
+
+impl RelaySocket {
+    fn new(root: &Root, id: &str) -> Result<RelaySocket> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&root.path)
+            .map_err(io_err("create state root", &root.path))?;
+        let dir = root
+            .path
+            .join(format!(".console-{id}-{}", std::process::id()));
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_err("create", &dir))?;
+        let path = dir.join("sock");
+        match UnixListener::bind(&path) {
+            Ok(listener) => Ok(RelaySocket { dir, listener }),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                Err(io_err("bind", path)(e))
+            }
+        }
+    }
+}
+
+impl Drop for RelaySocket {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn run_inner(
     root: &Root,
     opts: &CreateOptions,
@@ -50,7 +92,41 @@ fn run_inner(
     keep: bool,
     set: &SigSet,
 ) -> Result<i32> {
+    // `run` in the foreground with terminal: true and no console socket:
+    // cuddy itself receives the master and relays (like `runc run` in a shell).
+    let terminal = crate::spec::load(&opts.bundle)
+        .ok()
+        .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
+        .unwrap_or(false);
+    let relay = if terminal && !detach && opts.console_socket.is_none() {
+        Some(RelaySocket::new(root, &opts.id)?)
+    } else {
+        None
+    };
+    let mut opts = opts.clone();
+    if let Some(r) = &relay {
+        opts.console_socket = Some(r.dir.join("sock"));
+    }
+    let opts = &opts;
     let created = create(root, opts)?;
+    let master = match &relay {
+        Some(r) => {
+            let got = r
+                .listener
+                .accept()
+                .map_err(io_err("accept", r.dir.join("sock")))
+                .and_then(|(s, _)| Ok(crate::console::recv_master(&OwnedFd::from(s))?));
+            match got {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    let _ = delete(root, &opts.id, true);
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
+    drop(relay);
     if let Err(e) = start(root, &opts.id) {
         let _ = delete(root, &opts.id, true);
         return Err(e);
@@ -58,23 +134,7 @@ fn run_inner(
     if detach {
         return Ok(0);
     }
-    let pid = created.pid;
-    let code = loop {
-        let sig = match set.wait() {
-            Ok(s) => s,
-            Err(_) => continue,
-        };
-        if sig != Signal::SIGCHLD {
-            // Forward; the container decides what the signal means.
-            let _ = nix::sys::signal::kill(pid, sig);
-            continue;
-        }
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, c)) => break c,
-            Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
-            _ => continue,
-        }
-    };
+    let code = crate::console::wait_forwarding(created.pid, set, master)?;
     if !keep {
         delete(root, &opts.id, true)?;
     }

@@ -6,6 +6,8 @@ use std::os::fd::AsRawFd;
 
 use nix::errno::Errno;
 
+use crate::hooks;
+
 use super::{ContainerError, EXEC_FIFO, Result, Root, Status, init_pidfd, io_err};
 
 pub fn start(root: &Root, id: &str) -> Result<()> {
@@ -39,13 +41,15 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         .open(&path)
         .map_err(io_err("open", &path))?;
     let mut got = false;
-    let mut buf = [0u8; 16];
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
     loop {
         match fifo.read(&mut buf) {
             Ok(0) if got => break,
             Ok(0) => {}
-            Ok(_) => {
+            Ok(n) => {
                 got = true;
+                data.extend_from_slice(&buf[..n]);
                 continue;
             }
             Err(e)
@@ -81,9 +85,26 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
             ));
         }
     }
+    fs::remove_file(&path).map_err(io_err("remove", &path))?;
+    // Init writes "0" before execve, or a startContainer hook's error (and
+    // exits: the derived status is then "stopped").
+    if let Some(msg) = data.strip_prefix(b"E") {
+        return Err(ContainerError::Init(
+            String::from_utf8_lossy(msg).into_owned(),
+        ));
+    }
     // The status is derived from the init and the fifo: removing the fifo
-    // is what makes the container "running".
-    fs::remove_file(&path).map_err(io_err("remove", &path))
+    // is what made the container "running".
+    // poststart: after the user process runs; failures are warnings only.
+    if hooks::any(st.hooks.as_ref(), &[hooks::Kind::Poststart]) {
+        let state = hooks::state(&st.id, "running", st.pid, &st.bundle, &st.annotations);
+        hooks::run_warn(
+            hooks::Kind::Poststart,
+            st.hooks.as_ref(),
+            state.to_string().as_bytes(),
+        );
+    }
+    Ok(())
 }
 
 trait NonBlock {

@@ -60,9 +60,8 @@ pub fn clone(flags: CloneFlags, cgroup_fd: Option<RawFd>) -> Result<Forked, Proc
         ..Default::default()
     };
     if flags.contains(CloneFlags::CLONE_PARENT) {
-        // clone3 requires exit_signal 0 with CLONE_PARENT: the child then
-        // gets the caller's own exit signal (SIGCHLD), sent to the
-        // caller's parent.
+        // clone3 refuses an exit signal with CLONE_PARENT (EINVAL): the
+        // child gets the caller's own exit signal (SIGCHLD, to our parent).
         args.exit_signal = 0;
     }
     if let Some(fd) = cgroup_fd {

@@ -17,6 +17,8 @@ use nix::sys::stat::Mode;
 
 use super::setup;
 use super::sync::{Channel, Msg};
+use crate::console;
+use crate::hooks;
 use crate::mounts::{RootfsConfig, finish_rootfs, prepare_rootfs};
 use crate::namespaces::{self, NsPlan};
 use crate::spec::Bundle;
@@ -39,6 +41,11 @@ pub struct InitContext<'a> {
     pub preserve_fds: u32,
     /// Extra environment (LISTEN_FDS/LISTEN_PID for socket activation).
     pub extra_env: Vec<String>,
+    /// The config has prestart/createRuntime/createContainer/startContainer
+    /// hooks: stop before pivot_root and let the parent run its hooks.
+    pub hooks_sync: bool,
+    /// Connected console socket when `process.terminal` is true.
+    pub console: Option<OwnedFd>,
 }
 
 /// Runs in the child; never returns.
@@ -111,6 +118,8 @@ fn middle(ctx: &InitContext) -> Result<Option<()>, String> {
 }
 
 struct Prepared {
+    /// State JSON for the startContainer hooks (status "created").
+    start_state: Option<String>,
     path: CString,
     args: Vec<CString>,
     env: Vec<CString>,
@@ -218,6 +227,53 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
         nix::unistd::write(&fd, v.as_bytes())
             .map_err(|e| format!("linux.sysctl {k:?} = {v:?}: {e}"))?;
     }
+    // Hooks: the parent runs prestart and createRuntime (runtime namespace)
+    // while we wait; then createContainer runs here, in the container's
+    // namespaces, before pivot_root (its path resolves in the runtime's
+    // filesystem, config.md "createContainer Hooks").
+    let mut start_state = None;
+    if ctx.hooks_sync {
+        ctx.chan
+            .send(&Msg::RunHooks)
+            .map_err(|e| format!("sync: send: {e}"))?;
+        let state = match ctx.chan.recv() {
+            Ok(Some(Msg::HooksDone(s))) => s,
+            Ok(other) => {
+                return Err(format!(
+                    "sync: expected HooksDone from parent, got {other:?}"
+                ));
+            }
+            Err(e) => return Err(format!("sync: {e}")),
+        };
+        hooks::run(
+            hooks::Kind::CreateContainer,
+            spec.hooks().as_ref(),
+            state.as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+        if hooks::any(spec.hooks().as_ref(), &[hooks::Kind::StartContainer]) {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&state).map_err(|e| format!("sync: hook state: {e}"))?;
+            v["status"] = "created".into();
+            start_state = Some(v.to_string());
+        }
+    }
+    // The terminal: a pty from the container's devpts, /dev/console bound
+    // to it (still through the host's /proc, before pivot_root), the master
+    // sent over the console socket, the slave our controlling tty and stdio.
+    if let Some(sock) = &ctx.console {
+        use std::os::fd::AsFd;
+        let pty = console::open_pty(root.fd.as_fd(), &root.path).map_err(|e| e.to_string())?;
+        if let Some(sz) = process.console_size() {
+            console::set_size(pty.slave.as_fd(), sz.height() as u16, sz.width() as u16)
+                .map_err(|e| e.to_string())?;
+        }
+        console::mount_console(root.fd.as_fd(), &root.path, &pty.slave)
+            .map_err(|e| e.to_string())?;
+        console::send_master(sock, &pty.master).map_err(|e| e.to_string())?;
+        drop(pty.master);
+        console::become_tty_owner(&pty.slave).map_err(|e| e.to_string())?;
+    }
     finish_rootfs(&cfg, root).map_err(|e| e.to_string())?;
 
     // 4. The process.
@@ -250,6 +306,7 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
     }
     let cstr = |s: &str| CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"));
     Ok(Prepared {
+        start_state,
         path: CString::new(path.as_os_str().as_bytes()).map_err(|_| "bad path".to_string())?,
         args: args.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
         env: env.iter().map(|e| cstr(e)).collect::<Result<_, _>>()?,
@@ -277,6 +334,17 @@ fn exec(ctx: InitContext, p: Prepared) -> i32 {
             return 1;
         }
     };
+    // startContainer hooks: after `start`, before execve, in the container.
+    // `start` waits for our byte on the fifo: "0" when the process is about
+    // to be exec'd, otherwise the hook's error, which `start` reports.
+    if let Some(state) = &p.start_state {
+        let hooks = ctx.bundle.spec.hooks().as_ref();
+        if let Err(e) = hooks::run(hooks::Kind::StartContainer, hooks, state.as_bytes()) {
+            let msg = format!("E{e}");
+            let _ = nix::unistd::write(&w, &msg.as_bytes()[..msg.len().min(libc::PIPE_BUF)]);
+            return 1;
+        }
+    }
     if nix::unistd::write(&w, b"0").is_err() {
         return 1;
     }

@@ -2,6 +2,7 @@
 //! parent and child, and the child's set-up up to execve.
 
 pub mod clone;
+pub mod exec;
 pub mod init;
 pub mod setup;
 pub mod sync;

@@ -14,10 +14,17 @@ pub enum Msg {
     Go,
     /// Child -> parent: set-up done, waiting for `start`.
     Ready,
-    /// Middle process -> parent: the init's pid (in the parent's PID namespace).
+    /// Middle process -> parent: the pid (in the parent's PID namespace) of
+    /// the container's init, or of the process that `exec` runs.
     Pid(i32),
     /// Child -> parent: set-up failed.
     Error(String),
+    /// Child -> parent: namespaces and mounts are ready, run the
+    /// prestart/createRuntime hooks (the child waits before pivot_root).
+    RunHooks,
+    /// Parent -> child: hooks done; the state JSON (with the host pid) for
+    /// the createContainer and startContainer hooks.
+    HooksDone(String),
 }
 
 #[derive(Debug)]

@@ -166,22 +166,52 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
         }
     }
 
-    // config.md "POSIX-platform Hooks": not implemented yet; refuse rather than ignore.
+    // config.md "POSIX-platform Hooks": absolute paths, positive timeouts.
+    // Hooks that run in the runtime namespace before the container exists
+    // must exist now (a missing one would fail create half-way); a
+    // startContainer path resolves inside the container, later.
     if let Some(h) = spec.hooks() {
-        let any = [
-            h.prestart().as_ref().is_some_and(|v| !v.is_empty()),
-            h.create_runtime().as_ref().is_some_and(|v| !v.is_empty()),
-            h.create_container().as_ref().is_some_and(|v| !v.is_empty()),
-            h.start_container().as_ref().is_some_and(|v| !v.is_empty()),
-            h.poststart().as_ref().is_some_and(|v| !v.is_empty()),
-            h.poststop().as_ref().is_some_and(|v| !v.is_empty()),
-        ];
-        if any.iter().any(|b| *b) {
-            return Err(invalid(
-                cfg,
-                "hooks",
-                "hooks are not supported yet by cuddy",
-            ));
+        for (field, list, must_exist) in [
+            ("hooks.prestart", h.prestart(), true),
+            ("hooks.createRuntime", h.create_runtime(), true),
+            ("hooks.createContainer", h.create_container(), true),
+            ("hooks.startContainer", h.start_container(), false),
+            ("hooks.poststart", h.poststart(), false),
+            ("hooks.poststop", h.poststop(), false),
+        ] {
+            for (i, hook) in list.iter().flatten().enumerate() {
+                let p = hook.path();
+                if !p.is_absolute() {
+                    return Err(invalid(
+                        cfg,
+                        format!("{field}[{i}].path"),
+                        format!("{} must be an absolute path", p.display()),
+                    ));
+                }
+                if must_exist && !p.exists() {
+                    return Err(invalid(
+                        cfg,
+                        format!("{field}[{i}].path"),
+                        format!("{} does not exist", p.display()),
+                    ));
+                }
+                if hook.timeout().is_some_and(|t| t <= 0) {
+                    return Err(invalid(
+                        cfg,
+                        format!("{field}[{i}].timeout"),
+                        "must be greater than zero",
+                    ));
+                }
+                for e in hook.env().iter().flatten() {
+                    if !e.contains('=') {
+                        return Err(invalid(
+                            cfg,
+                            format!("{field}[{i}].env"),
+                            format!("{e:?} is not KEY=VALUE"),
+                        ));
+                    }
+                }
+            }
         }
     }
 

@@ -444,8 +444,17 @@ fn unsupported_features() {
     require_root!();
     let ctx = Ctx::new("unsup");
     let mut c = cfg(&ctx);
-    c["hooks"] = json!({"prestart": [{"path": "/bin/true"}]});
-    create_fails(&ctx, "hooks", &c, &["hooks", "not supported"]);
+    c["hooks"] = json!({"createRuntime": [{"path": "/nonexistent/hook"}]});
+    create_fails(
+        &ctx,
+        "hooks",
+        &c,
+        &[
+            "hooks.createRuntime[0].path",
+            "/nonexistent/hook",
+            "does not exist",
+        ],
+    );
 
     let mut c = cfg(&ctx);
     c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW"});

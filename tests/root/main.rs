@@ -4,6 +4,9 @@
 
 mod bad_input;
 mod common;
+mod exec;
+mod hooks;
 mod lifecycle;
 mod mounts;
 mod process;
+mod terminal;

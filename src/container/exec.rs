@@ -1,0 +1,379 @@
+//! `exec`: run a new process in a created or running container (runc's
+//! `exec`). See `crate::process::exec` for the child side.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use super::create::write_pid_file;
+use super::{ContainerError, Result, Root, Status, init_pidfd, io_err, sys_err};
+use crate::console;
+use crate::namespaces::JoinNs;
+use crate::process::clone::{Forked, clone};
+use crate::process::exec::{ExecContext, run_joiner};
+use crate::process::sync::{Channel, Msg};
+use crate::spec;
+
+/// Options of `exec`, as runc's flags.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub id: String,
+    /// A JSON Process (config.md "Process"); replaces the flags below.
+    pub process: Option<PathBuf>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub tty: bool,
+    pub console_socket: Option<PathBuf>,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<String>,
+    /// UID[:GID]
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    pub preserve_fds: u32,
+    pub ignore_paused: bool,
+    pub args: Vec<String>,
+}
+
+fn bad(what: impl Into<String>) -> ContainerError {
+    ContainerError::Unsupported(what.into())
+}
+
+/// The process to run: `--process` as given, or the container's own process
+/// with the flags applied (as runc does).
+fn build_process(opts: &ExecOptions, bundle: &spec::Bundle) -> Result<Process> {
+    let p = if let Some(path) = &opts.process {
+        let text = std::fs::read(path).map_err(io_err("read --process", path))?;
+        let p: Process = serde_json::from_slice(&text)
+            .map_err(|e| io_err("parse --process", path)(std::io::Error::other(e)))?;
+        p
+    } else {
+        let mut p = bundle
+            .spec
+            .process()
+            .clone()
+            .ok_or_else(|| bad("config.json has no process"))?;
+        if opts.args.is_empty() {
+            return Err(bad("exec needs a command to run (or --process FILE)"));
+        }
+        p.set_args(Some(opts.args.clone()));
+        p.set_terminal(Some(opts.tty));
+        let mut env = p.env().clone().unwrap_or_default();
+        env.extend(opts.env.iter().cloned());
+        p.set_env(Some(env));
+        if let Some(c) = &opts.cwd {
+            p.set_cwd(c.clone());
+        }
+        let mut user = p.user().clone();
+        if let Some(u) = &opts.user {
+            let (uid, gid) = match u.split_once(':') {
+                Some((a, b)) => (a, Some(b)),
+                None => (u.as_str(), None),
+            };
+            let uid: u32 = uid
+                .parse()
+                .map_err(|_| bad(format!("-u {u:?}: expected UID[:GID] as numbers")))?;
+            user.set_uid(uid);
+            if let Some(g) = gid {
+                user.set_gid(
+                    g.parse()
+                        .map_err(|_| bad(format!("-u {u:?}: expected UID[:GID] as numbers")))?,
+                );
+            }
+        }
+        if !opts.additional_gids.is_empty() {
+            user.set_additional_gids(Some(opts.additional_gids.clone()));
+        }
+        p.set_user(user);
+        if opts.no_new_privs {
+            p.set_no_new_privileges(Some(true));
+        }
+        if !opts.caps.is_empty() {
+            // Added to bounding, effective and permitted only: never to
+            // inheritable or ambient (runc adds to ambient only when the
+            // config already has inheritable capabilities; cuddy never widens
+            // what is passed on across execve of unprivileged programs).
+            let mut caps = p.capabilities().clone().unwrap_or_default();
+            let add = |set: Option<std::collections::HashSet<oci_spec::runtime::Capability>>| -> Result<_> {
+                let mut set = set.unwrap_or_default();
+                for c in &opts.caps {
+                    let name = if c.to_ascii_uppercase().starts_with("CAP_") { c.to_ascii_uppercase() } else { format!("CAP_{}", c.to_ascii_uppercase()) };
+                    let cap: oci_spec::runtime::Capability = serde_json::from_value(serde_json::Value::String(name)).map_err(|_| bad(format!("--cap {c:?}: unknown capability")))?;
+                    set.insert(cap);
+                }
+                Ok(Some(set))
+            };
+            caps.set_bounding(add(caps.bounding().clone())?);
+            caps.set_effective(add(caps.effective().clone())?);
+            caps.set_permitted(add(caps.permitted().clone())?);
+            p.set_capabilities(Some(caps));
+        }
+        p
+    };
+    match p.args() {
+        Some(a) if !a.is_empty() && !a[0].is_empty() => {}
+        _ => return Err(bad("exec: process.args must name the program to run")),
+    }
+    if !p.cwd().is_absolute() {
+        return Err(bad(format!(
+            "exec: cwd {:?} must be an absolute path",
+            p.cwd()
+        )));
+    }
+    for e in p.env().iter().flatten() {
+        if !e.contains('=') {
+            return Err(bad(format!("exec: env {e:?} is not KEY=VALUE")));
+        }
+    }
+    Ok(p)
+}
+
+fn ns_file(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// Runs the exec; returns cuddy's exit code (the process's status in the
+/// foreground, 0 when detached).
+pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
+    let st = root.load(&opts.id)?;
+    match root.status(&st) {
+        Status::Created | Status::Running => {}
+        Status::Paused if opts.ignore_paused => {}
+        s @ Status::Paused => {
+            return Err(ContainerError::BadStatus {
+                id: opts.id.clone(),
+                status: s,
+                hint: "cannot exec in a paused container (use --ignore-paused)",
+            });
+        }
+        s => {
+            return Err(ContainerError::BadStatus {
+                id: opts.id.clone(),
+                status: s,
+                hint: "cannot exec in a container that is not running",
+            });
+        }
+    }
+    let bundle = spec::load(&st.bundle)?;
+    let process = build_process(opts, &bundle)?;
+    let terminal = process.terminal().unwrap_or(false);
+    if opts.console_socket.is_some() && !terminal {
+        return Err(bad(
+            "--console-socket needs a terminal (--tty, or terminal: true in --process)",
+        ));
+    }
+    if terminal && opts.detach && opts.console_socket.is_none() {
+        return Err(bad(
+            "cannot allocate a terminal for a detached exec without --console-socket",
+        ));
+    }
+
+    // The init's namespaces, opened through a pidfd-checked init so a reused
+    // pid is never joined.
+    let pidfd = init_pidfd(root, &st).ok_or_else(|| ContainerError::BadStatus {
+        id: opts.id.clone(),
+        status: Status::Stopped,
+        hint: "cannot exec in a container that is not running",
+    })?;
+    let mut join = Vec::new();
+    let mut in_userns = false;
+    for ns in bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let t = ns.typ();
+        let path = root
+            .proc
+            .join(st.pid.to_string())
+            .join("ns")
+            .join(ns_file(t));
+        let fd = nix::fcntl::open(
+            &path,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(sys_err(format!("open {}", path.display())))?;
+        if t == LinuxNamespaceType::User {
+            in_userns = true;
+        }
+        join.push(JoinNs { typ: t, path, fd });
+    }
+    if !root.init_alive(&st) {
+        return Err(ContainerError::BadStatus {
+            id: opts.id.clone(),
+            status: Status::Stopped,
+            hint: "cannot exec in a container that is not running",
+        });
+    }
+    drop(pidfd);
+    // User namespace first: it grants the capabilities to join the others.
+    join.sort_by_key(|j| j.typ != LinuxNamespaceType::User);
+
+    // Console: the given socket, or our own socketpair for the relay.
+    let (console_child, relay) = if terminal {
+        match &opts.console_socket {
+            Some(p) => (Some(console::connect(p)?), None),
+            None => {
+                let (a, b) = std::os::unix::net::UnixStream::pair()
+                    .map_err(io_err("socketpair", "console"))?;
+                (Some(OwnedFd::from(a)), Some(OwnedFd::from(b)))
+            }
+        }
+    } else {
+        (None, None)
+    };
+
+    let mut preserve_fds = opts.preserve_fds;
+    let mut extra_env = Vec::new();
+    let mut listen_pid = false;
+    if let Some(n) = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|n| *n > 0)
+    {
+        extra_env.push(format!("LISTEN_FDS={n}"));
+        listen_pid = true;
+        preserve_fds += n;
+    }
+
+    let set = super::run::forwardable();
+    let mut old = SigSet::empty();
+    if !opts.detach {
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
+            .map_err(sys_err("sigprocmask"))?;
+    }
+    let res = spawn(
+        root,
+        opts,
+        &st,
+        process,
+        join,
+        in_userns,
+        console_child,
+        relay,
+        preserve_fds,
+        extra_env,
+        listen_pid,
+        &set,
+    );
+    if !opts.detach {
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    }
+    res
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn(
+    _root: &Root,
+    opts: &ExecOptions,
+    st: &super::State,
+    process: Process,
+    join: Vec<JoinNs>,
+    in_userns: bool,
+    console_child: Option<OwnedFd>,
+    relay: Option<OwnedFd>,
+    preserve_fds: u32,
+    extra_env: Vec<String>,
+    listen_pid: bool,
+    set: &SigSet,
+) -> Result<i32> {
+    let (parent_chan, child_chan) =
+        Channel::pair().map_err(io_err("socketpair", "sync channel"))?;
+    let cg_fd = match &st.cgroup {
+        Some(cg) => cg.clone_into_fd()?,
+        None => None,
+    };
+    let ctx = ExecContext {
+        process: &process,
+        join,
+        in_userns,
+        chan: child_chan,
+        console: console_child,
+        preserve_fds,
+        extra_env,
+        listen_pid,
+    };
+    let joiner = match clone(
+        nix::sched::CloneFlags::empty(),
+        cg_fd.as_ref().map(|f| f.as_raw_fd()),
+    )? {
+        Forked::Child => {
+            drop(parent_chan);
+            run_joiner(ctx)
+        }
+        Forked::Parent { pid, .. } => pid,
+    };
+    drop(ctx);
+    let kill_joiner = |e: ContainerError| {
+        let _ = nix::sys::signal::kill(joiner, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(joiner, None);
+        e
+    };
+    if cg_fd.is_none() {
+        if let Some(cg) = &st.cgroup {
+            cg.add_process(joiner.as_raw())
+                .map_err(|e| kill_joiner(e.into()))?;
+        }
+    }
+    parent_chan
+        .send(&Msg::Go)
+        .map_err(|e| kill_joiner(io_err("send", "sync channel")(e)))?;
+    // The joiner sends the process's pid (or an error) and exits.
+    let first = parent_chan.recv();
+    let _ = waitpid(joiner, None);
+    let pid = match first {
+        Ok(Some(Msg::Pid(p))) => Pid::from_raw(p),
+        Ok(Some(Msg::Error(e))) => return Err(ContainerError::Exec(e)),
+        Ok(other) => {
+            return Err(ContainerError::Exec(format!(
+                "unexpected message {other:?}"
+            )));
+        }
+        Err(e) => return Err(io_err("receive", "sync channel")(e)),
+    };
+    // EOF: the process exec'd (the channel is close-on-exec); an Error: it did not.
+    match parent_chan.recv() {
+        Ok(None) => {}
+        Ok(Some(Msg::Error(e))) => {
+            let _ = waitpid(pid, None);
+            return Err(ContainerError::Exec(e));
+        }
+        Ok(other) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            return Err(ContainerError::Exec(format!(
+                "unexpected message {other:?}"
+            )));
+        }
+        Err(e) => return Err(io_err("receive", "sync channel")(e)),
+    }
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, pid.as_raw())?;
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    let master = match &relay {
+        Some(r) => Some(console::recv_master(r)?),
+        None => None,
+    };
+    Ok(console::wait_forwarding(pid, set, master)?)
+}

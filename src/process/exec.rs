@@ -1,0 +1,203 @@
+//! The child side of `exec`: a process that joins every namespace of a
+//! running container and execs a new program there.
+//!
+//! Two processes are involved, both forked (clone3) from cuddy, never
+//! re-executed:
+//! - the *joiner*, cloned into the container's cgroup (CLONE_INTO_CGROUP on
+//!   v2; the parent writes cgroup.procs on v1 before releasing it), joins the
+//!   namespaces with setns(2): the user namespace first, because joining it
+//!   grants the capabilities that the other setns calls check against the
+//!   namespaces' owner. setns(CLONE_NEWPID) (and CLONE_NEWTIME) only changes
+//!   the namespace of the caller's *future children*, so
+//! - the joiner forks the *process* with CLONE_PARENT: it is born in the
+//!   container's PID namespace, as cuddy's own child (cuddy can wait for it and
+//!   gets its SIGCHLD). The joiner reports its pid and exits.
+//!
+//! The process then applies the process config (terminal, rlimits,
+//! oomScoreAdj, user, groups, capabilities, umask, cwd, noNewPrivileges) and
+//! execs. Errors go to cuddy over the sync channel (close-on-exec, so EOF
+//! after the last message means execve succeeded).
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::Process;
+
+use super::clone::{Forked, clone};
+use super::setup;
+use super::sync::{Channel, Msg};
+use crate::console;
+use crate::namespaces::{self, JoinNs};
+
+/// What the exec child needs, prepared by the parent.
+pub struct ExecContext<'a> {
+    pub process: &'a Process,
+    /// The container's namespaces (opened from /proc/<init>/ns), user first.
+    pub join: Vec<JoinNs>,
+    /// The container is in a user namespace.
+    pub in_userns: bool,
+    pub chan: Channel,
+    /// Connected console socket when `process.terminal` is true.
+    pub console: Option<OwnedFd>,
+    pub preserve_fds: u32,
+    /// Extra environment (LISTEN_FDS).
+    pub extra_env: Vec<String>,
+    /// Set LISTEN_PID to the process's own pid (socket activation).
+    pub listen_pid: bool,
+}
+
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit skips atexit handlers and destructors of the parent's
+    // copied memory.
+    unsafe { libc::_exit(code) }
+}
+
+/// Runs in the joiner; never returns.
+pub fn run_joiner(ctx: ExecContext) -> ! {
+    match ctx.chan.recv() {
+        Ok(Some(Msg::Go)) => {}
+        _ => exit(1),
+    }
+    for j in &ctx.join {
+        if let Err(e) = namespaces::join(j) {
+            let _ = ctx.chan.send(&Msg::Error(e.to_string()));
+            exit(1);
+        }
+    }
+    match clone(CloneFlags::CLONE_PARENT, None) {
+        Ok(Forked::Child) => run_process(ctx),
+        Ok(Forked::Parent { pid, .. }) => {
+            let _ = ctx.chan.send(&Msg::Pid(pid.as_raw()));
+            exit(0)
+        }
+        Err(e) => {
+            let _ = ctx.chan.send(&Msg::Error(format!(
+                "fork into the container's PID namespace: {e}"
+            )));
+            exit(1)
+        }
+    }
+}
+
+fn run_process(ctx: ExecContext) -> ! {
+    match prepare(&ctx) {
+        Ok(p) => {
+            let e = exec(&ctx, p);
+            let _ = ctx.chan.send(&Msg::Error(e));
+            exit(127)
+        }
+        Err(e) => {
+            let _ = ctx.chan.send(&Msg::Error(e));
+            exit(1)
+        }
+    }
+}
+
+struct Prepared {
+    path: CString,
+    args: Vec<CString>,
+    env: Vec<CString>,
+}
+
+fn prepare(ctx: &ExecContext) -> Result<Prepared, String> {
+    let p = ctx.process;
+    if ctx.in_userns {
+        // Be root of the user namespace until the process's own user is set.
+        let _ = nix::unistd::setresgid(0.into(), 0.into(), 0.into());
+        let _ = nix::unistd::setresuid(0.into(), 0.into(), 0.into());
+    }
+    if let Some(sock) = &ctx.console {
+        // setns(CLONE_NEWNS) made the container's root our "/".
+        let root = nix::fcntl::open(
+            "/",
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("open /: {e}"))?;
+        let pty = console::open_pty(root.as_fd(), std::path::Path::new("/"))
+            .map_err(|e| e.to_string())?;
+        if let Some(sz) = p.console_size() {
+            console::set_size(pty.slave.as_fd(), sz.height() as u16, sz.width() as u16)
+                .map_err(|e| e.to_string())?;
+        }
+        console::send_master(sock, &pty.master).map_err(|e| e.to_string())?;
+        drop(pty.master);
+        console::become_tty_owner(&pty.slave).map_err(|e| e.to_string())?;
+    }
+    setup::rlimits(p).map_err(|e| e.to_string())?;
+    if let Some(adj) = p.oom_score_adj() {
+        // Before dropping capabilities: lowering it needs CAP_SYS_RESOURCE.
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+            format!("write /proc/self/oom_score_adj (process.oomScoreAdj {adj}): {e}")
+        })?;
+    }
+    setup::scheduler(p).map_err(|e| e.to_string())?;
+    setup::io_priority(p).map_err(|e| e.to_string())?;
+    setup::user_and_caps(p, ctx.in_userns).map_err(|e| e.to_string())?;
+    nix::sys::stat::umask(Mode::from_bits_truncate(
+        p.user().umask().unwrap_or(0o022) as libc::mode_t
+    ));
+    nix::unistd::chdir(p.cwd().as_path())
+        .map_err(|e| format!("chdir {} (cwd): {e}", p.cwd().display()))?;
+    let mut env: Vec<String> = p.env().clone().unwrap_or_default();
+    env.extend(ctx.extra_env.iter().cloned());
+    if ctx.listen_pid {
+        env.push(format!("LISTEN_PID={}", std::process::id()));
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", setup::home_for(p.user().uid())));
+    }
+    let args = p.args().as_deref().unwrap_or(&[]);
+    let arg0 = args.first().map(String::as_str).unwrap_or("");
+    let path = setup::find_executable(arg0, &env)?;
+    if p.no_new_privileges().unwrap_or(false) {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
+            return Err(format!(
+                "prctl(PR_SET_NO_NEW_PRIVS): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    let cstr = |s: &str| CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"));
+    Ok(Prepared {
+        path: CString::new(path.as_os_str().as_bytes()).map_err(|_| "bad path".to_string())?,
+        args: args.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
+        env: env.iter().map(|e| cstr(e)).collect::<Result<_, _>>()?,
+    })
+}
+
+/// Returns only when execve failed, with the message.
+fn exec(ctx: &ExecContext, p: Prepared) -> String {
+    // Default signal handling and an empty mask for the new program.
+    // SAFETY: resetting a disposition to SIG_DFL is always sound.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    let first = 3 + ctx.preserve_fds;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    for fd in 3..first {
+        // SAFETY: clearing FD_CLOEXEC on an fd number; harmless if not open.
+        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    }
+    let _ = ctx.chan.as_fd().as_raw_fd();
+    let e = nix::unistd::execve(&p.path, &p.args, &p.env).err();
+    format!(
+        "exec {}: {}",
+        std::path::Path::new(std::ffi::OsStr::from_bytes(p.path.as_bytes())).display(),
+        e.map(|e| e.to_string()).unwrap_or_default()
+    )
+}
