@@ -21,6 +21,7 @@ import json, sys
 path, rootfs = sys.argv[1], sys.argv[2]
 c = json.load(open(path))
 c["root"]["path"] = rootfs
+c["process"]["terminal"] = False
 c["process"]["args"] = ["/bin/sh", "-c", "echo hello from cuddy: pid $$ on $(hostname); ls /"]
 json.dump(c, open(path, "w"), indent=2)
 PY

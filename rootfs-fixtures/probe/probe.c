@@ -266,6 +266,15 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--sleep")) do_sleep = 1;
         else if (!strcmp(argv[i], "--write") && i + 1 < argc) write_to = argv[++i];
     }
+    /* SIGTERM's default action ends us with 143. As PID 1 of a pid namespace
+     * the kernel ignores signals that have no handler, so only there a
+     * handler emulates the default: exit status 128+signal. Installed first,
+     * so a signal sent as soon as the container runs is not lost. */
+    if (do_sleep && getpid() == 1) {
+        signal(SIGTERM, on_signal);
+        signal(SIGINT, on_signal);
+        signal(SIGHUP, on_signal);
+    }
     out = stdout;
     if (write_to) {
         out = fopen(write_to, "we");
@@ -413,14 +422,6 @@ int main(int argc, char **argv) {
     fflush(out);
     if (write_to) fclose(out);
     if (do_sleep) {
-        /* SIGTERM's default action ends us with 143. As PID 1 of a pid namespace
-         * the kernel ignores signals that have no handler, so only there a
-         * handler emulates the default: exit status 128+signal. */
-        if (getpid() == 1) {
-            signal(SIGTERM, on_signal);
-            signal(SIGINT, on_signal);
-            signal(SIGHUP, on_signal);
-        }
         for (;;) pause();
     }
     return exit_code;

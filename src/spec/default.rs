@@ -1,7 +1,7 @@
 //! The default config.json written by `cuddy spec`, shaped like `runc spec`'s.
 //!
-//! One difference: `process.terminal` is false, because cuddy does not relay a
-//! terminal yet; the container uses the caller's stdio instead.
+//! Like runc's, `process.terminal` is true: `cuddy run` in a shell then
+//! relays the terminal (set it to false to use the caller's stdio instead).
 
 use serde_json::{Value, json};
 
@@ -13,7 +13,7 @@ pub fn default_spec(rootless: bool, uid: u32, gid: u32) -> Value {
     let mut spec = json!({
         "ociVersion": super::OCI_VERSION,
         "process": {
-            "terminal": false,
+            "terminal": true,
             "user": {"uid": 0, "gid": 0},
             "args": ["sh"],
             "env": [

@@ -81,6 +81,8 @@ impl Ctx {
         let mut c = cuddy::spec::default_spec(false, 0, 0);
         c["root"]["path"] = json!(fixture_rootfs());
         c["process"]["args"] = json!(args);
+        // Tests read the container's output on cuddy's own stdio.
+        c["process"]["terminal"] = json!(false);
         c
     }
 
