@@ -101,6 +101,16 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
     validate_id(&opts.id)?;
     let bundle = spec::load(&opts.bundle)?;
+    create_bundle(root, opts, bundle)
+}
+
+/// `create` with the id validated and the bundle already loaded (`run`
+/// loads it once to see whether it must relay a terminal).
+pub(crate) fn create_bundle(
+    root: &Root,
+    opts: &CreateOptions,
+    bundle: spec::Bundle,
+) -> Result<Created> {
     let process = bundle.spec.process().as_ref();
     let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
     if terminal && opts.console_socket.is_none() {

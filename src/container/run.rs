@@ -13,7 +13,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 
-use super::create::{CreateOptions, create};
+use super::create::{CreateOptions, create_bundle};
 use super::{Result, Root, delete, io_err, start};
 
 pub(crate) fn forwardable() -> SigSet {
@@ -94,9 +94,13 @@ fn run_inner(
 ) -> Result<i32> {
     // `run` in the foreground with terminal: true and no console socket:
     // cuddy itself receives the master and relays (like `runc run` in a shell).
-    let terminal = crate::spec::load(&opts.bundle)
-        .ok()
-        .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
+    super::validate_id(&opts.id)?;
+    let bundle = crate::spec::load(&opts.bundle)?;
+    let terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
         .unwrap_or(false);
     let relay = if terminal && !detach && opts.console_socket.is_none() {
         Some(RelaySocket::new(root, &opts.id)?)
@@ -108,7 +112,7 @@ fn run_inner(
         opts.console_socket = Some(r.dir.join("sock"));
     }
     let opts = &opts;
-    let created = create(root, opts)?;
+    let created = create_bundle(root, opts, bundle)?;
     let master = match &relay {
         Some(r) => {
             let got = r
