@@ -48,7 +48,14 @@ fn bad(what: impl Into<String>) -> ContainerError {
 /// with the flags applied (as runc does).
 fn build_process(opts: &ExecOptions, bundle: &spec::Bundle) -> Result<Process> {
     let p = if let Some(path) = &opts.process {
-        let text = std::fs::read(path).map_err(io_err("read --process", path))?;
+        let text = if path.as_os_str() == "-" {
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)
+                .map_err(io_err("read --process", path))?;
+            v
+        } else {
+            std::fs::read(path).map_err(io_err("read --process", path))?
+        };
         let p: Process = serde_json::from_slice(&text)
             .map_err(|e| io_err("parse --process", path)(std::io::Error::other(e)))?;
         p
