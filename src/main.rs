@@ -135,6 +135,24 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
             print_json(&cuddy::features::features());
             Ok(0)
         }
+        Command::Pause(a) => container::pause(&root, &a.id).map(|_| 0),
+        Command::Resume(a) => container::resume(&root, &a.id).map(|_| 0),
+        Command::Update(a) => {
+            let res = container::resources_from_args(&a)?;
+            container::update(&root, &a.id, &res).map(|_| 0)
+        }
+        Command::Events(a) => container::events(
+            &root,
+            &a.id,
+            a.stats,
+            &a.interval,
+            &mut std::io::stdout().lock(),
+        )
+        .map(|_| 0),
+        Command::Ps(a) => {
+            print!("{}", container::ps(&root, &a.id, a.format, &a.ps_args)?);
+            Ok(0)
+        }
     }
 }
 

@@ -4,25 +4,33 @@
 
 mod create;
 mod delete;
+mod events;
 mod exec;
 mod features;
 mod kill;
 mod list;
+mod pause;
+mod ps;
 mod run;
 mod spec;
 mod start;
 mod state;
+mod update;
 
 pub use create::CreateArgs;
 pub use delete::DeleteArgs;
+pub use events::EventsArgs;
 pub use exec::ExecArgs;
 pub use features::FeaturesArgs;
 pub use kill::KillArgs;
 pub use list::{ListArgs, ListFormat};
+pub use pause::{PauseArgs, ResumeArgs};
+pub use ps::{PsArgs, PsFormat};
 pub use run::RunArgs;
 pub use spec::SpecArgs;
 pub use start::StartArgs;
 pub use state::StateArgs;
+pub use update::UpdateArgs;
 
 use std::path::PathBuf;
 
@@ -91,4 +99,14 @@ pub enum Command {
     Spec(SpecArgs),
     /// Print the features this runtime supports as JSON.
     Features(FeaturesArgs),
+    /// Freeze every process of a running container.
+    Pause(PauseArgs),
+    /// Thaw a paused container.
+    Resume(ResumeArgs),
+    /// Change the resource limits of a live container.
+    Update(Box<UpdateArgs>),
+    /// Print resource usage (--stats) or stream stats and OOM events as JSON.
+    Events(EventsArgs),
+    /// List the processes of a container.
+    Ps(PsArgs),
 }

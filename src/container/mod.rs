@@ -10,19 +10,27 @@
 
 mod create;
 mod delete;
+mod events;
 mod exec;
 mod kill;
 mod list;
+mod pause;
+mod ps;
 mod run;
 mod start;
+mod update;
 
 pub use create::{CreateOptions, create};
 pub use delete::delete;
+pub use events::{events, parse_duration};
 pub use exec::{ExecOptions, exec};
 pub use kill::{kill, parse_signal};
 pub use list::{list, state_json};
+pub use pause::{pause, resume};
+pub use ps::ps;
 pub use run::run;
 pub use start::start;
+pub use update::{parse_bytes, resources_from_args, update};
 
 use std::collections::HashMap;
 use std::fs;
