@@ -382,6 +382,14 @@ fn spawn(
     match msg {
         Ok(Some(Msg::Ready)) => {}
         Ok(Some(Msg::Error(e))) => return Err(ContainerError::Init(e)),
+        // The init died before reporting: name the OOM killer when it was that.
+        Ok(None) | Err(_) if super::events::oom_kills(cgroup).unwrap_or(0) > 0 => {
+            return Err(ContainerError::Init(
+                "the init was killed by the OOM killer during set-up: \
+                 linux.resources.memory.limit is too small"
+                    .into(),
+            ));
+        }
         Ok(other) => {
             return Err(ContainerError::Init(format!(
                 "unexpected message {other:?}"

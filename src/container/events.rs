@@ -59,7 +59,7 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 
 /// How many processes the kernel OOM-killed in the cgroup so far (v1
 /// memory.oom_control or v2 memory.events `oom_kill`); None if unknown.
-fn oom_kills(cg: &Cgroup) -> Option<u64> {
+pub(crate) fn oom_kills(cg: &Cgroup) -> Option<u64> {
     let file = match cg.v1_dir("memory") {
         Some(d) => d.join("memory.oom_control"),
         None => cg.unified_dir()?.join("memory.events"),
