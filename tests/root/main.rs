@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bad_input;
+mod cgroups;
 mod common;
 mod exec;
 mod hooks;
