@@ -451,6 +451,20 @@ impl Cgroup {
             }
         }
         if let Some(m) = res.memory() {
+            // -1 means unlimited; any other negative value is a mistake (v1
+            // and v2 would disagree on it: EINVAL vs "max").
+            for (name, v) in [
+                ("limit", m.limit()),
+                ("reservation", m.reservation()),
+                ("swap", m.swap()),
+            ] {
+                if let Some(v) = v.filter(|v| *v < -1) {
+                    return Err(CgroupError::Invalid {
+                        field: format!("linux.resources.memory.{name}"),
+                        reason: format!("{v} is negative (use -1 for unlimited)"),
+                    });
+                }
+            }
             if v1::memory_is_set(m) {
                 match self.target("memory", "linux.resources.memory")? {
                     Target::V1(d) => v1::memory(d, m)?,

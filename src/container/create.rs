@@ -98,6 +98,15 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     write_atomic(path, pid.to_string().as_bytes(), 0o644).map_err(io_err("write pid file", path))
 }
 
+/// When the init died before reporting: was it the OOM killer? Then say so.
+fn oom_in_setup(cgroup: &Cgroup) -> Option<ContainerError> {
+    (super::events::oom_kills(cgroup).unwrap_or(0) > 0).then(|| {
+        ContainerError::Init(
+            "the init was killed by the OOM killer during set-up: linux.resources.memory.limit is too small".into(),
+        )
+    })
+}
+
 pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
     validate_id(&opts.id)?;
     let bundle = spec::load(&opts.bundle)?;
@@ -356,9 +365,9 @@ fn spawn(
         let p = root.proc.join(pid.to_string()).join("oom_score_adj");
         fs::write(&p, adj.to_string()).map_err(io_err("write (process.oomScoreAdj)", p))?;
     }
-    parent_chan
-        .send(&Msg::Go)
-        .map_err(io_err("send", "sync channel"))?;
+    if let Err(e) = parent_chan.send(&Msg::Go) {
+        return Err(oom_in_setup(cgroup).unwrap_or_else(|| io_err("send", "sync channel")(e)));
+    }
     let mut msg = parent_chan.recv();
     if let Ok(Some(Msg::RunHooks)) = msg {
         // The init has made its namespaces and mounts and waits before
@@ -379,17 +388,15 @@ fn spawn(
             .map_err(io_err("send", "sync channel"))?;
         msg = parent_chan.recv();
     }
+    // The init died before reporting: name the OOM killer when it was that.
+    if matches!(msg, Ok(None) | Err(_)) {
+        if let Some(e) = oom_in_setup(cgroup) {
+            return Err(e);
+        }
+    }
     match msg {
         Ok(Some(Msg::Ready)) => {}
         Ok(Some(Msg::Error(e))) => return Err(ContainerError::Init(e)),
-        // The init died before reporting: name the OOM killer when it was that.
-        Ok(None) | Err(_) if super::events::oom_kills(cgroup).unwrap_or(0) > 0 => {
-            return Err(ContainerError::Init(
-                "the init was killed by the OOM killer during set-up: \
-                 linux.resources.memory.limit is too small"
-                    .into(),
-            ));
-        }
         Ok(other) => {
             return Err(ContainerError::Init(format!(
                 "unexpected message {other:?}"

@@ -676,7 +676,14 @@ fn bad_resources_are_refused_clearly() {
     require_root!();
     let ctx = Ctx::new("cgbad");
     for (i, (res, field)) in [
-        (json!({"memory": {"limit": -5}}), "linux.resources.memory"),
+        (
+            json!({"memory": {"limit": -5}}),
+            "invalid linux.resources.memory.limit: -5 is negative",
+        ),
+        (
+            json!({"memory": {"limit": 4096, "swap": 4096}}),
+            "linux.resources.memory.limit is too small",
+        ),
         (
             json!({"memory": {"limit": 4096}}),
             "linux.resources.memory.limit",
@@ -702,6 +709,7 @@ fn bad_resources_are_refused_clearly() {
         let mut c = ctx.config(&["/bin/true"]);
         c["linux"]["resources"] = res.clone();
         let out = ctx.run(&id, &c);
+        eprintln!("bad resources: {res}");
         assert_fails_with(&out, field);
         ctx.assert_no_leftovers(&id);
     }

@@ -1,0 +1,41 @@
+#!/bin/bash
+# The cgroup v2 tier: cuddy's root integration tests inside a QEMU guest that
+# has only cgroup v2 (see README.md in this directory).
+#
+#   integration/vm/test-v2.sh [TEST FILTER...]
+#
+# Builds the test binary on the host (cargo test --test root --no-run), then
+# lets cargo run it in the guest through run.sh as the target runner, and
+# prints the test harness's output (its "test result:" summary line included).
+# With no filter, the whole root suite runs. Exit status: the test binary's.
+#
+# Works on a fresh machine: setup.sh installs qemu and busybox and fetches the
+# guest kernel; rootfs-fixtures/build.sh builds the busybox fixture (on the
+# host: 9p and TCG make it slow in the guest).
+#
+# Environment: VM_TIMEOUT (seconds for the guest, default 1200), VM_CPUS,
+# VM_MEM, VM_ACCEL as for run.sh; CUDDY_V2_TEST_THREADS (default 2).
+set -uo pipefail
+
+VM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$VM_DIR/../.." && pwd)
+cd "$REPO"
+
+die() { echo "test-v2: error: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "run as root (the guest runs the root integration tests)"
+
+start=$(date +%s)
+"$VM_DIR/setup.sh" || die "integration/vm/setup.sh failed"
+bash rootfs-fixtures/build.sh > /dev/null || die "rootfs-fixtures/build.sh failed"
+echo "test-v2: building the root test binary on the host" >&2
+cargo test --test root --no-run --quiet || die "cargo test --no-run failed"
+built=$(date +%s)
+
+# cargo runs target/.../root-HASH through the runner: one guest, all tests.
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$VM_DIR/run.sh --timeout ${VM_TIMEOUT:-1200} --"
+echo "test-v2: running the root integration tests in the cgroup v2 guest" >&2
+cargo test --test root --quiet -- --test-threads "${CUDDY_V2_TEST_THREADS:-2}" "$@"
+rc=$?
+end=$(date +%s)
+echo "test-v2: build $((built - start))s, guest run $((end - built))s, exit $rc" >&2
+exit "$rc"
