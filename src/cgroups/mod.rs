@@ -416,6 +416,19 @@ impl Cgroup {
     }
 
     fn apply_resources(&self, res: &LinuxResources, update: bool) -> Result<(), CgroupError> {
+        // Pure v2, as runc: every controller the hierarchy offers is enabled
+        // down to the container (best effort), so stats, update and ps work
+        // for controllers the config did not mention.
+        if !update && self.kind == CgroupKind::V2 {
+            if let Some(u) = &self.unified {
+                let offered = fsutil::read_opt(&u.mountpoint.join("cgroup.controllers"))?;
+                for c in offered.unwrap_or_default().split_whitespace() {
+                    if let Err(e) = v2::enable_controller(u, c, "the default controllers") {
+                        tracing::debug!("{e}");
+                    }
+                }
+            }
+        }
         // On create the device policy is always set (no rules: deny-all plus the
         // default allow-list, as runc); an update leaves it alone unless given.
         let no_rules = Vec::new();
