@@ -563,6 +563,18 @@ fn hierarchies() -> Vec<PathBuf> {
         .collect()
 }
 
+/// rmdir of directories the test made itself (deepest first), even when it fails;
+/// a directory another test uses meanwhile stays.
+struct RmDirs(Vec<PathBuf>);
+
+impl Drop for RmDirs {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
 #[test]
 fn cgroups_path_absolute_relative_default() {
     require_root!();
@@ -582,9 +594,10 @@ fn cgroups_path_absolute_relative_default() {
         // For the absolute path: an existing parent (in the first hierarchy)
         // must survive delete; everything cuddy created must not.
         let pre = hs[0].join("cuddy-test").join(&id);
-        if suffix == "abs" {
+        let _pre_guard = (suffix == "abs").then(|| {
             std::fs::create_dir_all(&pre).unwrap();
-        }
+            RmDirs(vec![pre.clone(), hs[0].join("cuddy-test")])
+        });
         let pid = run_detached(&ctx, &id, &c).to_string();
         let got = proc_cgroups(&pid);
         for (ctrl, p) in &got {
@@ -620,11 +633,6 @@ fn cgroups_path_absolute_relative_default() {
             } else {
                 assert!(!d.exists(), "{} left behind", d.display());
             }
-        }
-        if suffix == "abs" {
-            std::fs::remove_dir(&pre).unwrap();
-            // Ours too, unless another test uses it meanwhile.
-            let _ = std::fs::remove_dir(hs[0].join("cuddy-test"));
         }
         if suffix == "rel" {
             for (ctrl, own) in &me {
