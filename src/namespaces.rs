@@ -281,8 +281,11 @@ pub fn write_id_maps(proc_root: &Path, pid: i32, spec: &Spec) -> Result<(), Name
     )
 }
 
-/// In the child: unshare a time namespace and write its offsets through the
-/// trusted procfs fd; the process enters it at execve.
+/// In the child: unshare a time namespace (which only sets the namespace of
+/// future children), write its offsets through the trusted procfs fd (only
+/// possible while no process is in it), then enter it with setns on
+/// `time_for_children`. Newer kernels would also switch at execve, older ones
+/// (e.g. 6.1) do not, so cuddy enters it itself.
 pub fn new_time_ns(proc_fd: &OwnedFd, offsets: &[(u32, i64, u32)]) -> Result<(), NamespaceError> {
     nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)).map_err(|source| {
         NamespaceError::Unshare {
@@ -290,9 +293,34 @@ pub fn new_time_ns(proc_fd: &OwnedFd, offsets: &[(u32, i64, u32)]) -> Result<(),
             source,
         }
     })?;
-    if offsets.is_empty() {
-        return Ok(());
+    if !offsets.is_empty() {
+        write_time_offsets(proc_fd, offsets)?;
     }
+    let path = PathBuf::from("/proc/self/ns/time_for_children");
+    let fd = nix::fcntl::openat(
+        proc_fd,
+        "self/ns/time_for_children",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|source| NamespaceError::Join {
+        typ: "time".into(),
+        path: path.clone(),
+        source,
+    })?;
+    nix::sched::setns(&fd, CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)).map_err(|source| {
+        NamespaceError::Join {
+            typ: "time".into(),
+            path,
+            source,
+        }
+    })
+}
+
+fn write_time_offsets(
+    proc_fd: &OwnedFd,
+    offsets: &[(u32, i64, u32)],
+) -> Result<(), NamespaceError> {
     let text: String = offsets
         .iter()
         .map(|(c, s, n)| format!("{c} {s} {n}\n"))
