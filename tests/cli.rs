@@ -235,8 +235,15 @@ fn assert_bool_fields(v: &Value, what: &str, fields: &[&str]) {
 
 /// The schema's NamespaceType enum, read from the spec's own schema files.
 fn namespace_enum() -> Vec<String> {
-    let p = "/work/shared/oci-runtime-spec/schema/defs-linux.json";
-    match std::fs::read(p) {
+    // The spec text sits beside the checkout (../shared), as on CI.
+    let beside = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/oci-runtime-spec/schema/defs-linux.json");
+    let p = if beside.exists() {
+        beside
+    } else {
+        std::path::PathBuf::from("/work/shared/oci-runtime-spec/schema/defs-linux.json")
+    };
+    match std::fs::read(&p) {
         Ok(b) => {
             let v: Value = serde_json::from_slice(&b).unwrap();
             assert_array_of_strings(
