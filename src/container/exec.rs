@@ -279,6 +279,7 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         preserve_fds,
         extra_env,
         listen_pid,
+        st.cgroup.is_some() && root.status(&st) == Status::Paused,
         &set,
     );
     if !opts.detach {
@@ -300,13 +301,14 @@ fn spawn(
     preserve_fds: u32,
     extra_env: Vec<String>,
     listen_pid: bool,
+    late_cgroup: bool,
     set: &SigSet,
 ) -> Result<i32> {
     let (parent_chan, child_chan) =
         Channel::pair().map_err(io_err("socketpair", "sync channel"))?;
     let cg_fd = match &st.cgroup {
-        Some(cg) => cg.clone_into_fd()?,
-        None => None,
+        Some(cg) if !late_cgroup => cg.clone_into_fd()?,
+        _ => None,
     };
     let ctx = ExecContext {
         process: &process,
@@ -317,6 +319,7 @@ fn spawn(
         preserve_fds,
         extra_env,
         listen_pid,
+        late_cgroup,
     };
     let joiner = match clone(
         nix::sched::CloneFlags::empty(),
@@ -334,7 +337,7 @@ fn spawn(
         let _ = waitpid(joiner, None);
         e
     };
-    if cg_fd.is_none() {
+    if cg_fd.is_none() && !late_cgroup {
         if let Some(cg) = &st.cgroup {
             cg.add_process(joiner.as_raw())
                 .map_err(|e| kill_joiner(e.into()))?;
@@ -356,7 +359,53 @@ fn spawn(
         }
         Err(e) => return Err(io_err("receive", "sync channel")(e)),
     };
-    // EOF: the process exec'd (the channel is close-on-exec); an Error: it did not.
+    if late_cgroup {
+        // Paused container (--ignore-paused): the process is set up and waits;
+        // moved into the frozen cgroup it freezes until the container resumes,
+        // then execs.
+        match parent_chan.recv() {
+            Ok(Some(Msg::Ready)) => {}
+            Ok(Some(Msg::Error(e))) => {
+                let _ = waitpid(pid, None);
+                return Err(ContainerError::Exec(e));
+            }
+            other => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                return Err(ContainerError::Exec(format!(
+                    "unexpected message {other:?}"
+                )));
+            }
+        }
+        if let Some(cg) = &st.cgroup {
+            if let Err(e) = cg.add_process(pid.as_raw()) {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                return Err(e.into());
+            }
+        }
+        parent_chan
+            .send(&Msg::Go)
+            .map_err(io_err("send", "sync channel"))?;
+    } else {
+        // EOF: the process exec'd (the channel is close-on-exec); an Error: it did not.
+        expect_exec(&parent_chan, pid)?;
+    }
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, pid.as_raw())?;
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    let master = match &relay {
+        Some(r) => Some(console::recv_master(r)?),
+        None => None,
+    };
+    Ok(console::wait_forwarding(pid, set, master)?)
+}
+
+/// Waits for EOF on the channel (execve closed it) or the process's error.
+fn expect_exec(parent_chan: &Channel, pid: Pid) -> Result<()> {
     match parent_chan.recv() {
         Ok(None) => {}
         Ok(Some(Msg::Error(e))) => {
@@ -372,15 +421,5 @@ fn spawn(
         }
         Err(e) => return Err(io_err("receive", "sync channel")(e)),
     }
-    if let Some(p) = &opts.pid_file {
-        write_pid_file(p, pid.as_raw())?;
-    }
-    if opts.detach {
-        return Ok(0);
-    }
-    let master = match &relay {
-        Some(r) => Some(console::recv_master(r)?),
-        None => None,
-    };
-    Ok(console::wait_forwarding(pid, set, master)?)
+    Ok(())
 }

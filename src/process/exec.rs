@@ -48,6 +48,10 @@ pub struct ExecContext<'a> {
     pub extra_env: Vec<String>,
     /// Set LISTEN_PID to the process's own pid (socket activation).
     pub listen_pid: bool,
+    /// The container is paused (`--ignore-paused`): the process joins the
+    /// (frozen) cgroup only when set up, right before execve, moved there by
+    /// the parent; it freezes there until the container is resumed.
+    pub late_cgroup: bool,
 }
 
 fn exit(code: i32) -> ! {
@@ -175,6 +179,16 @@ fn prepare(ctx: &ExecContext) -> Result<Prepared, String> {
 
 /// Returns only when execve failed, with the message.
 fn exec(ctx: &ExecContext, p: Prepared) -> String {
+    if ctx.late_cgroup {
+        if let Err(e) = ctx.chan.send(&Msg::Ready) {
+            return format!("sync: {e}");
+        }
+        // The parent moves us into the frozen cgroup: this returns after resume.
+        match ctx.chan.recv() {
+            Ok(Some(Msg::Go)) => {}
+            other => return format!("sync: expected Go from parent, got {other:?}"),
+        }
+    }
     // Default signal handling and an empty mask for the new program.
     // SAFETY: resetting a disposition to SIG_DFL is always sound.
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
