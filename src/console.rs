@@ -16,7 +16,6 @@
 //! socket, `run`/`exec` in the foreground receive it themselves and relay
 //! between the caller's terminal and the pty ([`wait_forwarding`]).
 
-use std::ffi::CString;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -63,34 +62,12 @@ const PTY_SLAVE_MAJORS: std::ops::RangeInclusive<u32> = 136..=143;
 /// no symlink at all is followed on the way (a planted /dev/pts -> /host
 /// symlink fails with ELOOP instead of being followed).
 fn open_strict(root: RawFd, rel: &str, flags: i32) -> nix::Result<OwnedFd> {
-    let c = CString::new(rel).map_err(|_| Errno::EINVAL)?;
-    /// `struct open_how` of openat2(2).
-    #[repr(C)]
-    struct OpenHow {
-        flags: u64,
-        mode: u64,
-        resolve: u64,
-    }
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
-        mode: 0,
-        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: NUL-terminated path and a properly sized open_how the kernel only reads.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root,
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: a new fd owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    crate::mounts::openat2(
+        root,
+        Path::new(rel),
+        flags | libc::O_NOFOLLOW,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    )
 }
 
 /// A pty pair made in the container's devpts.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use cuddy::cli::{Cli, Command};
+use cuddy::cli::{Cli, Command, CreateFlags};
 use cuddy::container::{self, ContainerError, CreateOptions, Root};
 
 fn default_root() -> PathBuf {
@@ -44,6 +44,18 @@ fn print_json(v: &serde_json::Value) {
     }
 }
 
+fn create_options(f: CreateFlags, id: String) -> CreateOptions {
+    CreateOptions {
+        id,
+        bundle: f.bundle,
+        pid_file: f.pid_file,
+        console_socket: f.console_socket,
+        no_pivot: f.no_pivot,
+        no_new_keyring: f.no_new_keyring,
+        preserve_fds: f.preserve_fds,
+    }
+}
+
 fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
     let root = Root::new(cli.root.clone().unwrap_or_else(default_root));
     if matches!(cli.command, Command::Create(_) | Command::Run(_)) {
@@ -51,30 +63,10 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
     }
     match cli.command {
         Command::Create(a) => {
-            let opts = CreateOptions {
-                id: a.id,
-                bundle: a.bundle,
-                pid_file: a.pid_file,
-                console_socket: a.console_socket,
-                no_pivot: a.no_pivot,
-                no_new_keyring: a.no_new_keyring,
-                preserve_fds: a.preserve_fds,
-            };
-            container::create(&root, &opts)?;
+            container::create(&root, &create_options(a.flags, a.id))?;
             Ok(0)
         }
-        Command::Run(a) => {
-            let opts = CreateOptions {
-                id: a.id,
-                bundle: a.bundle,
-                pid_file: a.pid_file,
-                console_socket: a.console_socket,
-                no_pivot: a.no_pivot,
-                no_new_keyring: a.no_new_keyring,
-                preserve_fds: a.preserve_fds,
-            };
-            container::run(&root, &opts, a.detach, a.keep)
-        }
+        Command::Run(a) => container::run(&root, &create_options(a.flags, a.id), a.detach, a.keep),
         Command::Start(a) => container::start(&root, &a.id).map(|_| 0),
         Command::State(a) => {
             let st = root.load(&a.id)?;

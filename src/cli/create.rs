@@ -1,8 +1,8 @@
 use std::path::PathBuf;
 
-/// `cuddy create`.
+/// The flags `create` and `run` share.
 #[derive(Debug, clap::Args)]
-pub struct CreateArgs {
+pub struct CreateFlags {
     /// Path to the bundle directory (holding config.json).
     #[arg(short, long, default_value = ".")]
     pub bundle: PathBuf,
@@ -21,6 +21,13 @@ pub struct CreateArgs {
     /// Pass N extra file descriptors (3..3+N) to the container process.
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
+}
+
+/// `cuddy create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub flags: CreateFlags,
     /// Container id.
     pub id: String,
 }

@@ -17,7 +17,7 @@ mod start;
 mod state;
 mod update;
 
-pub use create::CreateArgs;
+pub use create::{CreateArgs, CreateFlags};
 pub use delete::DeleteArgs;
 pub use events::EventsArgs;
 pub use exec::ExecArgs;

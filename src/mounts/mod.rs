@@ -14,7 +14,7 @@ mod secure;
 
 pub use flags::{MountOptions, parse_options};
 pub use rootfs::{RootfsConfig, finish_rootfs, prepare_rootfs};
-pub use secure::{InRoot, open_in_root};
+pub use secure::{InRoot, open_in_root, openat2};
 
 use std::path::PathBuf;
 

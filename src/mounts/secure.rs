@@ -30,6 +30,16 @@ pub enum Kind {
 
 /// `openat2(dirfd, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`.
 pub fn open_in_root(root: RawFd, rel: &Path, flags: i32) -> nix::Result<OwnedFd> {
+    openat2(
+        root,
+        rel,
+        flags,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// openat2(2) with O_CLOEXEC and the given RESOLVE_* flags.
+pub fn openat2(root: RawFd, rel: &Path, flags: i32, resolve: u64) -> nix::Result<OwnedFd> {
     let rel = if rel.as_os_str().is_empty() {
         Path::new(".")
     } else {
@@ -46,7 +56,7 @@ pub fn open_in_root(root: RawFd, rel: &Path, flags: i32) -> nix::Result<OwnedFd>
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u64,
         mode: 0,
-        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        resolve,
     };
     // SAFETY: `c` is a valid NUL-terminated string and `how` a properly
     // initialised open_how whose size we pass; the kernel only reads them.

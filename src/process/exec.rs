@@ -18,12 +18,9 @@
 //! execs. Errors go to cuddy over the sync channel (close-on-exec, so EOF
 //! after the last message means execve succeeded).
 
-use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::sched::CloneFlags;
-use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
 use nix::sys::stat::Mode;
 use oci_spec::runtime::Process;
 
@@ -101,13 +98,7 @@ fn run_process(ctx: ExecContext) -> ! {
     }
 }
 
-struct Prepared {
-    path: CString,
-    args: Vec<CString>,
-    env: Vec<CString>,
-}
-
-fn prepare(ctx: &ExecContext) -> Result<Prepared, String> {
+fn prepare(ctx: &ExecContext) -> Result<setup::ExecTarget, String> {
     let p = ctx.process;
     if ctx.in_userns {
         // Be root of the user namespace until the process's own user is set.
@@ -154,31 +145,11 @@ fn prepare(ctx: &ExecContext) -> Result<Prepared, String> {
     if ctx.listen_pid {
         env.push(format!("LISTEN_PID={}", std::process::id()));
     }
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", setup::home_for(p.user().uid())));
-    }
-    let args = p.args().as_deref().unwrap_or(&[]);
-    let arg0 = args.first().map(String::as_str).unwrap_or("");
-    let path = setup::find_executable(arg0, &env)?;
-    if p.no_new_privileges().unwrap_or(false) {
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
-            return Err(format!(
-                "prctl(PR_SET_NO_NEW_PRIVS): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-    }
-    let cstr = |s: &str| CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"));
-    Ok(Prepared {
-        path: CString::new(path.as_os_str().as_bytes()).map_err(|_| "bad path".to_string())?,
-        args: args.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
-        env: env.iter().map(|e| cstr(e)).collect::<Result<_, _>>()?,
-    })
+    setup::exec_target(p, env)
 }
 
 /// Returns only when execve failed, with the message.
-fn exec(ctx: &ExecContext, p: Prepared) -> String {
+fn exec(ctx: &ExecContext, p: setup::ExecTarget) -> String {
     if ctx.late_cgroup {
         if let Err(e) = ctx.chan.send(&Msg::Ready) {
             return format!("sync: {e}");
@@ -189,29 +160,5 @@ fn exec(ctx: &ExecContext, p: Prepared) -> String {
             other => return format!("sync: expected Go from parent, got {other:?}"),
         }
     }
-    // Default signal handling and an empty mask for the new program.
-    // SAFETY: resetting a disposition to SIG_DFL is always sound.
-    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    let first = 3 + ctx.preserve_fds;
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    for fd in 3..first {
-        // SAFETY: clearing FD_CLOEXEC on an fd number; harmless if not open.
-        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
-    }
-    let _ = ctx.chan.as_fd().as_raw_fd();
-    let e = nix::unistd::execve(&p.path, &p.args, &p.env).err();
-    format!(
-        "exec {}: {}",
-        std::path::Path::new(std::ffi::OsStr::from_bytes(p.path.as_bytes())).display(),
-        e.map(|e| e.to_string()).unwrap_or_default()
-    )
+    setup::execve_with_fds(&p, ctx.preserve_fds)
 }

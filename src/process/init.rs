@@ -8,11 +8,8 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 
 use nix::fcntl::{OFlag, openat};
-use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
 use nix::sys::stat::Mode;
 
 use super::setup;
@@ -120,9 +117,7 @@ fn middle(ctx: &InitContext) -> Result<Option<()>, String> {
 struct Prepared {
     /// State JSON for the startContainer hooks (status "created").
     start_state: Option<String>,
-    path: CString,
-    args: Vec<CString>,
-    env: Vec<CString>,
+    target: setup::ExecTarget,
 }
 
 fn read_proc(proc_fd: &OwnedFd, rel: &str) -> Result<String, String> {
@@ -289,27 +284,10 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
 
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     env.extend(ctx.extra_env.iter().cloned());
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", setup::home_for(process.user().uid())));
-    }
-    let args = process.args().as_deref().unwrap_or(&[]);
-    let arg0 = args.first().map(String::as_str).unwrap_or("");
-    let path = setup::find_executable(arg0, &env)?;
-    if process.no_new_privileges().unwrap_or(false) {
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
-            return Err(format!(
-                "prctl(PR_SET_NO_NEW_PRIVS): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-    }
-    let cstr = |s: &str| CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"));
+    let target = setup::exec_target(process, env)?;
     Ok(Prepared {
         start_state,
-        path: CString::new(path.as_os_str().as_bytes()).map_err(|_| "bad path".to_string())?,
-        args: args.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
-        env: env.iter().map(|e| cstr(e)).collect::<Result<_, _>>()?,
+        target,
     })
 }
 
@@ -348,31 +326,7 @@ fn exec(ctx: InitContext, p: Prepared) -> i32 {
     if nix::unistd::write(&w, b"0").is_err() {
         return 1;
     }
-    // The user process starts with default signal handling and no blocked
-    // signals (Rust ignores SIGPIPE; the parent may have blocked some).
-    // SAFETY: resetting a disposition to SIG_DFL is always sound.
-    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    // Only 0, 1, 2 and the preserved fds survive execve.
-    let first = 3 + ctx.preserve_fds;
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    for fd in 3..first {
-        // SAFETY: clearing FD_CLOEXEC on an fd number; harmless if not open.
-        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
-    }
-    let e = nix::unistd::execve(&p.path, &p.args, &p.env).err();
-    eprintln!(
-        "cuddy: exec {}: {}",
-        Path::new(std::ffi::OsStr::from_bytes(p.path.as_bytes())).display(),
-        e.map(|e| e.to_string()).unwrap_or_default()
-    );
+    let e = setup::execve_with_fds(&p.target, ctx.preserve_fds);
+    eprintln!("cuddy: {e}");
     127
 }

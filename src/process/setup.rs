@@ -304,3 +304,68 @@ pub fn home_for(uid: u32) -> String {
         })
         .unwrap_or_else(|| "/".to_string())
 }
+
+/// The program, argv and environment to execve, as C strings.
+pub struct ExecTarget {
+    pub path: std::ffi::CString,
+    pub args: Vec<std::ffi::CString>,
+    pub env: Vec<std::ffi::CString>,
+}
+
+/// The last steps before execve shared by the container's init and `exec`:
+/// HOME when the config has none, the executable looked up as the final user,
+/// noNewPrivileges. `env` is the process's environment plus any extras.
+pub fn exec_target(p: &Process, mut env: Vec<String>) -> Result<ExecTarget, String> {
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_for(p.user().uid())));
+    }
+    let args = p.args().as_deref().unwrap_or(&[]);
+    let arg0 = args.first().map(String::as_str).unwrap_or("");
+    let path = find_executable(arg0, &env)?;
+    if p.no_new_privileges().unwrap_or(false) {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
+            return Err(format!(
+                "prctl(PR_SET_NO_NEW_PRIVS): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    let cstr = |s: &str| CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"));
+    Ok(ExecTarget {
+        path: CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| format!("{path:?} contains a NUL byte"))?,
+        args: args.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
+        env: env.iter().map(|e| cstr(e)).collect::<Result<_, _>>()?,
+    })
+}
+
+/// Resets signal handling (Rust ignores SIGPIPE; the parent may have blocked
+/// signals), leaves only fds 0, 1, 2 and 3..3+`preserve_fds` open across
+/// execve, and execs. Returns only on failure, with the message.
+pub fn execve_with_fds(t: &ExecTarget, preserve_fds: u32) -> String {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
+    // SAFETY: resetting a disposition to SIG_DFL is always sound.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    let first = 3 + preserve_fds;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    for fd in 3..first {
+        // SAFETY: clearing FD_CLOEXEC on an fd number; harmless if not open.
+        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    }
+    let e = nix::unistd::execve(&t.path, &t.args, &t.env).err();
+    format!(
+        "exec {}: {}",
+        Path::new(std::ffi::OsStr::from_bytes(t.path.as_bytes())).display(),
+        e.map(|e| e.to_string()).unwrap_or_default()
+    )
+}
