@@ -32,7 +32,11 @@ cargo test --test root --no-run --quiet || die "cargo test --no-run failed"
 built=$(date +%s)
 
 # cargo runs target/.../root-HASH through the runner: one guest, all tests.
-export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$VM_DIR/run.sh --timeout ${VM_TIMEOUT:-1200} --"
+# The OCI spec's schemas (../shared beside the checkout) are shared too, for
+# the schema tests.
+share=()
+[ -d "$REPO/../shared" ] && share=(--share "$(cd "$REPO/../shared" && pwd)")
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$VM_DIR/run.sh --timeout ${VM_TIMEOUT:-1200} ${share[*]} --"
 echo "test-v2: running the root integration tests in the cgroup v2 guest" >&2
 cargo test --test root --quiet -- --test-threads "${CUDDY_V2_TEST_THREADS:-2}" "$@"
 rc=$?

@@ -10,4 +10,5 @@ mod hooks;
 mod lifecycle;
 mod mounts;
 mod process;
+mod schema;
 mod terminal;
