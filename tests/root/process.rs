@@ -942,3 +942,41 @@ fn join_pid_namespace_by_path() {
     assert!(p["pid"].as_i64().unwrap() > 1, "{}", p["pid"]);
     stop_and_delete(&ctx, &a);
 }
+
+/// Socket activation as runc does it: LISTEN_FDS in cuddy's environment
+/// passes fds 3.. on, with LISTEN_FDS and LISTEN_PID=1 in the container.
+#[test]
+fn listen_fds_socket_activation() {
+    require_root!();
+    let ctx = Ctx::new("listen");
+    let extra = std::fs::File::open("/proc/self/stat").unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&extra);
+    let id = ctx.id("l");
+    let b = ctx.bundle(&id, &ctx.config(&["/bin/probe"]));
+    let mut c = ctx.cmd();
+    c.args(["run", "--bundle", b.to_str().unwrap(), &id]);
+    c.env("LISTEN_FDS", "1");
+    // SAFETY: dup2 is async-signal-safe; it gives cuddy an fd 3 without
+    // FD_CLOEXEC.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = output_with_timeout(c, 60);
+    assert_ok(&out, "run");
+    let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["fds"], json!([0, 1, 2, 3]));
+    let env: Vec<&str> = p["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(env.contains(&"LISTEN_FDS=1"), "{env:?}");
+    assert!(env.contains(&"LISTEN_PID=1"), "{env:?}");
+    ctx.assert_no_leftovers(&id);
+}
