@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Build the busybox OCI bundle fixture used by cuddy's tests and benchmarks.
 #
-#   bash rootfs-fixtures/build.sh [--with-config] [--force]
+#   bash rootfs-fixtures/build.sh [--force]
 #
 # Result: rootfs-fixtures/build/busybox/ (bundle dir; its path is printed last)
 #   rootfs/bin/busybox + one symlink per applet (sh, true, sleep, ...)
 #   rootfs/bin/probe   (static build of probe/probe.c)
 #   rootfs/{proc,sys,dev,tmp,root,home} empty, rootfs/etc/{passwd,group,hostname}
-#   config.json only with --with-config (runc-spec-like default, args /bin/sh)
+#   no config.json: tests and scripts write their own (`cuddy spec` makes one)
 #
 # Idempotent: a stamp (hash of this script, probe.c and the busybox binary)
 # makes a second run a no-op. --force rebuilds. Concurrent runs are serialised
@@ -20,11 +20,9 @@ bundle="$build/busybox"
 rootfs="$bundle/rootfs"
 probe_src="$here/probe/probe.c"
 
-with_config=0
 force=0
 for a in "$@"; do
     case "$a" in
-        --with-config) with_config=1 ;;
         --force) force=1 ;;
         -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "build.sh: unknown argument: $a" >&2; exit 2 ;;
@@ -78,65 +76,9 @@ fi
 stamp_want="$(cat "${BASH_SOURCE[0]}" "$probe_src" "$bb" | sha256sum | cut -d' ' -f1)"
 stamp_file="$bundle/.fixture-stamp"
 
-write_config() {
-    cat >"$bundle/config.json" <<'EOF'
-{
-	"ociVersion": "1.0.2-dev",
-	"process": {
-		"terminal": false,
-		"user": { "uid": 0, "gid": 0 },
-		"args": [ "/bin/sh" ],
-		"env": [
-			"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-			"TERM=xterm"
-		],
-		"cwd": "/",
-		"capabilities": {
-			"bounding": [ "CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE" ],
-			"effective": [ "CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE" ],
-			"permitted": [ "CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE" ],
-			"ambient": [ "CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE" ]
-		},
-		"rlimits": [ { "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 } ],
-		"noNewPrivileges": true
-	},
-	"root": { "path": "rootfs", "readonly": true },
-	"hostname": "cuddy",
-	"mounts": [
-		{ "destination": "/proc", "type": "proc", "source": "proc" },
-		{ "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-		  "options": [ "nosuid", "strictatime", "mode=755", "size=65536k" ] },
-		{ "destination": "/dev/pts", "type": "devpts", "source": "devpts",
-		  "options": [ "nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5" ] },
-		{ "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-		  "options": [ "nosuid", "noexec", "nodev", "mode=1777", "size=65536k" ] },
-		{ "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-		  "options": [ "nosuid", "noexec", "nodev" ] },
-		{ "destination": "/sys", "type": "sysfs", "source": "sysfs",
-		  "options": [ "nosuid", "noexec", "nodev", "ro" ] }
-	],
-	"linux": {
-		"resources": { "devices": [ { "allow": false, "access": "rwm" } ] },
-		"namespaces": [
-			{ "type": "pid" }, { "type": "network" }, { "type": "ipc" },
-			{ "type": "uts" }, { "type": "mount" }
-		],
-		"maskedPaths": [
-			"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
-			"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-			"/proc/sched_debug", "/sys/firmware", "/proc/scsi"
-		],
-		"readonlyPaths": [
-			"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
-		]
-	}
-}
-EOF
-}
 
 if [ $force -eq 0 ] && [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp_want" ] \
     && [ -x "$rootfs/bin/busybox" ] && [ -x "$rootfs/bin/probe" ] && [ -e "$rootfs/bin/sh" ]; then
-    [ $with_config -eq 1 ] && write_config
     trap - EXIT
     echo "$bundle"
     exit 0
@@ -193,7 +135,6 @@ rm -rf "$bundle/.rootfs.old"
 mv "$tmp" "$rootfs"
 rm -rf "$bundle/.rootfs.old"
 echo "$stamp_want" >"$stamp_file"
-[ $with_config -eq 1 ] && write_config
 echo "build.sh: busybox with $n applet links, probe installed" >&2
 trap - EXIT
 echo "$bundle"
