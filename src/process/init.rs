@@ -291,11 +291,47 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
     })
 }
 
+extern "C" fn exit_on_signal(sig: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(128 + sig) }
+}
+
+fn wait_signals_terminate() {
+    use nix::sys::signal::{
+        SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction, sigprocmask,
+    };
+    let act = SigAction::new(
+        SigHandler::Handler(exit_on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    let mut set = SigSet::empty();
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        // SAFETY: the handler only calls _exit, which is async-signal-safe.
+        let _ = unsafe { sigaction(sig, &act) };
+        set.add(sig);
+    }
+    // `run` blocked these in the parent before cloning us.
+    let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+}
+
 fn exec(ctx: InitContext, p: Prepared) -> i32 {
     if ctx.chan.send(&Msg::Ready).is_err() {
         return 1;
     }
     drop(ctx.chan);
+    // While it waits for `start`, the init is the container's pid 1, which
+    // the kernel protects from every signal it has no handler for: `kill` of
+    // a created container would do nothing. Terminating signals end it, as
+    // they end runc's waiting init; execve resets these handlers.
+    wait_signals_terminate();
     // Block until `cuddy start` opens the fifo for reading. The fifo lives in
     // the host's state directory; we reach it through our own fd table via
     // the host procfs (the container's /proc may not exist).

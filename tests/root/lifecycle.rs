@@ -279,3 +279,21 @@ fn log_file_json_has_the_error() {
     assert!(last["time"].as_str().unwrap().ends_with('Z'));
     let _ = json!(null);
 }
+
+/// A created container (init waiting for `start`) ends on SIGTERM, as runc's
+/// does, although the init is pid 1 of its namespace.
+#[test]
+fn kill_created_container_with_term() {
+    require_root!();
+    let ctx = Ctx::new("killcreated");
+    let id = ctx.id("a");
+    let b = ctx.bundle("a", &ctx.config(&["/bin/sleep", "1000"]));
+    assert_ok(
+        &ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]),
+        "create",
+    );
+    assert_ok(&ctx.cuddy(&["kill", &id, "TERM"]), "kill TERM");
+    wait_until("stopped", || ctx.state(&id)["status"] == "stopped");
+    assert_ok(&ctx.cuddy(&["delete", &id]), "delete");
+    ctx.assert_no_leftovers(&id);
+}
