@@ -61,7 +61,7 @@ pub fn list(root: &Root, format: ListFormat, quiet: bool) -> Result<String> {
                 out.push_str(&format!(
                     "{:<12} {:<8} {:<10} {:<40} {:<31} {}\n",
                     s.id,
-                    v["pid"],
+                    v["pid"].as_i64().unwrap_or(0),
                     v["status"].as_str().unwrap_or(""),
                     s.bundle.display(),
                     s.created,
