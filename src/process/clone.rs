@@ -52,6 +52,7 @@ pub fn ensure_single_threaded() -> Result<(), ProcessError> {
 /// CLONE_INTO_CGROUP) and returning a pidfd.
 pub fn clone(flags: CloneFlags, cgroup_fd: Option<RawFd>) -> Result<Forked, ProcessError> {
     ensure_single_threaded()?;
+    super::setup::remember_self_exe();
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
         flags: flags.bits() as u64 | libc::CLONE_PIDFD as u64,
@@ -102,6 +103,13 @@ pub fn clone(flags: CloneFlags, cgroup_fd: Option<RawFd>) -> Result<Forked, Proc
         });
     }
     if r == 0 {
+        // Until it execs the user's program, the child runs cuddy's binary
+        // near or inside the container: make it non-dumpable so that no
+        // container process (without CAP_SYS_PTRACE over us) can open
+        // /proc/<pid>/exe or /proc/<pid>/fd of it (the CVE-2019-5736 class).
+        // execve of a normal program makes a process dumpable again.
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
         return Ok(Forked::Child);
     }
     let pid = Pid::from_raw(r as i32);

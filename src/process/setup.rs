@@ -256,9 +256,24 @@ pub fn user_and_caps(p: &Process, in_userns: bool) -> Result<(), ProcessError> {
 /// Finds the program like execvp does, in the container, as the final user.
 pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, String> {
     let check = |p: &Path| -> Result<(), String> {
-        let meta = std::fs::metadata(p).map_err(|e| format!("exec: {:?}: {e}", p))?;
-        if meta.is_dir() {
+        // A /proc magic link (/proc/self/exe, /proc/1/exe, an fd link) can
+        // name a file outside the container, cuddy's own binary included:
+        // refuse to resolve through one (the CVE-2019-5736 class).
+        let fd = crate::mounts::openat2(libc::AT_FDCWD, p, libc::O_PATH, libc::RESOLVE_NO_MAGICLINKS).map_err(|e| {
+            if e == nix::errno::Errno::ELOOP {
+                format!("exec: {p:?}: refusing to execute through a /proc magic link or too many symlinks")
+            } else {
+                format!("exec: {p:?}: {}", std::io::Error::from(e))
+            }
+        })?;
+        let st = nix::sys::stat::fstat(&fd).map_err(|e| format!("exec: {p:?}: {e}"))?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
             return Err(format!("exec: {:?}: is a directory", p));
+        }
+        if self_exe_id() == Some((st.st_dev, st.st_ino)) {
+            return Err(format!(
+                "exec: {p:?}: refusing to execute the cuddy binary inside a container"
+            ));
         }
         let c =
             CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("exec: {p:?}: bad path"))?;
@@ -290,6 +305,24 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, String> {
     Err(format!(
         "exec: {arg0:?}: executable file not found in $PATH"
     ))
+}
+
+static SELF_EXE: std::sync::OnceLock<Option<(u64, u64)>> = std::sync::OnceLock::new();
+
+/// Records (device, inode) of cuddy's own binary. Called by the parent
+/// before it forks a container process (the child inherits the value), so
+/// that the child can refuse to exec cuddy itself inside the container.
+pub fn remember_self_exe() {
+    SELF_EXE.get_or_init(|| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self/exe")
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    });
+}
+
+fn self_exe_id() -> Option<(u64, u64)> {
+    SELF_EXE.get().copied().flatten()
 }
 
 /// HOME from the container's /etc/passwd when the config does not set it.

@@ -11,4 +11,5 @@ mod lifecycle;
 mod mounts;
 mod process;
 mod schema;
+mod security;
 mod terminal;
