@@ -4,8 +4,8 @@
 #   bash integration/test.sh
 #
 # 1. installs what the tests need from Debian (busybox-static, gcc for the
-#    probe, python3-jsonschema for the schema tests, qemu for the cgroup v2
-#    tier) when missing;
+#    probe, python3-jsonschema for the schema tests, containerd for the
+#    orchestrator test, qemu for the cgroup v2 tier) when missing;
 # 2. builds the busybox fixture and the probe (rootfs-fixtures/build.sh);
 # 3. cargo fmt --check and cargo clippy -D warnings;
 # 4. cargo test: unit tests and the root integration tests (real containers
@@ -28,6 +28,8 @@ command -v gcc >/dev/null || need+=(gcc libc6-dev)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 # The schema tests validate cuddy's JSON with Debian's jsonschema.
 /usr/bin/python3 -c 'import jsonschema' 2>/dev/null || need+=(python3-jsonschema)
+# A real orchestrator: containerd (with ctr and its runc shim v2).
+command -v containerd >/dev/null && command -v containerd-shim-runc-v2 >/dev/null || need+=(containerd)
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y --no-install-recommends "${need[@]}" ||

@@ -9,7 +9,12 @@ use crate::hooks;
 use crate::process::clone::pidfd_signal;
 
 pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
-    let _lock = root.lock(id)?;
+    let _lock = match root.lock(id) {
+        // As runc: `delete --force` of a container that is already gone
+        // succeeds (shims clean up after a container that deleted itself).
+        Err(ContainerError::NotFound(_)) if force => return Ok(()),
+        r => r?,
+    };
     let dir = root.dir(id);
     if !dir.join(STATE_FILE).exists() {
         // A create that was killed before it wrote its state: nothing runs,

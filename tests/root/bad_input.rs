@@ -507,6 +507,12 @@ fn operations_on_wrong_containers() {
         let out = ctx.cuddy(&op);
         assert_fails_with(&out, &format!("container {ghost:?} does not exist"));
     }
+    // As runc: `delete --force` of a container that is gone succeeds (what
+    // containerd's shim relies on when it cleans up).
+    assert_ok(
+        &ctx.cuddy(&["delete", "--force", &ghost]),
+        "delete --force of a gone container",
+    );
 
     // Duplicate id: the second create fails, the first container is intact.
     let id = ctx.id("a");

@@ -5,6 +5,7 @@
 mod bad_input;
 mod cgroups;
 mod common;
+mod containerd;
 mod exec;
 mod hooks;
 mod lifecycle;

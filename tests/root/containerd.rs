@@ -1,0 +1,172 @@
+//! cuddy behind a real orchestrator: containerd (Debian's package) with its
+//! runc shim v2 calling cuddy as the runc binary (`ctr run --runc-binary`).
+//! containerd runs with a private config, socket, root and state under the
+//! test's tempdir and a `cuddy-test-…` namespace; everything is stopped by
+//! PID and removed at the end, also when the test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use crate::common::*;
+use crate::require_root;
+
+const IMAGE: &str = "cuddy.test/busybox:latest";
+
+struct Containerd {
+    dir: PathBuf,
+    child: Child,
+    ns: String,
+}
+
+impl Containerd {
+    fn start(dir: &Path) -> Containerd {
+        let dir = dir.join("containerd");
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        let config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{d}/ctrd.sock\"\n[ttrpc]\n  address = \"{d}/ctrd.ttrpc.sock\"\n\
+             [debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n"
+        );
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd (integration/test.sh installs Debian's containerd)");
+        let c = Containerd {
+            dir,
+            child,
+            ns: format!("cuddy-test-{}", std::process::id()),
+        };
+        wait_until("containerd's socket", || {
+            c.ctr(&["version"]).status.success()
+        });
+        c
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        let mut c = Command::new("ctr");
+        c.arg("-a")
+            .arg(self.dir.join("ctrd.sock"))
+            .args(["-n", &self.ns])
+            .args(args);
+        output_with_timeout(c, 60)
+    }
+
+    /// `ctr run` with cuddy as the runc binary.
+    fn run(&self, extra: &[&str], id: &str, cmd: &[&str]) -> Output {
+        let mut a = vec!["run", "--snapshotter", "native", "--runc-binary", CUDDY];
+        a.extend_from_slice(extra);
+        a.push(IMAGE);
+        a.push(id);
+        a.extend_from_slice(cmd);
+        self.ctr(&a)
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // Tasks first (their shims exit with them), then the daemon.
+        for line in stdout(&self.ctr(&["task", "ls", "-q"])).lines() {
+            let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", line]);
+            let _ = self.ctr(&["task", "delete", "--force", line]);
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        // Any shim of our namespace still alive is ended by its PID.
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&self.ns) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+/// run (output, exit code), run -d + exec (exit code), pause/resume, ps,
+/// metrics (events --stats), kill and delete, all through containerd.
+#[test]
+fn containerd_runs_cuddy_as_its_runc() {
+    require_root!();
+    let ctx = Ctx::new("ctrd");
+    let image = ctx.dir.path().join("image.tar");
+    let mk = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/containerd/mkimage.py"))
+        .arg(fixture_rootfs())
+        .arg(&image)
+        .arg(IMAGE)
+        .status()
+        .unwrap();
+    assert!(mk.success(), "mkimage.py failed");
+    let c = Containerd::start(ctx.dir.path());
+    assert_ok(
+        &c.ctr(&["image", "import", image.to_str().unwrap()]),
+        "ctr image import",
+    );
+
+    let out = c.run(
+        &["--rm"],
+        "c1",
+        &["/bin/sh", "-c", "echo hello from cuddy; exit 3"],
+    );
+    assert_eq!(out.status.code(), Some(3), "ctr run: {}", stderr(&out));
+    assert_eq!(stdout(&out), "hello from cuddy\n");
+
+    assert_ok(&c.run(&["-d"], "c2", &["/bin/sleep", "1000"]), "ctr run -d");
+    let tasks = stdout(&c.ctr(&["task", "ls"]));
+    assert!(tasks.contains("c2") && tasks.contains("RUNNING"), "{tasks}");
+    let out = c.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "c2",
+        "/bin/sh",
+        "-c",
+        "echo from exec; exit 4",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "ctr task exec: {}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out), "from exec\n");
+
+    assert_ok(&c.ctr(&["task", "pause", "c2"]), "pause");
+    assert!(stdout(&c.ctr(&["task", "ls"])).contains("PAUSED"));
+    assert_ok(&c.ctr(&["task", "resume", "c2"]), "resume");
+    assert!(stdout(&c.ctr(&["task", "ls"])).contains("RUNNING"));
+    let ps = c.ctr(&["task", "ps", "c2"]);
+    assert_ok(&ps, "ps");
+    let metrics = c.ctr(&["task", "metrics", "c2"]);
+    assert_ok(&metrics, "metrics");
+    assert!(
+        stdout(&metrics).contains("memory") || stdout(&metrics).contains("pids"),
+        "{}",
+        stdout(&metrics)
+    );
+
+    assert_ok(&c.ctr(&["task", "kill", "-s", "SIGKILL", "c2"]), "kill");
+    wait_until("task stopped", || {
+        stdout(&c.ctr(&["task", "ls"])).contains("STOPPED")
+    });
+    assert_ok(&c.ctr(&["task", "delete", "c2"]), "task delete");
+    assert_ok(&c.ctr(&["container", "rm", "c2"]), "container rm");
+    assert!(!stdout(&c.ctr(&["task", "ls"])).contains("c2"));
+}
