@@ -127,6 +127,25 @@ fn containerd_runs_cuddy_as_its_runc() {
     assert_eq!(out.status.code(), Some(3), "ctr run: {}", stderr(&out));
     assert_eq!(stdout(&out), "hello from cuddy\n");
 
+    // -t: the shim hands cuddy a console socket and reads the pty master
+    // from it; `script` gives ctr the terminal it insists on.
+    let ctr_t = format!(
+        "ctr -a {} -n {} run -t --rm --snapshotter native --runc-binary {CUDDY} {IMAGE} c3 /bin/sh -c 'tty; exit 5'",
+        c.dir.join("ctrd.sock").display(),
+        c.ns
+    );
+    let mut script = Command::new("script");
+    script.args(["-qec", &ctr_t, "/dev/null"]);
+    let out = output_with_timeout(script, 60);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "ctr run -t: {} {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("/dev/pts/0"), "{}", stdout(&out));
+
     assert_ok(&c.run(&["-d"], "c2", &["/bin/sleep", "1000"]), "ctr run -d");
     let tasks = stdout(&c.ctr(&["task", "ls"]));
     assert!(tasks.contains("c2") && tasks.contains("RUNNING"), "{tasks}");
