@@ -27,11 +27,12 @@ pub enum MountError {
         #[source]
         source: nix::Error,
     },
-    #[error("mount {typ} on {dest} (mounts[{index}]): {source}")]
+    #[error("mount {typ} on {dest} (mounts[{index}], options {options:?}): {source}")]
     Mount {
         index: usize,
         typ: String,
         dest: PathBuf,
+        options: Vec<String>,
         #[source]
         source: nix::Error,
     },

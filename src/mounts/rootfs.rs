@@ -145,6 +145,7 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
         index,
         typ: typ.to_string(),
         dest: dest.clone(),
+        options: m.options().clone().unwrap_or_default(),
         source,
     };
 

@@ -31,9 +31,12 @@ pub enum SpecError {
         #[source]
         source: std::io::Error,
     },
-    #[error("parse {path}: {source}")]
+    #[error("parse {path}: {field}{source}")]
     Parse {
         path: PathBuf,
+        /// Where in the document with ": ", e.g. `linux.namespaces[6].type: `;
+        /// empty for syntax errors (line and column say where).
+        field: String,
         #[source]
         source: serde_json::Error,
     },
@@ -73,9 +76,22 @@ pub fn load(bundle: &Path) -> Result<Bundle, SpecError> {
         path: path.clone(),
         source,
     })?;
-    let spec: Spec = serde_json::from_slice(&text).map_err(|source| SpecError::Parse {
-        path: path.clone(),
-        source,
+    // serde_path_to_error names the field ("linux.namespaces[6].type");
+    // serde_json's error adds line and column.
+    let de = &mut serde_json::Deserializer::from_slice(&text);
+    let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let source = e.into_inner();
+        let field = if source.is_data() && field != "." {
+            format!("{field}: ")
+        } else {
+            String::new()
+        };
+        SpecError::Parse {
+            path: path.clone(),
+            field,
+            source,
+        }
     })?;
     let rootfs = validate(&spec, &dir, &path)?;
     Ok(Bundle { dir, rootfs, spec })

@@ -249,7 +249,17 @@ fn namespace_errors() {
         .as_array_mut()
         .unwrap()
         .push(json!({"type": "bogus"}));
-    create_fails(&ctx, "unknown", &c, &["config.json", "bogus"]);
+    create_fails(
+        &ctx,
+        "unknown",
+        &c,
+        &[
+            "config.json",
+            "linux.namespaces[",
+            "].type: unknown variant `bogus`",
+            "line 1 column",
+        ],
+    );
 
     let mut c = cfg(&ctx);
     c["linux"]["namespaces"]
