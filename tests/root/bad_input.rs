@@ -257,7 +257,7 @@ fn namespace_errors() {
             "config.json",
             "linux.namespaces[",
             "].type: unknown variant `bogus`",
-            "line 1 column",
+            " at line ",
         ],
     );
 
