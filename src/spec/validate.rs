@@ -143,6 +143,34 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
             }
         }
     }
+    // Security labels: like runc, a label for a security module the host
+    // does not run is ignored; one the host enforces cuddy cannot apply yet,
+    // so that is an error rather than a container without its profile.
+    if process
+        .apparmor_profile()
+        .as_ref()
+        .is_some_and(|p| !p.is_empty())
+        && std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|v| v.trim() == "Y")
+    {
+        return Err(invalid(
+            cfg,
+            "process.apparmorProfile",
+            "AppArmor is enabled on this host, and cuddy cannot apply AppArmor profiles yet",
+        ));
+    }
+    if process
+        .selinux_label()
+        .as_ref()
+        .is_some_and(|p| !p.is_empty())
+        && std::path::Path::new("/sys/fs/selinux/enforce").exists()
+    {
+        return Err(invalid(
+            cfg,
+            "process.selinuxLabel",
+            "SELinux is enabled on this host, and cuddy cannot apply SELinux labels yet",
+        ));
+    }
     if let Some(adj) = process.oom_score_adj() {
         if !(-1000..=1000).contains(&adj) {
             return Err(invalid(

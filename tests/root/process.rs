@@ -980,3 +980,39 @@ fn listen_fds_socket_activation() {
     assert!(env.contains(&"LISTEN_PID=1"), "{env:?}");
     ctx.assert_no_leftovers(&id);
 }
+
+/// config.md "Process" apparmorProfile / selinuxLabel: ignored where the
+/// host runs no such security module (as runc does); refused, not silently
+/// dropped, where it does (cuddy cannot apply them yet).
+#[test]
+fn security_labels_follow_the_host() {
+    require_root!();
+    let ctx = Ctx::new("labels");
+    let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|v| v.trim() == "Y");
+    let id = ctx.id("aa");
+    let mut c = ctx.config(&["/bin/true"]);
+    c["process"]["apparmorProfile"] = json!("cuddy-test-profile");
+    let out = ctx.run(&id, &c);
+    if apparmor {
+        assert_fails_with(&out, "process.apparmorProfile");
+    } else {
+        assert_ok(
+            &out,
+            "run with an AppArmor profile on a host without AppArmor",
+        );
+    }
+    ctx.assert_no_leftovers(&id);
+
+    let selinux = std::path::Path::new("/sys/fs/selinux/enforce").exists();
+    let id = ctx.id("se");
+    let mut c = ctx.config(&["/bin/true"]);
+    c["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0");
+    let out = ctx.run(&id, &c);
+    if selinux {
+        assert_fails_with(&out, "process.selinuxLabel");
+    } else {
+        assert_ok(&out, "run with an SELinux label on a host without SELinux");
+    }
+    ctx.assert_no_leftovers(&id);
+}
