@@ -435,6 +435,15 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
             }
         }
     }
+    if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty())
+        && std::path::Path::new("/sys/fs/selinux/enforce").exists()
+    {
+        return Err(invalid(
+            cfg,
+            "linux.mountLabel",
+            "SELinux is enabled on this host, and cuddy cannot apply SELinux mount labels yet",
+        ));
+    }
     // Features of later issues: refuse rather than silently ignore.
     if linux.seccomp().is_some() {
         return Err(invalid(
