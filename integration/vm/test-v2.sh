@@ -29,6 +29,8 @@ start=$(date +%s)
 bash rootfs-fixtures/build.sh > /dev/null || die "rootfs-fixtures/build.sh failed"
 echo "test-v2: building the root test binary on the host" >&2
 cargo test --test root --no-run --quiet || die "cargo test --no-run failed"
+# examples/sandbox (the library test runs it)
+cargo build --examples --quiet || die "cargo build --examples failed"
 built=$(date +%s)
 
 # cargo runs target/.../root-HASH through the runner: one guest, all tests.

@@ -8,6 +8,7 @@ mod common;
 mod containerd;
 mod exec;
 mod hooks;
+mod library;
 mod lifecycle;
 mod mounts;
 mod process;
