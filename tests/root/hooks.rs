@@ -182,11 +182,11 @@ fn hook_timeout_kills_it() {
     let id = ctx.id("t");
     let mut c = ctx.config(&["/bin/true"]);
     c["hooks"] =
-        json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+        json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "300"], "timeout": 1}]});
     let b = ctx.bundle("t", &c);
     let out = ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]);
     // The hook was killed at its timeout (the harness's hang guard would
-    // have failed the test had cuddy waited for the 30 s sleep).
+    // have failed the test had cuddy waited for the 300 s sleep).
     assert_fails_with(&out, "createRuntime hook /bin/sleep: timed out after 1s");
     ctx.assert_no_leftovers(&id);
 }
