@@ -73,29 +73,6 @@ pub(crate) struct Layout {
     pub unified: Option<V2Mount>,
 }
 
-/// Undo mountinfo's octal escapes (`\040` for a space and so on).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Parse mountinfo text, keeping the cgroup mounts at or below `cgroup_root`.
 pub(crate) fn parse_mountinfo(
     text: &str,
@@ -104,21 +81,13 @@ pub(crate) fn parse_mountinfo(
 ) -> Result<Layout, CgroupError> {
     let mut v1: Vec<V1Mount> = Vec::new();
     let mut unified: Option<V2Mount> = None;
-    for line in text.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        if pre.len() < 5 || post.is_empty() {
-            continue;
-        }
-        let fstype = post[0];
+    for m in crate::utils::parse_mountinfo(text) {
+        let fstype = m.fstype.as_str();
         if fstype != "cgroup" && fstype != "cgroup2" {
             continue;
         }
-        let root = unescape(pre[3]);
-        let mountpoint = PathBuf::from(unescape(pre[4]));
+        let root = m.root.clone();
+        let mountpoint = PathBuf::from(&m.mount_point);
         if !mountpoint.starts_with(cgroup_root) {
             continue;
         }
@@ -128,7 +97,7 @@ pub(crate) fn parse_mountinfo(
             }
             continue;
         }
-        let superopts = post.get(2).copied().unwrap_or("");
+        let superopts = m.super_options.as_str();
         let mut controllers: Vec<String> = superopts
             .split(',')
             .filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name="))
@@ -344,8 +313,8 @@ mod tests {
 
     #[test]
     fn unescapes_mountpoints() {
-        assert_eq!(unescape(r"/a\040b"), "/a b");
-        assert_eq!(unescape(r"/a\\"), r"/a\\");
+        assert_eq!(crate::utils::unescape(r"/a\040b"), "/a b");
+        assert_eq!(crate::utils::unescape(r"/a\\"), r"/a\\");
     }
 
     #[test]

@@ -15,55 +15,7 @@ use nix::mount::{MsFlags, mount};
 use super::flags::MountOptions;
 use super::secure::{InRoot, Kind, fd_path};
 use super::{MountError, sys};
-
-/// One line of /proc/self/mountinfo (the fields cuddy uses).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountInfo {
-    pub root: String,
-    pub mount_point: String,
-    pub fstype: String,
-    pub source: String,
-    pub super_options: String,
-}
-
-fn unescape(s: &str) -> String {
-    // mountinfo escapes space, tab, newline and backslash as \ooo.
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Parses mountinfo text.
-pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
-    text.lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let f: Vec<&str> = left.split(' ').collect();
-            let r: Vec<&str> = right.split(' ').collect();
-            Some(MountInfo {
-                root: unescape(f.get(3)?),
-                mount_point: unescape(f.get(4)?),
-                fstype: r.first()?.to_string(),
-                source: unescape(r.get(1).unwrap_or(&"")),
-                super_options: r.get(2).unwrap_or(&"").to_string(),
-            })
-        })
-        .collect()
-}
+use crate::utils::{MountInfo, parse_mountinfo};
 
 /// The subsystems (and `name=` hierarchies) in a v1 mount's super options.
 fn subsystems(super_options: &str) -> Vec<&str> {
