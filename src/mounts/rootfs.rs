@@ -317,6 +317,22 @@ pub fn prepare_rootfs(cfg: &RootfsConfig) -> Result<InRoot, MountError> {
     Ok(root)
 }
 
+/// Opens a path listed in maskedPaths/readonlyPaths inside the root; a
+/// missing one is skipped (None), as the spec allows.
+fn open_listed(
+    root: &InRoot,
+    p: &str,
+    op: &'static str,
+) -> Result<Option<(PathBuf, PathBuf, OwnedFd)>, MountError> {
+    let rel = PathBuf::from(p);
+    let shown = root.path.join(rel.strip_prefix("/").unwrap_or(&rel));
+    match root.open(&rel) {
+        Ok(fd) => Ok(Some((rel, shown, fd))),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(sys(op, shown)(e)),
+    }
+}
+
 /// Read-only and masked paths, then the switch into the rootfs, then the
 /// root's propagation and read-only flag. Call after writing sysctls.
 pub fn finish_rootfs(cfg: &RootfsConfig, root: InRoot) -> Result<(), MountError> {
@@ -326,12 +342,8 @@ pub fn finish_rootfs(cfg: &RootfsConfig, root: InRoot) -> Result<(), MountError>
         .into_iter()
         .flatten()
     {
-        let rel = PathBuf::from(p);
-        let shown = root.path.join(rel.strip_prefix("/").unwrap_or(&rel));
-        let fd = match root.open(&rel) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => continue,
-            Err(e) => return Err(sys("open readonly path", shown)(e)),
+        let Some((rel, shown, fd)) = open_listed(&root, p, "open readonly path")? else {
+            continue;
         };
         mount(
             Some(fd_path(&fd).as_str()),
@@ -354,12 +366,8 @@ pub fn finish_rootfs(cfg: &RootfsConfig, root: InRoot) -> Result<(), MountError>
         .into_iter()
         .flatten()
     {
-        let rel = PathBuf::from(p);
-        let shown = root.path.join(rel.strip_prefix("/").unwrap_or(&rel));
-        let fd = match root.open(&rel) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => continue,
-            Err(e) => return Err(sys("open masked path", shown)(e)),
+        let Some((_, shown, fd)) = open_listed(&root, p, "open masked path")? else {
+            continue;
         };
         let st = nix::sys::stat::fstat(&fd).map_err(sys("stat masked path", &shown))?;
         let r = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
