@@ -764,21 +764,26 @@ fn preserve_fds() {
             c.args(["--preserve-fds", n]);
         }
         c.args(["--bundle", b.to_str().unwrap(), &id]);
-        // SAFETY: dup2 is async-signal-safe; it gives cuddy an fd 3 without
-        // FD_CLOEXEC.
-        unsafe {
-            c.pre_exec(move || {
-                if libc::dup2(raw, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        give_fd3(&mut c, raw);
         let out = output_with_timeout(c, 60);
         assert_ok(&out, "run");
         let p: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(p["fds"], want, "--preserve-fds {preserve:?}");
         ctx.assert_no_leftovers(&id);
+    }
+}
+
+/// Makes `raw` fd 3 of cuddy, without FD_CLOEXEC (what a caller passing
+/// --preserve-fds or LISTEN_FDS does).
+fn give_fd3(c: &mut std::process::Command, raw: i32) {
+    // SAFETY: dup2 is async-signal-safe.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
@@ -956,16 +961,7 @@ fn listen_fds_socket_activation() {
     let mut c = ctx.cmd();
     c.args(["run", "--bundle", b.to_str().unwrap(), &id]);
     c.env("LISTEN_FDS", "1");
-    // SAFETY: dup2 is async-signal-safe; it gives cuddy an fd 3 without
-    // FD_CLOEXEC.
-    unsafe {
-        c.pre_exec(move || {
-            if libc::dup2(raw, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    give_fd3(&mut c, raw);
     let out = output_with_timeout(c, 60);
     assert_ok(&out, "run");
     let p: Value = serde_json::from_slice(&out.stdout).unwrap();
