@@ -12,6 +12,12 @@ use std::process::ExitCode;
 use cuddy::container::{self, CreateOptions, Root};
 
 fn main() -> ExitCode {
+    // First: the container's init is forked from this program, so it must
+    // run from a sealed view of its binary (re-executes it when needed).
+    if let Err(e) = cuddy::exeseal::ensure_sealed() {
+        eprintln!("sandbox: {e}");
+        return ExitCode::FAILURE;
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 2 {
         eprintln!("usage: sandbox ROOTFS CMD [ARGS...]");

@@ -8,6 +8,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod console;
 pub mod container;
+pub mod exeseal;
 pub mod features;
 pub mod hooks;
 pub mod logging;

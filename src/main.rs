@@ -148,6 +148,19 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
     }
 }
 
+/// `create`, `run` and `exec` fork container processes from this program:
+/// re-execute it from a sealed view of its binary first (CVE-2019-5736,
+/// src/exeseal.rs). Returns only when it already runs sealed.
+fn seal_if_forking(cli: &Cli) -> Result<(), ContainerError> {
+    if matches!(
+        cli.command,
+        Command::Create(_) | Command::Run(_) | Command::Exec(_)
+    ) {
+        cuddy::exeseal::ensure_sealed()?;
+    }
+    Ok(())
+}
+
 /// The error and its causes, as one line: "what: why: deeper why".
 fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -170,7 +183,8 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let logged = cli.log.is_some();
-    match dispatch(cli) {
+    let result = seal_if_forking(&cli).and_then(|()| dispatch(cli));
+    match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             let msg = chain(&e);

@@ -120,6 +120,8 @@ pub(crate) fn create_bundle(
     opts: &CreateOptions,
     bundle: spec::Bundle,
 ) -> Result<Created> {
+    // The init is forked from this program: its binary must be sealed.
+    crate::exeseal::check_sealed()?;
     let process = bundle.spec.process().as_ref();
     let terminal = process.and_then(|p| p.terminal()).unwrap_or(false);
     if terminal && opts.console_socket.is_none() {

@@ -156,6 +156,8 @@ fn ns_file(t: LinuxNamespaceType) -> &'static str {
 /// Runs the exec; returns cuddy's exit code (the process's status in the
 /// foreground, 0 when detached).
 pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
+    // The process is forked from this program: its binary must be sealed.
+    crate::exeseal::check_sealed()?;
     let st = root.load(&opts.id)?;
     match root.status(&st) {
         Status::Created | Status::Running => {}

@@ -67,6 +67,8 @@ pub enum ContainerError {
     Hook(#[from] crate::hooks::HookError),
     #[error(transparent)]
     Console(#[from] crate::console::ConsoleError),
+    #[error(transparent)]
+    Exeseal(#[from] crate::exeseal::ExesealError),
     #[error("exec failed: {0}")]
     Exec(String),
     #[error("container {0:?} does not exist")]

@@ -4,8 +4,9 @@
 
 use std::collections::HashSet;
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use caps::{CapSet, Capability as Cap};
 use nix::errno::Errno;
@@ -253,52 +254,107 @@ pub fn user_and_caps(p: &Process, in_userns: bool) -> Result<(), ProcessError> {
     Ok(())
 }
 
-/// Finds the program like execvp does, in the container, as the final user.
-pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, String> {
-    let check = |p: &Path| -> Result<(), String> {
-        // A /proc magic link (/proc/self/exe, /proc/1/exe, an fd link) can
-        // name a file outside the container, cuddy's own binary included:
-        // refuse to resolve through one (the CVE-2019-5736 class).
-        let fd = crate::mounts::openat2(libc::AT_FDCWD, p, libc::O_PATH, libc::RESOLVE_NO_MAGICLINKS).map_err(|e| {
-            if e == nix::errno::Errno::ELOOP {
-                format!("exec: {p:?}: refusing to execute through a /proc magic link or too many symlinks")
-            } else {
-                format!("exec: {p:?}: {}", std::io::Error::from(e))
-            }
-        })?;
-        let st = nix::sys::stat::fstat(&fd).map_err(|e| format!("exec: {p:?}: {e}"))?;
-        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-            return Err(format!("exec: {:?}: is a directory", p));
+/// The program to execute, found and vetted inside the container.
+///
+/// The directory holding it is pinned by an O_PATH fd resolved without /proc
+/// magic links, and the program is executed relative to that fd
+/// (`execveat(dir, name)`): nothing can swap a directory of the path between
+/// the check and the exec. When the name itself was not a symlink at check
+/// time it is executed with `AT_SYMLINK_NOFOLLOW`, so it cannot be swapped
+/// for one either. The process gets `name` as its comm, as with execve.
+pub struct Program {
+    pub dir: OwnedFd,
+    pub name: CString,
+    pub nofollow: bool,
+    /// The path as found, for messages and for scripts (below).
+    pub path: CString,
+}
+
+/// Checks one candidate path: resolved without magic links, a regular file,
+/// executable by the current (final) user, never cuddy's own binary.
+fn vet(p: &Path) -> Result<Program, String> {
+    let magic = |e: Errno| {
+        if e == Errno::ELOOP {
+            format!(
+                "exec: {p:?}: refusing to execute through a /proc magic link or too many symlinks"
+            )
+        } else {
+            format!("exec: {p:?}: {}", std::io::Error::from(e))
         }
-        if self_exe_id() == Some((st.st_dev, st.st_ino)) {
-            return Err(format!(
-                "exec: {p:?}: refusing to execute the cuddy binary inside a container"
-            ));
-        }
-        let c =
-            CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("exec: {p:?}: bad path"))?;
-        // SAFETY: NUL-terminated path.
-        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
-            return Err(format!(
-                "exec: {:?}: {}",
-                p,
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(())
     };
+    let parent = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Some(name) = p.file_name() else {
+        return Err(format!("exec: {p:?}: not a file name"));
+    };
+    let dir = crate::mounts::openat2(
+        libc::AT_FDCWD,
+        parent,
+        libc::O_PATH | libc::O_DIRECTORY,
+        libc::RESOLVE_NO_MAGICLINKS,
+    )
+    .map_err(magic)?;
+    let fd = crate::mounts::openat2(
+        dir.as_raw_fd(),
+        Path::new(name),
+        libc::O_PATH,
+        libc::RESOLVE_NO_MAGICLINKS,
+    )
+    .map_err(magic)?;
+    let st = nix::sys::stat::fstat(&fd).map_err(|e| format!("exec: {p:?}: {e}"))?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        return Err(format!("exec: {p:?}: is a directory"));
+    }
+    if is_cuddy(st.st_dev, st.st_ino) {
+        return Err(format!(
+            "exec: {p:?}: refusing to execute the cuddy binary inside a container"
+        ));
+    }
+    // faccessat2(fd, "", X_OK, AT_EMPTY_PATH) checks the file we hold, with
+    // the real ids, which are the final user's by now.
+    // SAFETY: plain syscall on a valid fd with an empty NUL-terminated path.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_faccessat2,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::X_OK,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if r != 0 {
+        return Err(format!("exec: {p:?}: {}", std::io::Error::last_os_error()));
+    }
+    let name_c = CString::new(name.as_bytes()).map_err(|_| format!("exec: {p:?}: bad path"))?;
+    let link = nix::sys::stat::fstatat(
+        &dir,
+        name_c.as_c_str(),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map(|l| l.st_mode & libc::S_IFMT == libc::S_IFLNK)
+    .map_err(|e| format!("exec: {p:?}: {e}"))?;
+    Ok(Program {
+        dir,
+        name: name_c,
+        nofollow: !link,
+        path: CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| format!("exec: {p:?}: bad path"))?,
+    })
+}
+
+/// Finds the program like execvp does, in the container, as the final user.
+pub fn find_executable(arg0: &str, env: &[String]) -> Result<Program, String> {
     if arg0.contains('/') {
-        let p = PathBuf::from(arg0);
-        check(&p)?;
-        return Ok(p);
+        return vet(Path::new(arg0));
     }
     let path = env
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let p = Path::new(dir).join(arg0);
-        if check(&p).is_ok() {
+        if let Ok(p) = vet(&Path::new(dir).join(arg0)) {
             return Ok(p);
         }
     }
@@ -309,9 +365,10 @@ pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, String> {
 
 static SELF_EXE: std::sync::OnceLock<Option<(u64, u64)>> = std::sync::OnceLock::new();
 
-/// Records (device, inode) of cuddy's own binary. Called by the parent
-/// before it forks a container process (the child inherits the value), so
-/// that the child can refuse to exec cuddy itself inside the container.
+/// Records (device, inode) of the binary cuddy runs from (its sealed view,
+/// src/exeseal.rs). Called by the parent before it forks a container
+/// process (the child inherits the value), so that the child can refuse to
+/// exec cuddy itself inside the container.
 pub fn remember_self_exe() {
     SELF_EXE.get_or_init(|| {
         use std::os::unix::fs::MetadataExt;
@@ -321,8 +378,10 @@ pub fn remember_self_exe() {
     });
 }
 
-fn self_exe_id() -> Option<(u64, u64)> {
-    SELF_EXE.get().copied().flatten()
+/// The running binary, or the host file it was sealed from.
+fn is_cuddy(dev: u64, ino: u64) -> bool {
+    SELF_EXE.get().copied().flatten() == Some((dev, ino))
+        || crate::exeseal::original_identity() == Some((dev, ino))
 }
 
 /// HOME from the container's /etc/passwd when the config does not set it.
@@ -340,7 +399,7 @@ pub fn home_for(uid: u32) -> String {
 
 /// The program, argv and environment to execve, as C strings.
 pub struct ExecTarget {
-    pub path: std::ffi::CString,
+    pub program: Program,
     pub args: Vec<std::ffi::CString>,
     pub env: Vec<std::ffi::CString>,
 }
@@ -354,7 +413,7 @@ pub fn exec_target(p: &Process, mut env: Vec<String>) -> Result<ExecTarget, Stri
     }
     let args = p.args().as_deref().unwrap_or(&[]);
     let arg0 = args.first().map(String::as_str).unwrap_or("");
-    let path = find_executable(arg0, &env)?;
+    let program = find_executable(arg0, &env)?;
     if p.no_new_privileges().unwrap_or(false) {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
@@ -366,8 +425,7 @@ pub fn exec_target(p: &Process, mut env: Vec<String>) -> Result<ExecTarget, Stri
     }
     let cstr = |s: &str| CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"));
     Ok(ExecTarget {
-        path: CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| format!("{path:?} contains a NUL byte"))?,
+        program,
         args: args.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
         env: env.iter().map(|e| cstr(e)).collect::<Result<_, _>>()?,
     })
@@ -395,10 +453,52 @@ pub fn execve_with_fds(t: &ExecTarget, preserve_fds: u32) -> String {
         // SAFETY: clearing FD_CLOEXEC on an fd number; harmless if not open.
         unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
     }
-    let e = nix::unistd::execve(&t.path, &t.args, &t.env).err();
+    let e = execveat(&t.program, &t.args, &t.env);
     format!(
         "exec {}: {}",
-        Path::new(std::ffi::OsStr::from_bytes(t.path.as_bytes())).display(),
-        e.map(|e| e.to_string()).unwrap_or_default()
+        Path::new(std::ffi::OsStr::from_bytes(t.program.path.as_bytes())).display(),
+        e
     )
+}
+
+/// Executes the vetted program relative to its pinned directory. A script
+/// run that way fails with ENOENT (the kernel cannot give its interpreter a
+/// path through a close-on-exec fd, and keeping the fd open would leak it
+/// and need /proc in the container): scripts are executed by their path.
+/// That is sound because what the kernel may load instead, after a swap or
+/// through the interpreter line (`#!/proc/self/exe`), is either a file of
+/// the container's own or cuddy's *sealed* binary (src/exeseal.rs), and no
+/// host fd is open (only stdio, the preserved fds and close-on-exec fds of
+/// cuddy's that are not executable).
+fn execveat(p: &Program, args: &[CString], env: &[CString]) -> Errno {
+    let ptrs = |v: &[CString]| -> Vec<*const libc::c_char> {
+        v.iter()
+            .map(|c| c.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    };
+    let (argv, envp) = (ptrs(args), ptrs(env));
+    let flags = if p.nofollow {
+        libc::AT_SYMLINK_NOFOLLOW
+    } else {
+        0
+    };
+    // SAFETY: NUL-terminated argv/envp arrays of C strings that outlive the
+    // call; execveat returns only on failure.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            p.dir.as_raw_fd(),
+            p.name.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            flags,
+        )
+    };
+    match Errno::last() {
+        Errno::ENOENT => nix::unistd::execve(&p.path, args, env)
+            .err()
+            .unwrap_or(Errno::ENOENT),
+        e => e,
+    }
 }

@@ -97,3 +97,138 @@ fn waiting_init_is_not_dumpable() {
     assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete");
     ctx.assert_no_leftovers(&id);
 }
+
+/// Builds a copy of the fixture rootfs that carries the CVE-2019-5736 attack:
+/// `/evil.sh` (`#!/proc/self/exe`), a fake dynamic loader at
+/// `/lib64/ld-linux-x86-64.so.2` (tests/root/attack/fake_ld.c) and `/stage2`,
+/// which tries to reopen the runtime's binary for writing through the O_PATH
+/// fd the loader got from `/proc/self/exe`, and writes what happened to
+/// `/result`: the kernel's error ("Read-only file system" when cuddy runs
+/// sealed), or WRITABLE / BUSY when it reached the host binary's inode.
+fn cve_2019_5736_rootfs(ctx: &Ctx) -> std::path::PathBuf {
+    let rootfs = ctx.dir.path().join("evil-rootfs");
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(fixture_rootfs())
+        .arg(&rootfs)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cp -a the fixture");
+    std::fs::create_dir_all(rootfs.join("lib64")).unwrap();
+    std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/root/attack/fake_ld.c");
+    let out = std::process::Command::new("gcc")
+        .args(["-static", "-nostdlib", "-fno-pie", "-no-pie", "-O0", "-o"])
+        .arg(rootfs.join("lib64/ld-linux-x86-64.so.2"))
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "gcc fake_ld.c: {}", stderr(&out));
+    std::fs::write(rootfs.join("evil.sh"), "#!/proc/self/exe\n").unwrap();
+    std::fs::write(
+        rootfs.join("stage2"),
+        r#"for i in $(seq 1 200); do
+  if (exec 3<>/proc/self/fd/$1) 2>/tmp/err; then echo WRITABLE > /result; exit 0; fi
+  if ! grep -q busy /tmp/err; then cat /tmp/err > /result; exit 0; fi
+  sleep 0.05
+done
+echo BUSY > /result
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["evil.sh", "stage2"] {
+        std::fs::set_permissions(rootfs.join(f), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    rootfs
+}
+
+fn wait_result(rootfs: &std::path::Path) -> String {
+    let f = rootfs.join("result");
+    wait_until("the attack's /result", || {
+        std::fs::read_to_string(&f).is_ok_and(|s| !s.is_empty())
+    });
+    let s = std::fs::read_to_string(&f).unwrap();
+    std::fs::remove_file(&f).unwrap();
+    s
+}
+
+/// CVE-2019-5736, as an image would do it with default capabilities: a
+/// script whose interpreter is `#!/proc/self/exe` makes the kernel load the
+/// exec'ing process's own binary (cuddy's, until it execs) with the image's
+/// dynamic loader, which keeps an fd on it and later reopens it for writing.
+/// cuddy runs container-side code only from a sealed view of its binary
+/// (src/exeseal.rs): the reopen fails with EROFS, and the host binary is
+/// unchanged. Both the entrypoint (`run`) and `exec` are attacked.
+#[test]
+fn cve_2019_5736_host_binary_cannot_be_reopened_for_writing() {
+    require_root!();
+    if !cfg!(target_arch = "x86_64") {
+        eprintln!("skipped: the fake loader is x86-64 only");
+        return;
+    }
+    let before = std::fs::read(CUDDY).unwrap();
+    let ctx = Ctx::new("cve5736");
+    let rootfs = cve_2019_5736_rootfs(&ctx);
+
+    // The entrypoint.
+    let id = ctx.id("run");
+    let mut c = ctx.config(&["/evil.sh"]);
+    c["root"] = json!({"path": rootfs, "readonly": false});
+    let b = ctx.bundle("run", &c);
+    assert_ok(
+        &ctx.cuddy(&["run", "-d", "--bundle", b.to_str().unwrap(), &id]),
+        "run -d",
+    );
+    let r = wait_result(&rootfs);
+    assert!(
+        r.contains("Read-only file system"),
+        "entrypoint attack: {r}"
+    );
+    assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete");
+    ctx.assert_no_leftovers(&id);
+
+    // exec into a running container.
+    let id = ctx.id("exec");
+    let mut c = ctx.config(&["/bin/sleep", "1000"]);
+    c["root"] = json!({"path": rootfs, "readonly": false});
+    let b = ctx.bundle("exec", &c);
+    assert_ok(
+        &ctx.cuddy(&["run", "-d", "--bundle", b.to_str().unwrap(), &id]),
+        "run -d",
+    );
+    assert_ok(&ctx.cuddy(&["exec", "-d", &id, "/evil.sh"]), "exec -d");
+    let r = wait_result(&rootfs);
+    assert!(r.contains("Read-only file system"), "exec attack: {r}");
+    assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete");
+    ctx.assert_no_leftovers(&id);
+
+    assert!(
+        std::fs::read(CUDDY).unwrap() == before,
+        "the cuddy binary changed"
+    );
+}
+
+/// A container process with CAP_SYS_PTRACE can open /proc/<init>/exe of the
+/// created-state init (it is then the container's own pid 1): that must be
+/// the sealed view, which refuses writes.
+#[test]
+fn waiting_init_exe_is_sealed() {
+    require_root!();
+    let ctx = Ctx::new("sealed");
+    let id = ctx.id("a");
+    let b = ctx.bundle("a", &ctx.config(&["/bin/sleep", "1000"]));
+    assert_ok(
+        &ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]),
+        "create",
+    );
+    let pid = ctx.state(&id)["pid"].as_i64().unwrap();
+    let exe = format!("/proc/{pid}/exe");
+    let err = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&exe)
+        .expect_err("the waiting init's exe opened for writing");
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+    assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete");
+    ctx.assert_no_leftovers(&id);
+}
