@@ -12,6 +12,7 @@ pub mod exeseal;
 pub mod features;
 pub mod hooks;
 pub mod logging;
+pub mod lsm;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;

@@ -74,11 +74,6 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
             Ok(0)
         }
         Command::Exec(a) => {
-            if a.apparmor.is_some() || a.process_label.is_some() {
-                return Err(ContainerError::Unsupported(
-                    "--apparmor / --process-label: not supported by cuddy".into(),
-                ));
-            }
             let opts = container::ExecOptions {
                 id: a.id,
                 process: a.process,
@@ -94,6 +89,8 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
                 no_new_privs: a.no_new_privs,
                 preserve_fds: a.preserve_fds,
                 ignore_paused: a.ignore_paused,
+                apparmor: a.apparmor,
+                process_label: a.process_label,
                 args: a.command,
             };
             container::exec(&root, &opts)

@@ -43,10 +43,10 @@ pub struct ExecArgs {
     /// Exec even if the container is paused.
     #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
-    /// Accepted for runc compatibility; not supported (refused when set).
+    /// AppArmor profile of the process (refused where AppArmor is not enabled).
     #[arg(long, value_name = "PROFILE")]
     pub apparmor: Option<String>,
-    /// Accepted for runc compatibility; not supported (refused when set).
+    /// SELinux label of the process (refused where SELinux is not enabled).
     #[arg(long = "process-label", value_name = "LABEL")]
     pub process_label: Option<String>,
     /// Container id.

@@ -37,6 +37,10 @@ pub struct ExecOptions {
     pub no_new_privs: bool,
     pub preserve_fds: u32,
     pub ignore_paused: bool,
+    /// `--apparmor`: the AppArmor profile of the process.
+    pub apparmor: Option<String>,
+    /// `--process-label`: the SELinux label of the process.
+    pub process_label: Option<String>,
     pub args: Vec<String>,
 }
 
@@ -122,6 +126,31 @@ fn build_process(opts: &ExecOptions, bundle: &spec::Bundle) -> Result<Process> {
         }
         p
     };
+    let mut p = p;
+    if let Some(a) = &opts.apparmor {
+        p.set_apparmor_profile(Some(a.clone()));
+    }
+    if let Some(l) = &opts.process_label {
+        p.set_selinux_label(Some(l.clone()));
+    }
+    // Fail closed: a label for a security module the host does not run.
+    let sys = std::path::Path::new("/sys");
+    let aa = p.apparmor_profile().clone().unwrap_or_default();
+    crate::lsm::check(
+        "apparmorProfile (--apparmor)",
+        crate::lsm::Module::AppArmor,
+        &aa,
+        sys,
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    let se = p.selinux_label().clone().unwrap_or_default();
+    crate::lsm::check(
+        "selinuxLabel (--process-label)",
+        crate::lsm::Module::SELinux,
+        &se,
+        sys,
+    )
+    .map_err(|e| bad(e.to_string()))?;
     match p.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
         _ => return Err(bad("exec: process.args must name the program to run")),

@@ -134,6 +134,11 @@ fn prepare(ctx: &ExecContext) -> Result<setup::ExecTarget, String> {
     }
     setup::scheduler(p).map_err(|e| e.to_string())?;
     setup::io_priority(p).map_err(|e| e.to_string())?;
+    crate::lsm::apply_exec_labels(&crate::lsm::ExecLabels {
+        apparmor: p.apparmor_profile().clone(),
+        selinux: p.selinux_label().clone(),
+    })
+    .map_err(|e| e.to_string())?;
     setup::user_and_caps(p, ctx.in_userns).map_err(|e| e.to_string())?;
     nix::sys::stat::umask(Mode::from_bits_truncate(
         p.user().umask().unwrap_or(0o022) as libc::mode_t

@@ -275,6 +275,13 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
     setup::rlimits(process).map_err(|e| e.to_string())?;
     setup::scheduler(process).map_err(|e| e.to_string())?;
     setup::io_priority(process).map_err(|e| e.to_string())?;
+    // Security labels take effect at execve; written while we still have
+    // every capability.
+    crate::lsm::apply_exec_labels(&crate::lsm::ExecLabels {
+        apparmor: process.apparmor_profile().clone(),
+        selinux: process.selinux_label().clone(),
+    })
+    .map_err(|e| e.to_string())?;
     setup::user_and_caps(process, ctx.ns.in_userns).map_err(|e| e.to_string())?;
     nix::sys::stat::umask(Mode::from_bits_truncate(
         process.user().umask().unwrap_or(0o022) as libc::mode_t,

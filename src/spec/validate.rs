@@ -143,34 +143,25 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
             }
         }
     }
-    // Security labels: like runc, a label for a security module the host
-    // does not run is ignored; one the host enforces cuddy cannot apply yet,
-    // so that is an error rather than a container without its profile.
-    if process
-        .apparmor_profile()
-        .as_ref()
-        .is_some_and(|p| !p.is_empty())
-        && std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-            .is_ok_and(|v| v.trim() == "Y")
-    {
-        return Err(invalid(
-            cfg,
-            "process.apparmorProfile",
-            "AppArmor is enabled on this host, and cuddy cannot apply AppArmor profiles yet",
-        ));
-    }
-    if process
-        .selinux_label()
-        .as_ref()
-        .is_some_and(|p| !p.is_empty())
-        && std::path::Path::new("/sys/fs/selinux/enforce").exists()
-    {
-        return Err(invalid(
-            cfg,
-            "process.selinuxLabel",
-            "SELinux is enabled on this host, and cuddy cannot apply SELinux labels yet",
-        ));
-    }
+    // Security labels fail closed (src/lsm.rs): a label for a module the
+    // host does not run is refused, never silently dropped.
+    let sys = std::path::Path::new("/sys");
+    let aa = process.apparmor_profile().clone().unwrap_or_default();
+    crate::lsm::check(
+        "process.apparmorProfile",
+        crate::lsm::Module::AppArmor,
+        &aa,
+        sys,
+    )
+    .map_err(|e| invalid(cfg, "process.apparmorProfile", e.to_string()))?;
+    let se = process.selinux_label().clone().unwrap_or_default();
+    crate::lsm::check(
+        "process.selinuxLabel",
+        crate::lsm::Module::SELinux,
+        &se,
+        sys,
+    )
+    .map_err(|e| invalid(cfg, "process.selinuxLabel", e.to_string()))?;
     if let Some(adj) = process.oom_score_adj() {
         if !(-1000..=1000).contains(&adj) {
             return Err(invalid(
@@ -435,9 +426,10 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
             }
         }
     }
-    if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty())
-        && std::path::Path::new("/sys/fs/selinux/enforce").exists()
-    {
+    let ml = linux.mount_label().clone().unwrap_or_default();
+    crate::lsm::check("linux.mountLabel", crate::lsm::Module::SELinux, &ml, sys)
+        .map_err(|e| invalid(cfg, "linux.mountLabel", e.to_string()))?;
+    if !ml.is_empty() {
         return Err(invalid(
             cfg,
             "linux.mountLabel",

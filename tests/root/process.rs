@@ -977,11 +977,13 @@ fn listen_fds_socket_activation() {
     ctx.assert_no_leftovers(&id);
 }
 
-/// config.md "Process" apparmorProfile / selinuxLabel: ignored where the
-/// host runs no such security module (as runc does); refused, not silently
-/// dropped, where it does (cuddy cannot apply them yet).
+/// config.md "Process" apparmorProfile / selinuxLabel fail closed: refused
+/// (naming the field and why) where the host does not run the module, for
+/// `run` and for `exec --apparmor/--process-label`; applied where it does
+/// (AppArmor's "unconfined" profile is then what the process runs under, and
+/// a profile the kernel does not know is an error).
 #[test]
-fn security_labels_follow_the_host() {
+fn security_labels_fail_closed() {
     require_root!();
     let ctx = Ctx::new("labels");
     let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
@@ -990,25 +992,47 @@ fn security_labels_follow_the_host() {
     let mut c = ctx.config(&["/bin/true"]);
     c["process"]["apparmorProfile"] = json!("cuddy-test-profile");
     let out = ctx.run(&id, &c);
-    if apparmor {
-        assert_fails_with(&out, "process.apparmorProfile");
-    } else {
-        assert_ok(
-            &out,
-            "run with an AppArmor profile on a host without AppArmor",
-        );
+    assert_fails_with(&out, "process.apparmorProfile");
+    if !apparmor {
+        assert_fails_with(&out, "AppArmor is not enabled on this host");
     }
     ctx.assert_no_leftovers(&id);
+    if apparmor {
+        let id = ctx.id("aa-ok");
+        let mut c = ctx.config(&["/bin/cat", "/proc/self/attr/current"]);
+        c["process"]["apparmorProfile"] = json!("unconfined");
+        let out = ctx.run(&id, &c);
+        assert_ok(&out, "run with the unconfined AppArmor profile");
+        assert_eq!(stdout(&out).trim(), "unconfined");
+        ctx.assert_no_leftovers(&id);
+    }
 
     let selinux = std::path::Path::new("/sys/fs/selinux/enforce").exists();
     let id = ctx.id("se");
     let mut c = ctx.config(&["/bin/true"]);
     c["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0");
     let out = ctx.run(&id, &c);
-    if selinux {
+    if !selinux {
         assert_fails_with(&out, "process.selinuxLabel");
-    } else {
-        assert_ok(&out, "run with an SELinux label on a host without SELinux");
+        assert_fails_with(&out, "SELinux is not enabled on this host");
     }
+    ctx.assert_no_leftovers(&id);
+
+    // exec's flags: refused the same way where the module is absent.
+    let id = ctx.id("ex");
+    let b = ctx.bundle("ex", &ctx.config(&["/bin/sleep", "1000"]));
+    assert_ok(
+        &ctx.cuddy(&["run", "-d", "--bundle", b.to_str().unwrap(), &id]),
+        "run -d",
+    );
+    if !apparmor {
+        let out = ctx.cuddy(&["exec", "--apparmor", "p", &id, "/bin/true"]);
+        assert_fails_with(&out, "AppArmor is not enabled on this host");
+    }
+    if !selinux {
+        let out = ctx.cuddy(&["exec", "--process-label", "l", &id, "/bin/true"]);
+        assert_fails_with(&out, "SELinux is not enabled on this host");
+    }
+    assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete");
     ctx.assert_no_leftovers(&id);
 }
