@@ -297,8 +297,9 @@ fn exchange(a: &Path, b: &Path) {
 /// (a destination swapped for a symlink between check and mount makes the
 /// mount, or its read-only remount, land elsewhere); config.md "Mounts". A
 /// helper swaps `/mnt/race` between a directory and a symlink to a host
-/// directory in a tight loop while cuddy runs the container 50 times with a
-/// read-only bind mount on /mnt/race and a tmpfs on /mnt/race/sub/dir. Each
+/// directory, and `/mnt/ro` between a directory and a symlink to /proc, in
+/// a tight loop while cuddy runs the container 50 times with a tmpfs on
+/// /mnt/race/sub/dir and a read-only bind mount on /mnt/ro. Each
 /// run may fail (cuddy refuses a destination that changed) but nothing may
 /// ever appear in the host directory or in the bind source, and the
 /// container can never write into the read-only bind.
@@ -312,17 +313,34 @@ fn racing_mount_destination_symlinks_stay_inside() {
     let src = ctx.dir.path().join("bind-src");
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("marker"), "m").unwrap();
-    let race = rootfs.join("mnt/race");
-    let spare = rootfs.join("mnt/spare");
-    std::fs::create_dir_all(&race).unwrap();
-    symlink(&host_dir, &spare).unwrap();
+    // Pair A: /mnt/race <-> a symlink to the host dir (mkdir of the tmpfs
+    // destination below it). Pair B: /mnt/ro <-> a symlink to /proc (the
+    // read-only remount of the bind must not land on another mount).
+    let pairs = [
+        (
+            rootfs.join("mnt/race"),
+            rootfs.join("mnt/spare"),
+            host_dir.clone(),
+        ),
+        (
+            rootfs.join("mnt/ro"),
+            rootfs.join("mnt/spare-ro"),
+            PathBuf::from("/proc"),
+        ),
+    ];
+    for (dir, spare, target) in &pairs {
+        std::fs::create_dir_all(dir).unwrap();
+        symlink(target, spare).unwrap();
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let swapper = {
-        let (stop, race, spare) = (stop.clone(), race.clone(), spare.clone());
+        let (stop, pairs) = (stop.clone(), pairs.clone());
         std::thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                exchange(&race, &spare);
+                for (dir, spare, _) in &pairs {
+                    exchange(dir, spare);
+                }
                 n += 1;
             }
             n
@@ -331,14 +349,14 @@ fn racing_mount_destination_symlinks_stay_inside() {
     let mut c = ctx.config(&[
         "/bin/sh",
         "-c",
-        "touch /mnt/race/pwned /mnt/race/sub/dir/x 2>/dev/null; true",
+        "touch /mnt/ro/pwned /mnt/race/sub/dir/x 2>/dev/null; true",
     ]);
     c["root"]["path"] = json!(rootfs);
     let mounts = c["mounts"].as_array_mut().unwrap();
-    mounts.push(json!({"destination": "/mnt/race", "type": "bind",
-        "source": src, "options": ["bind", "ro"]}));
     mounts.push(json!({"destination": "/mnt/race/sub/dir", "type": "tmpfs",
         "source": "tmpfs", "options": ["nosuid"]}));
+    mounts.push(json!({"destination": "/mnt/ro", "type": "bind",
+        "source": src, "options": ["bind", "ro"]}));
     let (mut ok, mut refused) = (0, 0);
     for i in 0..50 {
         let id = ctx.id(&format!("r{i}"));
@@ -347,6 +365,7 @@ fn racing_mount_destination_symlinks_stay_inside() {
             ok += 1;
         } else {
             refused += 1;
+            eprintln!("run {i} refused: {}", stderr(&out).trim());
         }
         let _ = ctx.cuddy(&["delete", "--force", &id]);
         let listing: Vec<_> = std::fs::read_dir(&host_dir).unwrap().flatten().collect();
