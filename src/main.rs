@@ -113,11 +113,17 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
             let gid = nix::unistd::getegid().as_raw();
             let v = cuddy::spec::default_spec(a.rootless, uid, gid);
             let text = serde_json::to_string_pretty(&v).unwrap_or_default();
-            std::fs::write(&path, text + "\n").map_err(|source| ContainerError::Io {
-                op: "write",
-                path,
-                source,
-            })?;
+            // O_CREAT|O_EXCL: never writes through a symlink planted there.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, (text + "\n").as_bytes()))
+                .map_err(|source| ContainerError::Io {
+                    op: "write",
+                    path,
+                    source,
+                })?;
             Ok(0)
         }
         Command::Features(_) => {

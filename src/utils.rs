@@ -1,9 +1,15 @@
 //! Small helpers shared by several modules: timestamps, atomic writes, /proc parsing.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::UnlinkatFlags;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The current time as RFC 3339 in UTC with nanoseconds, as runc writes it
@@ -43,33 +49,127 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Writes `data` to `path` atomically: a temporary file in the same directory
+/// Writes `data` to `path` atomically: a new file in the same directory
 /// renamed over the target, so a concurrent reader sees the old or the new
 /// content, never a torn one. No fsync: runtime state lives in /run (tmpfs)
 /// and means nothing after a reboot, and an fsync on a disk-backed --root
 /// costs milliseconds on every create.
+///
+/// Nothing planted in the directory is ever followed or reused: the data goes
+/// to an unnamed `O_TMPFILE` inode (mode 0600 until written, then `fchmod` to
+/// `mode`), which `linkat` gives a random name (linkat never follows a symlink
+/// at its new path and fails with EEXIST instead of reusing a file); on
+/// filesystems without O_TMPFILE, a random name is created with
+/// `O_CREAT|O_EXCL|O_NOFOLLOW`. `rename(2)` then replaces the target's
+/// directory entry itself: a symlink planted at the target is replaced, its
+/// target never opened.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    write_atomic_with(path, data, mode, true)
+}
+
+/// [`write_atomic`]; `tmpfile: false` skips O_TMPFILE (tests the fallback).
+fn write_atomic_with(path: &Path, data: &[u8], mode: u32, tmpfile: bool) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let name = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+        .ok_or_else(|| std::io::Error::other(format!("{}: not a file name", path.display())))?;
+    let dirfd = nix::fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let cloexec = OFlag::O_CLOEXEC | OFlag::O_WRONLY;
+    let private = Mode::from_bits_truncate(0o600);
+    // O_TMPFILE needs filesystem support (tmpfs, ext4, xfs, btrfs have it).
+    let unnamed = match tmpfile {
+        true => nix::fcntl::openat(&dirfd, ".", OFlag::O_TMPFILE | cloexec, private),
+        false => Err(Errno::EOPNOTSUPP),
+    };
+    let (mut tmp, f) = match unnamed {
+        Ok(f) => (None, f),
+        Err(_) => {
+            let (t, f) = retry_names(name, |t| {
+                nix::fcntl::openat(
+                    &dirfd,
+                    t,
+                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | cloexec,
+                    private,
+                )
+            })?;
+            (Some(t), f)
+        }
+    };
     let res = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        fs::rename(&tmp, path)
+        let mut file = fs::File::from(f);
+        file.write_all(data)?;
+        nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(mode))?;
+        let t = match tmp.take() {
+            Some(t) => t,
+            None => retry_names(name, |t| link_unnamed(&file, &dirfd, t))?.0,
+        };
+        tmp = Some(t.clone());
+        nix::fcntl::renameat(&dirfd, t.as_os_str(), &dirfd, name)?;
+        tmp = None;
+        Ok(())
     })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
+    if let Some(t) = tmp {
+        let _ = nix::unistd::unlinkat(&dirfd, t.as_os_str(), UnlinkatFlags::NoRemoveDir);
     }
     res
+}
+
+/// A random temporary name for `name` (`.NAME.<16 hex>`).
+fn random_name(name: &OsStr) -> std::ffi::OsString {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most b.len() bytes into the buffer.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        // Unpredictable enough never to collide by chance (O_EXCL and
+        // linkat refuse an existing name anyway).
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        b = (t.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(40)).to_ne_bytes();
+    }
+    let mut s = std::ffi::OsString::from(".");
+    s.push(name);
+    s.push(format!(".{:016x}", u64::from_ne_bytes(b)));
+    s
+}
+
+/// Calls `f` with fresh random names for `name` until it does not fail
+/// with EEXIST; returns the name used and `f`'s result.
+fn retry_names<T>(
+    name: &OsStr,
+    mut f: impl FnMut(&OsStr) -> nix::Result<T>,
+) -> std::io::Result<(std::ffi::OsString, T)> {
+    for _ in 0..16 {
+        let t = random_name(name);
+        match f(&t) {
+            Ok(v) => return Ok((t, v)),
+            Err(Errno::EEXIST) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Errno::EEXIST.into())
+}
+
+/// Gives an O_TMPFILE inode the name `tmp` in `dir`: `linkat(AT_EMPTY_PATH)`
+/// (needs CAP_DAC_READ_SEARCH), else through its /proc/self/fd magic link.
+fn link_unnamed(f: &fs::File, dir: &OwnedFd, tmp: &OsStr) -> nix::Result<()> {
+    match nix::unistd::linkat(f, "", dir, tmp, AtFlags::AT_EMPTY_PATH) {
+        Err(Errno::ENOENT) | Err(Errno::EPERM) => nix::unistd::linkat(
+            nix::fcntl::AT_FDCWD,
+            format!("/proc/self/fd/{}", f.as_raw_fd()).as_str(),
+            dir,
+            tmp,
+            AtFlags::AT_SYMLINK_FOLLOW,
+        ),
+        r => r,
+    }
 }
 
 /// The start time of a process (field 22 of /proc/PID/stat, in clock ticks since
@@ -158,13 +258,56 @@ mod tests {
         assert_eq!(parse_stat("garbage"), None);
     }
 
+    fn mode_of(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// A symlink planted at the target (and at the old predictable
+    /// temporary name) is replaced, never followed: the canary it points
+    /// at keeps its content and mode; the result is a regular file with
+    /// the asked mode, and no temporary file is left.
+    #[test]
+    fn atomic_write_never_follows_planted_symlinks() {
+        use std::os::unix::fs::{PermissionsExt, symlink};
+        for tmpfile in [true, false] {
+            let d = tempfile::tempdir().unwrap();
+            let canary = d.path().join("canary");
+            fs::write(&canary, "host").unwrap();
+            fs::set_permissions(&canary, fs::Permissions::from_mode(0o600)).unwrap();
+            let p = d.path().join("pid");
+            symlink(&canary, &p).unwrap();
+            let old_tmp = d.path().join(format!(".pid.tmp.{}", std::process::id()));
+            symlink(&canary, &old_tmp).unwrap();
+            write_atomic_with(&p, b"1234", 0o644, tmpfile).unwrap();
+            assert_eq!(fs::read_to_string(&canary).unwrap(), "host");
+            assert_eq!(mode_of(&canary), 0o600);
+            let m = fs::symlink_metadata(&p).unwrap();
+            assert!(m.file_type().is_file(), "tmpfile={tmpfile}");
+            assert_eq!(mode_of(&p), 0o644);
+            assert_eq!(fs::read_to_string(&p).unwrap(), "1234");
+            // canary, pid, the planted old tmp name: nothing else.
+            assert_eq!(fs::read_dir(d.path()).unwrap().count(), 3);
+        }
+    }
+
+    /// The random temporary names differ from call to call.
+    #[test]
+    fn temporary_names_are_unpredictable() {
+        let a = random_name(OsStr::new("state.json"));
+        let b = random_name(OsStr::new("state.json"));
+        assert_ne!(a, b);
+        assert!(a.to_string_lossy().starts_with(".state.json."));
+    }
+
     #[test]
     fn atomic_write_replaces() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("state.json");
         write_atomic(&p, b"one", 0o600).unwrap();
-        write_atomic(&p, b"two", 0o600).unwrap();
+        write_atomic_with(&p, b"two", 0o600, false).unwrap();
         assert_eq!(fs::read_to_string(&p).unwrap(), "two");
+        assert_eq!(mode_of(&p), 0o600);
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }
 }

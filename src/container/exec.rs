@@ -151,6 +151,13 @@ fn build_process(opts: &ExecOptions, bundle: &spec::Bundle) -> Result<Process> {
         sys,
     )
     .map_err(|e| bad(e.to_string()))?;
+    crate::spec::check_user_ids(p.user()).map_err(|(field, reason)| {
+        let from = match &opts.process {
+            Some(f) => format!("--process {}", f.display()),
+            None => "--user/--additional-gids".into(),
+        };
+        bad(format!("exec {from}: {field}: {reason}"))
+    })?;
     match p.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
         _ => return Err(bad("exec: process.args must name the program to run")),

@@ -119,7 +119,7 @@ pub fn mount_cgroupfs(
         .map_err(sys("bind cgroup2", &shown))?;
         // Remount through a fresh fd: the one opened before the bind mount
         // is the directory under it, not the mount's root (EINVAL).
-        let bound = root.open(dest).map_err(sys("open", &shown))?;
+        let bound = root.open_mounted(dest, &target)?;
         return apply_flags(&fd_path(&bound), &shown, flags);
     }
 
@@ -132,7 +132,7 @@ pub fn mount_cgroupfs(
         Some("mode=755"),
     )
     .map_err(sys("mount tmpfs for cgroups", &shown))?;
-    let target = root.open(dest).map_err(sys("open", &shown))?;
+    let target = root.open_mounted(dest, &target)?;
     for m in mounts.iter().filter(|m| {
         (m.fstype == "cgroup" || m.fstype == "cgroup2")
             && Path::new(&m.mount_point).parent() == Some(base)
@@ -180,7 +180,7 @@ pub fn mount_cgroupfs(
                 None::<&str>,
             )
             .map_err(sys("bind cgroup", &sub_shown))?;
-            let bound = root.open(&sub_rel).map_err(sys("open", &sub_shown))?;
+            let bound = root.open_mounted(&sub_rel, &dir)?;
             apply_flags(&fd_path(&bound), &sub_shown, flags)?;
         }
         // Co-mounted controllers ("cpu,cpuacct") get one symlink per name.

@@ -173,7 +173,7 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
         )
         .map_err(mount_err)?;
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
-        let target = root.open(dest).map_err(sys("open", &shown))?;
+        let target = root.open_mounted(dest, &target)?;
         if !extra.is_empty() {
             remount(&fd_path(&target), &shown, extra, opts.cleared)?;
         }
@@ -208,12 +208,12 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
                 None::<&str>,
             )
             .map_err(mount_err)?;
-            let t = root.open(dest).map_err(sys("open", &shown))?;
+            let t = root.open_mounted(dest, &target)?;
             remount(&fd_path(&t), &shown, flags, opts.cleared)?;
         }
         Err(e) => return Err(mount_err(e)),
     }
-    let target = root.open(dest).map_err(sys("open", &shown))?;
+    let target = root.open_mounted(dest, &target)?;
     finish_mount(&target, &shown, &opts)
 }
 
@@ -333,6 +333,35 @@ fn open_listed(
     }
 }
 
+/// The host's /dev/null (this runs before pivot_root, in the container's
+/// mount namespace), opened O_PATH|O_NOFOLLOW and checked to be the
+/// character device 1:3 before anything is masked with it. runc
+/// CVE-2025-31133: a runtime that masks with a `/dev/null` that an attacker
+/// replaced (by a symlink to /proc/sys/kernel/core_pattern, say) bind mounts
+/// that file writable into the container instead of masking. Masking is
+/// done from this fd, never by path.
+fn verified_dev_null() -> Result<OwnedFd, MountError> {
+    let null = nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(sys("open", "/dev/null"))?;
+    let st = nix::sys::stat::fstat(&null).map_err(sys("stat", "/dev/null"))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+        return Err(MountError::Other {
+            what: "masking with /dev/null".into(),
+            reason: format!(
+                "/dev/null is not the character device 1:3 (mode {:o}, device {}:{}); refusing to mask with it",
+                st.st_mode,
+                libc::major(st.st_rdev),
+                libc::minor(st.st_rdev)
+            ),
+        });
+    }
+    Ok(null)
+}
+
 /// Read-only and masked paths, then the switch into the rootfs, then the
 /// root's propagation and read-only flag. Call after writing sysctls.
 pub fn finish_rootfs(cfg: &RootfsConfig, root: InRoot) -> Result<(), MountError> {
@@ -353,7 +382,7 @@ pub fn finish_rootfs(cfg: &RootfsConfig, root: InRoot) -> Result<(), MountError>
             None::<&str>,
         )
         .map_err(sys("bind readonly path", &shown))?;
-        let fd = root.open(&rel).map_err(sys("open", &shown))?;
+        let fd = root.open_mounted(&rel, &fd)?;
         remount(
             &fd_path(&fd),
             &shown,
@@ -361,11 +390,13 @@ pub fn finish_rootfs(cfg: &RootfsConfig, root: InRoot) -> Result<(), MountError>
             MsFlags::empty(),
         )?;
     }
-    for p in linux
-        .and_then(|l| l.masked_paths().as_ref())
-        .into_iter()
-        .flatten()
-    {
+    let masked = linux.and_then(|l| l.masked_paths().as_ref());
+    // Opened once, only when needed, and checked (CVE-2025-31133).
+    let null = match masked {
+        Some(m) if !m.is_empty() => Some(verified_dev_null()?),
+        _ => None,
+    };
+    for p in masked.into_iter().flatten() {
         let Some((_, shown, fd)) = open_listed(&root, p, "open masked path")? else {
             continue;
         };
@@ -378,14 +409,16 @@ pub fn finish_rootfs(cfg: &RootfsConfig, root: InRoot) -> Result<(), MountError>
                 MsFlags::MS_RDONLY,
                 Some("size=0k"),
             )
-        } else {
+        } else if let Some(null) = &null {
             mount(
-                Some("/dev/null"),
+                Some(fd_path(null).as_str()),
                 fd_path(&fd).as_str(),
                 None::<&str>,
                 MsFlags::MS_BIND,
                 None::<&str>,
             )
+        } else {
+            Err(Errno::EBADF)
         };
         r.map_err(sys("mask path", &shown))?;
     }

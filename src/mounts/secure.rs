@@ -81,6 +81,58 @@ pub fn fd_path(fd: &OwnedFd) -> String {
     format!("/proc/thread-self/fd/{}", fd.as_raw_fd())
 }
 
+/// The mount id of an fd and whether it is the root of its mount
+/// (statx(2) STATX_MNT_ID and STATX_ATTR_MOUNT_ROOT, Linux 5.8).
+fn mount_of(fd: &OwnedFd) -> nix::Result<(u64, bool)> {
+    // SAFETY: an all-zero statx is a valid value for the kernel to fill.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd, empty NUL-terminated path with AT_EMPTY_PATH, and a
+    // statx buffer the kernel writes.
+    let r = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    let root = stx.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0;
+    Ok((stx.stx_mnt_id, root))
+}
+
+impl InRoot {
+    /// After a mount onto `/proc/thread-self/fd/N` of `target` (resolved
+    /// before the mount), opens the new mount's root for the remount and
+    /// propagation steps. Reopening `fd_path(target)` would give the
+    /// covered directory (a magic link does not cross mounts), so `rel` is
+    /// resolved again and checked to be that very mount: a mount root, on
+    /// another mount than `target`, at the same place (same d_path). A path
+    /// swapped for a symlink in between (CVE-2021-30465 class) is refused
+    /// instead of read-only/propagation flags landing on another mount.
+    pub fn open_mounted(&self, rel: &Path, target: &OwnedFd) -> Result<OwnedFd, MountError> {
+        let shown = self.path.join(rel.strip_prefix("/").unwrap_or(rel));
+        let fd = self.open(rel).map_err(sys("open mounted", &shown))?;
+        let (under, _) = mount_of(target).map_err(sys("statx", &shown))?;
+        let (mnt, is_root) = mount_of(&fd).map_err(sys("statx", &shown))?;
+        let here = nix::fcntl::readlink(fd_path(&fd).as_str()).map_err(sys("readlink", &shown))?;
+        let placed =
+            nix::fcntl::readlink(fd_path(target).as_str()).map_err(sys("readlink", &shown))?;
+        if !is_root || mnt == under || here != placed {
+            return Err(MountError::Other {
+                what: format!("mount on {}", shown.display()),
+                reason: "the destination changed while it was being mounted (a symlink \
+                         swapped in?); refusing to go on"
+                    .into(),
+            });
+        }
+        Ok(fd)
+    }
+}
+
 /// Normal components of a path inside the root ("/a/./b" -> ["a", "b"]).
 /// `..` is kept: openat2 clamps it at the root.
 fn components(rel: &Path) -> Vec<&std::ffi::OsStr> {

@@ -206,24 +206,25 @@ pub fn user_and_caps(p: &Process, in_userns: bool) -> Result<(), ProcessError> {
         .flatten()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    match nix::unistd::setgroups(&gids) {
-        Ok(()) => {}
+    let groups_set = match nix::unistd::setgroups(&gids) {
+        Ok(()) => true,
         // A user namespace with setgroups denied (rootless) cannot set
         // groups; that is fine only when none were asked for.
-        Err(Errno::EPERM) if in_userns && gids.is_empty() => {}
+        Err(Errno::EPERM) if in_userns && gids.is_empty() => false,
         Err(e) => {
             return Err(err(format!(
                 "setgroups {:?} (process.user.additionalGids)",
                 user.additional_gids()
             ))(e));
         }
-    }
+    };
     let gid = Gid::from_raw(user.gid());
     nix::unistd::setresgid(gid, gid, gid)
         .map_err(err(format!("setresgid {} (process.user.gid)", user.gid())))?;
     let uid = Uid::from_raw(user.uid());
     nix::unistd::setresuid(uid, uid, uid)
         .map_err(err(format!("setresuid {} (process.user.uid)", user.uid())))?;
+    verify_ids(user, groups_set.then_some(gids.as_slice()))?;
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
 
@@ -250,6 +251,49 @@ pub fn user_and_caps(p: &Process, in_userns: bool) -> Result<(), ProcessError> {
                 "process.capabilities.ambient: {cap} not raised (it must be permitted and inheritable): {e}"
             );
         }
+    }
+    Ok(())
+}
+
+/// Checks that the switch really gave the ids asked for (real, effective
+/// and saved uid/gid, and the supplementary groups): a value the kernel
+/// reads as "unchanged" (`(uid_t)-1`) or any other surprise is an error, not
+/// a process left running as root.
+fn verify_ids(user: &oci_spec::runtime::User, gids: Option<&[Gid]>) -> Result<(), ProcessError> {
+    let r = nix::unistd::getresuid().map_err(err("getresuid"))?;
+    let want = Uid::from_raw(user.uid());
+    if [r.real, r.effective, r.saved] != [want; 3] {
+        return Err(err(format!(
+            "verify uid: asked for {} (process.user.uid), running as {}/{}/{}",
+            user.uid(),
+            r.real,
+            r.effective,
+            r.saved
+        ))(Errno::EPERM));
+    }
+    let g = nix::unistd::getresgid().map_err(err("getresgid"))?;
+    let want = Gid::from_raw(user.gid());
+    if [g.real, g.effective, g.saved] != [want; 3] {
+        return Err(err(format!(
+            "verify gid: asked for {} (process.user.gid), running as {}/{}/{}",
+            user.gid(),
+            g.real,
+            g.effective,
+            g.saved
+        ))(Errno::EPERM));
+    }
+    // Rootless with setgroups denied keeps the inherited groups (None).
+    let Some(gids) = gids else { return Ok(()) };
+    let mut have = nix::unistd::getgroups().map_err(err("getgroups"))?;
+    let mut want: Vec<Gid> = gids.to_vec();
+    have.sort_unstable_by_key(|g| g.as_raw());
+    have.dedup();
+    want.sort_unstable_by_key(|g| g.as_raw());
+    want.dedup();
+    if have != want {
+        return Err(err(format!(
+            "verify additional gids: asked for {want:?} (process.user.additionalGids), have {have:?}"
+        ))(Errno::EPERM));
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ mod default;
 mod validate;
 
 pub use default::default_spec;
-pub use validate::{RLIMITS, validate};
+pub use validate::{MAX_ID, RLIMITS, check_user_ids, validate};
 
 use std::fs;
 use std::path::{Path, PathBuf};

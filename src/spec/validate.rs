@@ -51,6 +51,38 @@ const IPC_SYSCTLS: &[&str] = &[
     "kernel.shm_rmid_forced",
 ];
 
+/// The largest uid/gid cuddy accepts. `(uid_t)-1` (4294967295) means
+/// "leave unchanged" to setresuid(2)/setresgid(2)/fchown(2), so a process
+/// asked to run as uid 4294967295 would silently stay root; ids above
+/// 2^31-1 are refused as runc does (its ids are Go ints capped at MaxInt32).
+pub const MAX_ID: u32 = i32::MAX as u32;
+
+/// Checks `process.user` ids are within 0..=[`MAX_ID`]; on error returns the
+/// field (`process.user.uid`, `process.user.gid`,
+/// `process.user.additionalGids[N]`) and why.
+pub fn check_user_ids(user: &oci_spec::runtime::User) -> Result<(), (String, String)> {
+    let bad = |field: String, id: u32| {
+        Err((
+            field,
+            format!(
+                "{id} is outside 0..={MAX_ID} (4294967295 would mean \"unchanged\" to setresuid/setresgid)"
+            ),
+        ))
+    };
+    if user.uid() > MAX_ID {
+        return bad("process.user.uid".into(), user.uid());
+    }
+    if user.gid() > MAX_ID {
+        return bad("process.user.gid".into(), user.gid());
+    }
+    for (i, g) in user.additional_gids().iter().flatten().enumerate() {
+        if *g > MAX_ID {
+            return bad(format!("process.user.additionalGids[{i}]"), *g);
+        }
+    }
+    Ok(())
+}
+
 /// Checks `spec` and returns the absolute root filesystem path.
 pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecError> {
     // config.md "Specification version": cuddy implements 1.x.
@@ -108,6 +140,7 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
             format!("{:?} must be an absolute path", process.cwd()),
         ));
     }
+    check_user_ids(process.user()).map_err(|(field, reason)| invalid(cfg, field, reason))?;
     if let Some(env) = process.env() {
         for e in env {
             if !e.contains('=') {
