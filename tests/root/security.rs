@@ -128,7 +128,15 @@ fn cve_2019_5736_rootfs(ctx: &Ctx) -> std::path::PathBuf {
     std::fs::write(
         rootfs.join("stage2"),
         r#"for i in $(seq 1 200); do
-  if (exec 3<>/proc/self/fd/$1) 2>/tmp/err; then echo WRITABLE > /result; exit 0; fi
+  if (exec 3<>/proc/self/fd/$1) 2>/tmp/err; then
+    # Opened: write its own first byte back (no change if it works).
+    if head -c1 /proc/self/fd/$1 | dd of=/proc/self/fd/$1 bs=1 count=1 conv=notrunc 2>/tmp/err; then
+      echo WRITABLE > /result
+    else
+      cat /tmp/err > /result
+    fi
+    exit 0
+  fi
   if ! grep -q busy /tmp/err; then cat /tmp/err > /result; exit 0; fi
   sleep 0.05
 done
@@ -159,17 +167,40 @@ fn wait_result(rootfs: &std::path::Path) -> String {
 /// dynamic loader, which keeps an fd on it and later reopens it for writing.
 /// cuddy runs container-side code only from a sealed view of its binary
 /// (src/exeseal.rs): the reopen fails with EROFS, and the host binary is
-/// unchanged. Both the entrypoint (`run`) and `exec` are attacked.
+/// unchanged. Both the entrypoint (`run`) and `exec` are attacked, with
+/// each sealing method (the overlay view: EROFS on open; the sealed memfd:
+/// EPERM on write).
 #[test]
 fn cve_2019_5736_host_binary_cannot_be_reopened_for_writing() {
+    cve_2019_5736(None, "Read-only file system");
+}
+
+#[test]
+fn cve_2019_5736_with_the_memfd_seal() {
+    cve_2019_5736(Some("memfd"), "Operation not permitted");
+}
+
+fn cve_2019_5736(method: Option<&str>, want: &str) {
     require_root!();
     if !cfg!(target_arch = "x86_64") {
         eprintln!("skipped: the fake loader is x86-64 only");
         return;
     }
     let before = std::fs::read(CUDDY).unwrap();
-    let ctx = Ctx::new("cve5736");
+    let ctx = Ctx::new(if method.is_some() {
+        "cve5736m"
+    } else {
+        "cve5736"
+    });
     let rootfs = cve_2019_5736_rootfs(&ctx);
+    let cuddy = |args: &[&str]| {
+        let mut c = ctx.cmd();
+        c.args(args);
+        if let Some(m) = method {
+            c.env("CUDDY_EXESEAL", m);
+        }
+        c.output().unwrap()
+    };
 
     // The entrypoint.
     let id = ctx.id("run");
@@ -197,9 +228,9 @@ fn cve_2019_5736_host_binary_cannot_be_reopened_for_writing() {
         &ctx.cuddy(&["run", "-d", "--bundle", b.to_str().unwrap(), &id]),
         "run -d",
     );
-    assert_ok(&ctx.cuddy(&["exec", "-d", &id, "/evil.sh"]), "exec -d");
+    assert_ok(&cuddy(&["exec", "-d", &id, "/evil.sh"]), "exec -d");
     let r = wait_result(&rootfs);
-    assert!(r.contains("Read-only file system"), "exec attack: {r}");
+    assert!(r.contains(want), "exec attack: {r}");
     assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete");
     ctx.assert_no_leftovers(&id);
 
