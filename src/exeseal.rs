@@ -200,7 +200,7 @@ fn overlay_view() -> Result<(OwnedFd, CString), ExesealError> {
             Errno::ENOENT,
         ));
     }
-    let empty = TempDir::new()?;
+    let empty = TempDir::new(dir)?;
     let lower = format!("{}:{}", escape_lower(dir), escape_lower(&empty.0));
     let ctx = fsopen("overlay")?;
     fsconfig_str(&ctx, "lowerdir", &lower)?;
@@ -246,8 +246,22 @@ fn escape_lower(p: &Path) -> String {
 struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new() -> Result<TempDir, ExesealError> {
-        let tmpl = std::env::temp_dir().join("cuddy-exeseal-XXXXXX");
+    /// In the first of the usual temporary directories that is not inside
+    /// `avoid` (overlayfs refuses layers inside one another: ELOOP).
+    fn new(avoid: &Path) -> Result<TempDir, ExesealError> {
+        let bases = [
+            std::env::temp_dir(),
+            PathBuf::from("/run"),
+            PathBuf::from("/dev/shm"),
+            PathBuf::from("/var/tmp"),
+        ];
+        let base = bases
+            .iter()
+            .find(|b| !b.starts_with(avoid) && b.is_dir())
+            .ok_or_else(|| {
+                sys(format!("a temporary directory outside {}", avoid.display()))(Errno::ENOENT)
+            })?;
+        let tmpl = base.join("cuddy-exeseal-XXXXXX");
         nix::unistd::mkdtemp(&tmpl)
             .map(TempDir)
             .map_err(sys(format!("mkdtemp {}", tmpl.display())))
@@ -426,11 +440,14 @@ mod tests {
 
     #[test]
     fn temp_dir_is_removed() {
-        let d = TempDir::new().unwrap();
+        let d = TempDir::new(Path::new("/nonexistent")).unwrap();
         let p = d.0.clone();
         assert!(p.is_dir());
         drop(d);
         assert!(!p.exists());
+        // Never inside the binary's directory.
+        let d = TempDir::new(&std::env::temp_dir()).unwrap();
+        assert!(!d.0.starts_with(std::env::temp_dir()), "{:?}", d.0);
     }
 
     #[test]
