@@ -8,6 +8,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod console;
 pub mod container;
+pub mod fds;
 pub mod features;
 pub mod hooks;
 pub mod logging;

@@ -321,9 +321,11 @@ fn spawn(
         listen_pid,
         late_cgroup,
     };
+    let keep = ctx.keep();
     let joiner = match clone(
         nix::sched::CloneFlags::empty(),
         cg_fd.as_ref().map(|f| f.as_raw_fd()),
+        &keep,
     )? {
         Forked::Child => {
             drop(parent_chan);
