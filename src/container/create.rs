@@ -292,7 +292,8 @@ fn spawn(
     let keep = ctx.keep();
     let (mut pid, mut pidfd) = match clone(flags, into, &keep)? {
         Forked::Child => {
-            drop(parent_chan);
+            // Already closed by clone (not in `keep`): never drop it here.
+            std::mem::forget(parent_chan);
             if ns.two_stage {
                 init::run_middle(ctx)
             }

@@ -328,7 +328,8 @@ fn spawn(
         &keep,
     )? {
         Forked::Child => {
-            drop(parent_chan);
+            // Already closed by clone (not in `keep`): never drop it here.
+            std::mem::forget(parent_chan);
             run_joiner(ctx)
         }
         Forked::Parent { pid, .. } => pid,

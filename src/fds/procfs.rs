@@ -77,8 +77,10 @@ fn is_procfs(fd: BorrowedFd) -> bool {
 impl ProcFs {
     /// A new procfs instance of the caller's PID namespace, showing only
     /// process directories (`subset=pid`: no /proc/sys, no sysrq-trigger),
-    /// mounted read-only, nosuid, nodev, noexec and attached nowhere.
-    pub fn detached_pids() -> Result<ProcFs, ProcError> {
+    /// mounted nosuid, nodev, noexec (and read-only when `read_only`: a
+    /// magic-link reopen still reaches its target for writing) and attached
+    /// nowhere.
+    pub fn detached_pids(read_only: bool) -> Result<ProcFs, ProcError> {
         let what = "detached, subset=pid";
         // SAFETY: NUL-terminated fs name; returns a new fd or -1.
         let fsfd = unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC) };
@@ -116,7 +118,10 @@ impl ProcFs {
             "fsconfig subset=pid",
         )?;
         set(c"", None, FSCONFIG_CMD_CREATE, "fsconfig create")?;
-        let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+        let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+        if read_only {
+            attrs |= MOUNT_ATTR_RDONLY;
+        }
         // SAFETY: a created fs context fd; returns a new mount fd or -1.
         let m =
             unsafe { libc::syscall(libc::SYS_fsmount, fsfd.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
@@ -162,7 +167,7 @@ impl ProcFs {
     /// For per-process files: a detached instance when the kernel allows
     /// one, else the verified mounted /proc.
     pub fn for_pids() -> Result<ProcFs, ProcError> {
-        Self::detached_pids().or_else(|_| Self::mounted())
+        Self::detached_pids(false).or_else(|_| Self::mounted())
     }
 
     /// Opens `rel` (relative to the procfs root) without leaving the

@@ -298,7 +298,7 @@ fn setup_container(ctx: &mut InitContext) -> Result<Prepared, String> {
     // namespace (made now, while we still may mount), never the host's:
     // the host procfs handle is closed here, before pivot_root, so no
     // process of the container ever finds it in our fd table.
-    let fifo_proc = ProcFs::detached_pids()
+    let fifo_proc = ProcFs::detached_pids(true)
         .map_err(|e| format!("a procfs of the container's PID namespace for the exec fifo: {e}"))?;
     drop(host_proc);
     finish_rootfs(&cfg, root).map_err(|e| e.to_string())?;
