@@ -224,17 +224,20 @@ impl ProcFs {
     /// `flags`, through `thread-self/fd/N` of this procfs, and checks that
     /// the result is the same file.
     pub fn reopen(&self, fd: BorrowedFd, flags: i32) -> Result<OwnedFd, ProcError> {
-        let dir = self.open("thread-self/fd", libc::O_PATH | libc::O_DIRECTORY)?;
-        let name = format!("{}", fd.as_raw_fd());
+        // The fd directory is checked to be on this procfs, then closed: the
+        // open below may block (a fifo) and must hold nothing else meanwhile.
+        drop(self.open("thread-self/fd", libc::O_PATH | libc::O_DIRECTORY)?);
+        let rel = format!("thread-self/fd/{}", fd.as_raw_fd());
         let sys = |op: &str, source| ProcError::Sys {
-            op: format!("{op} /proc/thread-self/fd/{name}"),
+            op: format!("{op} /proc/{rel}"),
             what: self.what,
             source,
         };
-        // The last component is the magic link itself: plain openat follows it.
+        // The last component is the magic link itself: plain openat follows
+        // it; what it opened is checked to be the same file.
         let new = nix::fcntl::openat(
-            &dir,
-            name.as_str(),
+            &self.root,
+            rel.as_str(),
             nix::fcntl::OFlag::from_bits_retain(flags | libc::O_CLOEXEC),
             nix::sys::stat::Mode::empty(),
         )

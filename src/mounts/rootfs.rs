@@ -377,7 +377,11 @@ pub fn prepare_rootfs(cfg: &RootfsConfig) -> Result<InRoot, MountError> {
 
     // The process's cwd is created if missing (as runc does).
     if let Some(p) = cfg.spec.process() {
-        root.ensure(p.cwd(), Kind::Dir)?;
+        root.ensure(p.cwd(), Kind::Dir)
+            .map_err(|e| MountError::Other {
+                what: format!("process.cwd {}", p.cwd().display()),
+                reason: e.to_string(),
+            })?;
     }
     Ok(root)
 }
