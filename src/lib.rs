@@ -9,6 +9,7 @@ pub mod cli;
 pub mod console;
 pub mod container;
 pub mod exeseal;
+pub mod fds;
 pub mod features;
 pub mod hooks;
 pub mod logging;

@@ -179,8 +179,26 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Fds 3..3+N that this command passes on to the container: --preserve-fds
+/// plus LISTEN_FDS (create, run, exec); none for the other commands.
+fn passed_fds(cli: &Cli) -> u32 {
+    let preserve = match &cli.command {
+        Command::Create(a) => a.flags.preserve_fds,
+        Command::Run(a) => a.flags.preserve_fds,
+        Command::Exec(a) => a.preserve_fds,
+        _ => return 0,
+    };
+    preserve.saturating_add(cuddy::fds::listen_fds())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // First thing: no fd the caller leaked survives an execve of ours (the
+    // CVE-2024-21626 class); children also close them right after clone.
+    if let Err(e) = cuddy::fds::mark_inherited_cloexec(passed_fds(&cli)) {
+        eprintln!("cuddy: {e}");
+        return ExitCode::FAILURE;
+    }
     if let Err(e) = cuddy::logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         eprintln!("cuddy: {e}");
         return ExitCode::FAILURE;

@@ -14,15 +14,16 @@
 //! type) and joined with setns(2) by the child, user namespace first so that
 //! the others are joined with the capabilities it grants.
 
-use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+
+use crate::fds::procfs::{ProcError, ProcFs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
@@ -60,6 +61,12 @@ pub enum NamespaceError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Proc {
+        what: String,
+        #[source]
+        source: ProcError,
     },
     #[error("unshare {typ} namespace: {source}")]
     Unshare {
@@ -256,17 +263,20 @@ fn map_text(maps: &[LinuxIdMapping]) -> String {
 }
 
 /// Writes uid_map, setgroups and gid_map of `pid` (in the parent, which has
-/// the privileges the child lacks in its new user namespace). `setgroups` is
-/// set to "deny" only when the caller is unprivileged, which the kernel
+/// the privileges the child lacks in its new user namespace), through a
+/// procfs handle cuddy opened and verified (`crate::fds::procfs`). `setgroups`
+/// is set to "deny" only when the caller is unprivileged, which the kernel
 /// requires before an unprivileged gid_map write.
-pub fn write_id_maps(proc_root: &Path, pid: i32, spec: &Spec) -> Result<(), NamespaceError> {
+pub fn write_id_maps(proc: &ProcFs, pid: i32, spec: &Spec) -> Result<(), NamespaceError> {
     let Some(linux) = spec.linux() else {
         return Ok(());
     };
-    let dir = proc_root.join(pid.to_string());
     let w = |name: &str, text: String| {
-        let path = dir.join(name);
-        fs::write(&path, text).map_err(|source| NamespaceError::Write { path, source })
+        proc.write(&format!("{pid}/{name}"), text.as_bytes())
+            .map_err(|source| NamespaceError::Proc {
+                what: format!("linux.uidMappings/gidMappings of pid {pid} ({name})"),
+                source,
+            })
     };
     w(
         "uid_map",
@@ -282,11 +292,11 @@ pub fn write_id_maps(proc_root: &Path, pid: i32, spec: &Spec) -> Result<(), Name
 }
 
 /// In the child: unshare a time namespace (which only sets the namespace of
-/// future children), write its offsets through the trusted procfs fd (only
+/// future children), write its offsets through the verified procfs (only
 /// possible while no process is in it), then enter it with setns on
 /// `time_for_children`. Newer kernels would also switch at execve, older ones
 /// (e.g. 6.1) do not, so cuddy enters it itself.
-pub fn new_time_ns(proc_fd: &OwnedFd, offsets: &[(u32, i64, u32)]) -> Result<(), NamespaceError> {
+pub fn new_time_ns(proc: &ProcFs, offsets: &[(u32, i64, u32)]) -> Result<(), NamespaceError> {
     nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME)).map_err(|source| {
         NamespaceError::Unshare {
             typ: "time",
@@ -294,12 +304,21 @@ pub fn new_time_ns(proc_fd: &OwnedFd, offsets: &[(u32, i64, u32)]) -> Result<(),
         }
     })?;
     if !offsets.is_empty() {
-        write_time_offsets(proc_fd, offsets)?;
+        write_time_offsets(proc, offsets)?;
     }
     let path = PathBuf::from("/proc/self/ns/time_for_children");
+    // An nsfs file, not a procfs one: opened beneath the verified procfs
+    // without following magic links is not possible (ns/* are magic links),
+    // so open the ns directory checked, then the entry from it.
+    let dir = proc
+        .open("self/ns", libc::O_PATH | libc::O_DIRECTORY)
+        .map_err(|source| NamespaceError::Proc {
+            what: "linux.namespaces type time".into(),
+            source,
+        })?;
     let fd = nix::fcntl::openat(
-        proc_fd,
-        "self/ns/time_for_children",
+        &dir,
+        "time_for_children",
         OFlag::O_RDONLY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
@@ -317,25 +336,18 @@ pub fn new_time_ns(proc_fd: &OwnedFd, offsets: &[(u32, i64, u32)]) -> Result<(),
     })
 }
 
-fn write_time_offsets(
-    proc_fd: &OwnedFd,
-    offsets: &[(u32, i64, u32)],
-) -> Result<(), NamespaceError> {
+fn write_time_offsets(proc: &ProcFs, offsets: &[(u32, i64, u32)]) -> Result<(), NamespaceError> {
     let text: String = offsets
         .iter()
         .map(|(c, s, n)| format!("{c} {s} {n}\n"))
         .collect();
     let path = PathBuf::from("/proc/self/timens_offsets");
-    let fd = nix::fcntl::openat(
-        proc_fd,
-        "self/timens_offsets",
-        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| NamespaceError::Write {
-        path: path.clone(),
-        source: e.into(),
-    })?;
+    let fd = proc
+        .open("self/timens_offsets", libc::O_WRONLY)
+        .map_err(|source| NamespaceError::Proc {
+            what: "linux.timeOffsets".into(),
+            source,
+        })?;
     // The kernel parses one offset per write.
     for line in text.lines() {
         nix::unistd::write(&fd, format!("{line}\n").as_bytes()).map_err(|e| {

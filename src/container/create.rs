@@ -16,6 +16,7 @@ use super::{
     validate_id,
 };
 use crate::cgroups::{self, Cgroup};
+use crate::fds::procfs::ProcFs;
 use crate::hooks;
 use crate::namespaces;
 use crate::process::clone::{Forked, clone};
@@ -74,23 +75,11 @@ impl Undo<'_> {
     }
 }
 
-/// /proc opened once and checked to really be procfs (a bind mount of
-/// something else over /proc must not fool cuddy into writing uid maps or
-/// sysctls to arbitrary files).
-fn open_proc() -> Result<OwnedFd> {
-    let fd = open(
-        "/proc",
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(sys_err("open /proc"))?;
-    let st = nix::sys::statfs::fstatfs(&fd).map_err(sys_err("fstatfs /proc"))?;
-    if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
-        return Err(ContainerError::Unsupported(
-            "/proc is not a procfs mount".into(),
-        ));
-    }
-    Ok(fd)
+/// A verified procfs handle (`crate::fds::procfs`): a bind mount of
+/// something else over /proc must not fool cuddy into writing uid maps,
+/// oom_score_adj or sysctls to arbitrary files.
+fn proc_err(e: crate::fds::procfs::ProcError) -> ContainerError {
+    ContainerError::Unsupported(format!("procfs: {e}"))
 }
 
 /// Writes the pid file atomically (runc's --pid-file), relative to the cwd.
@@ -255,7 +244,7 @@ fn spawn(
         .map_err(io_err("chmod", &fifo_path))?;
     let fifo = open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(sys_err(format!("open {}", fifo_path.display())))?;
-    let proc_fd = open_proc()?;
+    let proc = ProcFs::mounted().map_err(proc_err)?;
     let (parent_chan, child_chan) =
         Channel::pair().map_err(io_err("socketpair", "sync channel"))?;
 
@@ -280,7 +269,7 @@ fn spawn(
         ns,
         chan: child_chan,
         fifo,
-        proc_fd,
+        proc: Some(proc),
         no_pivot: opts.no_pivot,
         no_new_keyring: opts.no_new_keyring,
         preserve_fds,
@@ -302,9 +291,11 @@ fn spawn(
     } else {
         (ns.clone_flags, cg_fd.as_ref().map(|f| f.as_raw_fd()))
     };
-    let (mut pid, mut pidfd) = match clone(flags, into)? {
+    let keep = ctx.keep();
+    let (mut pid, mut pidfd) = match clone(flags, into, &keep)? {
         Forked::Child => {
-            drop(parent_chan);
+            // Already closed by clone (not in `keep`): never drop it here.
+            std::mem::forget(parent_chan);
             if ns.two_stage {
                 init::run_middle(ctx)
             }
@@ -352,21 +343,30 @@ fn spawn(
             Err(e) => return Err(io_err("receive", "sync channel")(e)),
         }
     }
-    if ns.new_user {
-        namespaces::write_id_maps(&root.proc, pid.as_raw(), &bundle.spec)?;
+    let oom = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.oom_score_adj());
+    let pids_proc = if ns.new_user || oom.is_some() {
+        Some(ProcFs::for_pids().map_err(proc_err)?)
+    } else {
+        None
+    };
+    if let (true, Some(proc)) = (ns.new_user, &pids_proc) {
+        namespaces::write_id_maps(proc, pid.as_raw(), &bundle.spec)?;
     }
     if cg_fd.is_none() && !ns.two_stage {
         cgroup.add_process(pid.as_raw())?;
     }
-    if let Some(adj) = bundle
-        .spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.oom_score_adj())
-    {
-        let p = root.proc.join(pid.to_string()).join("oom_score_adj");
-        fs::write(&p, adj.to_string()).map_err(io_err("write (process.oomScoreAdj)", p))?;
+    if let (Some(adj), Some(proc)) = (oom, &pids_proc) {
+        proc.write(
+            &format!("{}/oom_score_adj", pid.as_raw()),
+            adj.to_string().as_bytes(),
+        )
+        .map_err(|e| ContainerError::Unsupported(format!("process.oomScoreAdj {adj}: {e}")))?;
     }
+    drop(pids_proc);
     if let Err(e) = parent_chan.send(&Msg::Go) {
         return Err(oom_in_setup(cgroup).unwrap_or_else(|| io_err("send", "sync channel")(e)));
     }

@@ -359,12 +359,15 @@ fn spawn(
         listen_pid,
         late_cgroup,
     };
+    let keep = ctx.keep();
     let joiner = match clone(
         nix::sched::CloneFlags::empty(),
         cg_fd.as_ref().map(|f| f.as_raw_fd()),
+        &keep,
     )? {
         Forked::Child => {
-            drop(parent_chan);
+            // Already closed by clone (not in `keep`): never drop it here.
+            std::mem::forget(parent_chan);
             run_joiner(ctx)
         }
         Forked::Parent { pid, .. } => pid,
@@ -384,8 +387,14 @@ fn spawn(
     parent_chan
         .send(&Msg::Go)
         .map_err(|e| kill_joiner(io_err("send", "sync channel")(e)))?;
-    // The joiner sends the process's pid (or an error) and exits.
-    let first = parent_chan.recv();
+    // The joiner sends the process's pid (or an error) and exits. The
+    // process shares the channel and may report Ready (paused container)
+    // before the joiner gets to send the pid: take it in either order.
+    let mut first = parent_chan.recv();
+    let early_ready = late_cgroup && matches!(first, Ok(Some(Msg::Ready)));
+    if early_ready {
+        first = parent_chan.recv();
+    }
     let _ = waitpid(joiner, None);
     let pid = match first {
         Ok(Some(Msg::Pid(p))) => Pid::from_raw(p),
@@ -401,7 +410,12 @@ fn spawn(
         // Paused container (--ignore-paused): the process is set up and waits;
         // moved into the frozen cgroup it freezes until the container resumes,
         // then execs.
-        match parent_chan.recv() {
+        let ready = if early_ready {
+            Ok(Some(Msg::Ready))
+        } else {
+            parent_chan.recv()
+        };
+        match ready {
             Ok(Some(Msg::Ready)) => {}
             Ok(Some(Msg::Error(e))) => {
                 let _ = waitpid(pid, None);

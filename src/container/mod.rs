@@ -223,7 +223,9 @@ impl Root {
     }
 
     /// Takes the container's lock (flock on its directory) so verbs on one
-    /// id run one at a time.
+    /// id run one at a time. The fd is close-on-exec, and every child cuddy
+    /// clones closes it at once (`crate::fds::close_all_except`): no container
+    /// process ever holds the state directory (issue 7 item 2).
     pub fn lock(&self, id: &str) -> Result<Flock<OwnedFd>> {
         validate_id(id)?;
         let d = self.dir(id);

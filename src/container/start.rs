@@ -114,6 +114,7 @@ trait NonBlock {
 impl NonBlock for fs::OpenOptions {
     fn custom_flags_nonblock(&mut self) -> &mut Self {
         use std::os::unix::fs::OpenOptionsExt;
-        self.custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        // O_NOFOLLOW: the fifo is cuddy's own, never a link planted there.
+        self.custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
     }
 }

@@ -9,6 +9,7 @@
 mod cgroupfs;
 mod devices;
 mod flags;
+pub mod procsys;
 mod rootfs;
 mod secure;
 

@@ -11,6 +11,7 @@ use oci_spec::runtime::{Mount, Spec};
 use super::cgroupfs::mount_cgroupfs;
 use super::devices::{self, Dev};
 use super::flags::{MountOptions, parse_options};
+use super::procsys;
 use super::secure::{InRoot, Kind, fd_path};
 use super::{MountError, sys};
 
@@ -130,6 +131,7 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
         ));
     }
     let typ = m.typ().as_deref().unwrap_or("");
+    check_proc_sys_dest(root, m, typ, cfg.bundle).map_err(invalid)?;
     if typ == "cgroup" {
         return mount_cgroupfs(
             root,
@@ -215,6 +217,69 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
     }
     let target = root.open_mounted(dest, &target)?;
     finish_mount(&target, &shown, &opts)
+}
+
+/// The destination as resolved inside the root, for the /proc and /sys
+/// rules (`procsys`), and proc/sysfs only on a real directory: never through
+/// a symlink (CVE-2019-16884: `/proc -> /host/dir` in the image). Creates
+/// the destination when missing (inside the root, as the mount would).
+fn check_proc_sys_dest(root: &InRoot, m: &Mount, typ: &str, bundle: &Path) -> Result<(), String> {
+    let dest = m.destination();
+    let opts = m.options().clone().unwrap_or_default();
+    let bind = procsys::is_bind(typ, &opts);
+    if matches!(typ, "proc" | "sysfs") && !bind {
+        match super::openat2(
+            root.fd.as_raw_fd(),
+            dest,
+            libc::O_PATH,
+            libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS,
+        ) {
+            Err(Errno::ELOOP) => {
+                return Err(format!(
+                    "a {typ} filesystem must be mounted on a directory, not through a symlink ({} is or goes through one in the rootfs)",
+                    dest.display()
+                ));
+            }
+            Ok(fd) => {
+                let st = nix::sys::stat::fstat(&fd).map_err(|e| format!("fstat: {e}"))?;
+                if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                    return Err(format!(
+                        "a {typ} filesystem must be mounted on a directory, and {} is not one",
+                        dest.display()
+                    ));
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    let src = m.source().clone().map(|s| bundle.join(s));
+    let kind = match &src {
+        // A missing source: the mount itself reports it.
+        Some(s) if bind && !s.exists() => return Ok(()),
+        Some(s) if bind && !s.is_dir() => Kind::File,
+        _ => Kind::Dir,
+    };
+    let target = root.ensure(dest, kind).map_err(|e| e.to_string())?;
+    let link = |fd: &OwnedFd| {
+        std::fs::read_link(fd_path(fd)).map_err(|e| format!("resolve {}: {e}", dest.display()))
+    };
+    let (top, at) = (link(&root.fd)?, link(&target)?);
+    let inside = at.strip_prefix(&top).map_err(|_| {
+        format!(
+            "{} resolves outside the rootfs ({})",
+            dest.display(),
+            at.display()
+        )
+    })?;
+    procsys::check(
+        &procsys::clean(&Path::new("/").join(inside)),
+        typ,
+        bind,
+        || {
+            src.as_deref()
+                .map_or(procsys::Source::Other, procsys::source_kind)
+        },
+    )
 }
 
 fn finish_mount(target: &OwnedFd, shown: &Path, opts: &MountOptions) -> Result<(), MountError> {
@@ -312,7 +377,11 @@ pub fn prepare_rootfs(cfg: &RootfsConfig) -> Result<InRoot, MountError> {
 
     // The process's cwd is created if missing (as runc does).
     if let Some(p) = cfg.spec.process() {
-        root.ensure(p.cwd(), Kind::Dir)?;
+        root.ensure(p.cwd(), Kind::Dir)
+            .map_err(|e| MountError::Other {
+                what: format!("process.cwd {}", p.cwd().display()),
+                reason: e.to_string(),
+            })?;
     }
     Ok(root)
 }

@@ -13,6 +13,7 @@ use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 
 use super::ProcessError;
+use crate::fds::{Keep, close_all_except};
 
 /// `struct clone_args` (linux/sched.h), version 2 (with `cgroup`).
 #[repr(C)]
@@ -49,8 +50,15 @@ pub fn ensure_single_threaded() -> Result<(), ProcessError> {
 }
 
 /// Forks into new namespaces, optionally straight into a cgroup (v2,
-/// CLONE_INTO_CGROUP) and returning a pidfd.
-pub fn clone(flags: CloneFlags, cgroup_fd: Option<RawFd>) -> Result<Forked, ProcessError> {
+/// CLONE_INTO_CGROUP) and returning a pidfd. The child keeps only the fds in
+/// `keep` (plus stdio and the preserved range): everything else it inherited
+/// (the state directory's lock, the cgroup fd, the caller's leaked fds, the
+/// parent's other handles) is closed before it returns from here.
+pub fn clone(
+    flags: CloneFlags,
+    cgroup_fd: Option<RawFd>,
+    keep: &Keep,
+) -> Result<Forked, ProcessError> {
     ensure_single_threaded()?;
     super::setup::remember_self_exe();
     let mut pidfd: RawFd = -1;
@@ -110,6 +118,15 @@ pub fn clone(flags: CloneFlags, cgroup_fd: Option<RawFd>) -> Result<Forked, Proc
         // execve of a normal program makes a process dumpable again.
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        // Without re-exec the child holds every fd of the parent until its
+        // own execve (close-on-exec does not help before that), and the
+        // container can see it (a CAP_SYS_PTRACE process opens
+        // /proc/PID/fd/N): close all but what it needs, now.
+        if let Err(e) = close_all_except(keep) {
+            eprintln!("cuddy: container process: {e}");
+            // SAFETY: _exit skips the copied parent's destructors.
+            unsafe { libc::_exit(1) };
+        }
         return Ok(Forked::Child);
     }
     let pid = Pid::from_raw(r as i32);

@@ -18,7 +18,7 @@
 //! execs. Errors go to cuddy over the sync channel (close-on-exec, so EOF
 //! after the last message means execve succeeded).
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
@@ -28,6 +28,8 @@ use super::clone::{Forked, clone};
 use super::setup;
 use super::sync::{Channel, Msg};
 use crate::console;
+use crate::fds::Keep;
+use crate::fds::procfs::ProcFs;
 use crate::namespaces::{self, JoinNs};
 
 /// What the exec child needs, prepared by the parent.
@@ -51,6 +53,33 @@ pub struct ExecContext<'a> {
     pub late_cgroup: bool,
 }
 
+impl ExecContext<'_> {
+    /// The fds the joiner keeps after its clone (the namespace fds are
+    /// closed once joined, before the process is forked).
+    pub fn keep(&self) -> Keep {
+        let mut fds = vec![self.chan.as_fd().as_raw_fd()];
+        fds.extend(self.console.as_ref().map(AsRawFd::as_raw_fd));
+        fds.extend(self.join.iter().map(|j| j.fd.as_raw_fd()));
+        Keep {
+            preserve: self.preserve_fds,
+            fds,
+        }
+    }
+}
+
+/// process.oomScoreAdj, written by the joiner for itself, before it joins
+/// anything, through a procfs handle it verified (never the container's
+/// /proc, which a container process may have mounted over: CVE-2025-52881);
+/// the process forked next inherits it (fork copies oom_score_adj).
+fn oom_score_adj(p: &Process) -> Result<(), String> {
+    let Some(adj) = p.oom_score_adj() else {
+        return Ok(());
+    };
+    let proc = ProcFs::for_pids().map_err(|e| format!("process.oomScoreAdj {adj}: {e}"))?;
+    proc.write("self/oom_score_adj", adj.to_string().as_bytes())
+        .map_err(|e| format!("process.oomScoreAdj {adj}: {e}"))
+}
+
 fn exit(code: i32) -> ! {
     // SAFETY: _exit skips atexit handlers and destructors of the parent's
     // copied memory.
@@ -58,10 +87,14 @@ fn exit(code: i32) -> ! {
 }
 
 /// Runs in the joiner; never returns.
-pub fn run_joiner(ctx: ExecContext) -> ! {
+pub fn run_joiner(mut ctx: ExecContext) -> ! {
     match ctx.chan.recv() {
         Ok(Some(Msg::Go)) => {}
         _ => exit(1),
+    }
+    if let Err(e) = oom_score_adj(ctx.process) {
+        let _ = ctx.chan.send(&Msg::Error(e));
+        exit(1);
     }
     for j in &ctx.join {
         if let Err(e) = namespaces::join(j) {
@@ -69,7 +102,10 @@ pub fn run_joiner(ctx: ExecContext) -> ! {
             exit(1);
         }
     }
-    match clone(CloneFlags::CLONE_PARENT, None) {
+    // Joined: the namespace fds are of no use to the process, which the
+    // container can see from its birth.
+    ctx.join.clear();
+    match clone(CloneFlags::CLONE_PARENT, None, &ctx.keep()) {
         Ok(Forked::Child) => run_process(ctx),
         Ok(Forked::Parent { pid, .. }) => {
             let _ = ctx.chan.send(&Msg::Pid(pid.as_raw()));
@@ -84,8 +120,8 @@ pub fn run_joiner(ctx: ExecContext) -> ! {
     }
 }
 
-fn run_process(ctx: ExecContext) -> ! {
-    match prepare(&ctx) {
+fn run_process(mut ctx: ExecContext) -> ! {
+    match prepare(&mut ctx) {
         Ok(p) => {
             let e = exec(&ctx, p);
             let _ = ctx.chan.send(&Msg::Error(e));
@@ -98,15 +134,16 @@ fn run_process(ctx: ExecContext) -> ! {
     }
 }
 
-fn prepare(ctx: &ExecContext) -> Result<setup::ExecTarget, String> {
+fn prepare(ctx: &mut ExecContext) -> Result<setup::ExecTarget, String> {
     let p = ctx.process;
     if ctx.in_userns {
         // Be root of the user namespace until the process's own user is set.
         let _ = nix::unistd::setresgid(0.into(), 0.into(), 0.into());
         let _ = nix::unistd::setresuid(0.into(), 0.into(), 0.into());
     }
-    if let Some(sock) = &ctx.console {
+    if let Some(sock) = ctx.console.take() {
         // setns(CLONE_NEWNS) made the container's root our "/".
+        // The console socket is dropped once the master is sent.
         let root = nix::fcntl::open(
             "/",
             nix::fcntl::OFlag::O_PATH
@@ -121,17 +158,11 @@ fn prepare(ctx: &ExecContext) -> Result<setup::ExecTarget, String> {
             console::set_size(pty.slave.as_fd(), sz.height() as u16, sz.width() as u16)
                 .map_err(|e| e.to_string())?;
         }
-        console::send_master(sock, &pty.master).map_err(|e| e.to_string())?;
+        console::send_master(&sock, &pty.master).map_err(|e| e.to_string())?;
         drop(pty.master);
         console::become_tty_owner(&pty.slave).map_err(|e| e.to_string())?;
     }
     setup::rlimits(p).map_err(|e| e.to_string())?;
-    if let Some(adj) = p.oom_score_adj() {
-        // Before dropping capabilities: lowering it needs CAP_SYS_RESOURCE.
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
-            format!("write /proc/self/oom_score_adj (process.oomScoreAdj {adj}): {e}")
-        })?;
-    }
     setup::scheduler(p).map_err(|e| e.to_string())?;
     setup::io_priority(p).map_err(|e| e.to_string())?;
     crate::lsm::apply_exec_labels(&crate::lsm::ExecLabels {
@@ -143,8 +174,7 @@ fn prepare(ctx: &ExecContext) -> Result<setup::ExecTarget, String> {
     nix::sys::stat::umask(Mode::from_bits_truncate(
         p.user().umask().unwrap_or(0o022) as libc::mode_t
     ));
-    nix::unistd::chdir(p.cwd().as_path())
-        .map_err(|e| format!("chdir {} (cwd): {e}", p.cwd().display()))?;
+    setup::chdir_in_root(p.cwd(), "cwd")?;
     let mut env: Vec<String> = p.env().clone().unwrap_or_default();
     env.extend(ctx.extra_env.iter().cloned());
     if ctx.listen_pid {

@@ -7,14 +7,15 @@
 //! reading, then execs.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
-use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::Mode;
 
 use super::setup;
 use super::sync::{Channel, Msg};
 use crate::console;
+use crate::fds::Keep;
+use crate::fds::procfs::ProcFs;
 use crate::hooks;
 use crate::mounts::{RootfsConfig, finish_rootfs, prepare_rootfs};
 use crate::namespaces::{self, NsPlan};
@@ -30,8 +31,10 @@ pub struct InitContext<'a> {
     pub chan: Channel,
     /// O_PATH fd of the exec fifo in the state directory.
     pub fifo: OwnedFd,
-    /// The host's /proc (checked to be procfs), usable after pivot_root.
-    pub proc_fd: OwnedFd,
+    /// The host's /proc (verified procfs root): sysctls, time offsets,
+    /// mountinfo. Closed before pivot_root (`take`n), never seen by the
+    /// container's processes.
+    pub proc: Option<ProcFs>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     /// Extra fds 3..3+N that the process inherits.
@@ -45,9 +48,24 @@ pub struct InitContext<'a> {
     pub console: Option<OwnedFd>,
 }
 
+impl InitContext<'_> {
+    /// The fds the middle process and the init keep after the clone; every
+    /// other fd is closed (`crate::fds::close_all_except`).
+    pub fn keep(&self) -> Keep {
+        let mut fds: Vec<RawFd> = vec![self.chan.as_fd().as_raw_fd(), self.fifo.as_raw_fd()];
+        fds.extend(self.proc.as_ref().map(ProcFs::as_raw_fd));
+        fds.extend(self.console.as_ref().map(AsRawFd::as_raw_fd));
+        fds.extend(self.ns.join.iter().map(|j| j.fd.as_raw_fd()));
+        Keep {
+            preserve: self.preserve_fds,
+            fds,
+        }
+    }
+}
+
 /// Runs in the child; never returns.
-pub fn run(ctx: InitContext) -> ! {
-    let code = match setup_container(&ctx) {
+pub fn run(mut ctx: InitContext) -> ! {
+    let code = match setup_container(&mut ctx) {
         Ok(prepared) => exec(ctx, prepared),
         Err(e) => {
             let _ = ctx.chan.send(&Msg::Error(e));
@@ -94,7 +112,7 @@ fn middle(ctx: &InitContext) -> Result<Option<()>, String> {
         namespaces::join(j).map_err(|e| e.to_string())?;
     }
     let flags = ctx.ns.clone_flags | nix::sched::CloneFlags::CLONE_PARENT;
-    let pidfd = match super::clone::clone(flags, None).map_err(|e| e.to_string())? {
+    let pidfd = match super::clone::clone(flags, None, &ctx.keep()).map_err(|e| e.to_string())? {
         super::clone::Forked::Child => return Ok(Some(())),
         super::clone::Forked::Parent { pidfd, .. } => {
             pidfd.ok_or("clone: no pidfd for the init")?
@@ -102,7 +120,10 @@ fn middle(ctx: &InitContext) -> Result<Option<()>, String> {
     };
     // The pid clone3 returned is in our PID namespace, which may be one the
     // container joined; the host procfs shows it in the parent's namespace.
-    let info = read_proc(&ctx.proc_fd, &format!("self/fdinfo/{}", pidfd.as_raw_fd()))?;
+    let proc = ctx.proc.as_ref().ok_or("no procfs handle")?;
+    let info = proc
+        .read_to_string(&format!("self/fdinfo/{}", pidfd.as_raw_fd()))
+        .map_err(|e| e.to_string())?;
     let pid = info
         .lines()
         .find_map(|l| l.strip_prefix("Pid:"))
@@ -118,20 +139,23 @@ struct Prepared {
     /// State JSON for the startContainer hooks (status "created").
     start_state: Option<String>,
     target: setup::ExecTarget,
+    /// A detached procfs of the container's own PID namespace (subset=pid),
+    /// to reopen the exec fifo after pivot_root: it shows nothing the
+    /// container's own /proc does not (docs/fds.md).
+    fifo_proc: ProcFs,
 }
 
-fn read_proc(proc_fd: &OwnedFd, rel: &str) -> Result<String, String> {
-    let fd = openat(
-        proc_fd,
-        rel,
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("open /proc/{rel}: {e}"))?;
-    std::io::read_to_string(std::fs::File::from(fd)).map_err(|e| format!("read /proc/{rel}: {e}"))
+/// Closes the fds of the namespaces joined by path, once joined.
+fn close_joined(ctx: &InitContext) {
+    for j in &ctx.ns.join {
+        // SAFETY: the NsPlan belongs to the parent's stack frame, which this
+        // child never returns to (it execs or _exits): its OwnedFds are never
+        // dropped or used here again.
+        unsafe { libc::close(j.fd.as_raw_fd()) };
+    }
 }
 
-fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
+fn setup_container(ctx: &mut InitContext) -> Result<Prepared, String> {
     let spec = &ctx.bundle.spec;
     let Some(process) = spec.process() else {
         return Err("config.json: process: missing".into());
@@ -155,11 +179,13 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
         }
         namespaces::join(j).map_err(|e| e.to_string())?;
     }
+    close_joined(ctx);
+    let host_proc = ctx.proc.take().ok_or("no procfs handle")?;
     // The time namespace before the switch to the mapped root: that switch
     // makes us non-dumpable, which leaves /proc/self/timens_offsets owned by
     // the (unmapped) host root and unwritable for us.
     if let Some(offsets) = &ctx.ns.new_time {
-        namespaces::new_time_ns(&ctx.proc_fd, offsets).map_err(|e| e.to_string())?;
+        namespaces::new_time_ns(&host_proc, offsets).map_err(|e| e.to_string())?;
     }
     // Inside a user namespace (new, or joined by the middle process) become
     // its root, so files we create are owned by a mapped id.
@@ -198,12 +224,17 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
         no_pivot: ctx.no_pivot,
         userns: ctx.ns.in_userns,
         cgroupns: ctx.ns.new_cgroup,
-        mountinfo: read_proc(&ctx.proc_fd, "self/mountinfo")?,
-        self_cgroup: read_proc(&ctx.proc_fd, "self/cgroup")?,
+        mountinfo: host_proc
+            .read_to_string("self/mountinfo")
+            .map_err(|e| e.to_string())?,
+        self_cgroup: host_proc
+            .read_to_string("self/cgroup")
+            .map_err(|e| e.to_string())?,
     };
     let root = prepare_rootfs(&cfg).map_err(|e| e.to_string())?;
-    // sysctl through the host procfs fd: the values are those of the
-    // namespaces of the writer (us), and no file in the rootfs is involved.
+    // sysctl through the verified host procfs handle (never the
+    // container's /proc, which its config or image may redirect): the
+    // values are those of the namespaces of the writer (us).
     for (k, v) in spec
         .linux()
         .as_ref()
@@ -212,14 +243,8 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
         .flatten()
     {
         let rel = format!("sys/{}", k.replace('.', "/"));
-        let fd = openat(
-            &ctx.proc_fd,
-            rel.as_str(),
-            OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-            Mode::empty(),
-        )
-        .map_err(|e| format!("linux.sysctl {k:?}: open /proc/{rel}: {e}"))?;
-        nix::unistd::write(&fd, v.as_bytes())
+        host_proc
+            .write(&rel, v.as_bytes())
             .map_err(|e| format!("linux.sysctl {k:?} = {v:?}: {e}"))?;
     }
     // Hooks: the parent runs prestart and createRuntime (runtime namespace)
@@ -256,8 +281,7 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
     // The terminal: a pty from the container's devpts, /dev/console bound
     // to it (still through the host's /proc, before pivot_root), the master
     // sent over the console socket, the slave our controlling tty and stdio.
-    if let Some(sock) = &ctx.console {
-        use std::os::fd::AsFd;
+    if let Some(sock) = ctx.console.take() {
         let pty = console::open_pty(root.fd.as_fd(), &root.path).map_err(|e| e.to_string())?;
         if let Some(sz) = process.console_size() {
             console::set_size(pty.slave.as_fd(), sz.height() as u16, sz.width() as u16)
@@ -265,10 +289,18 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
         }
         console::mount_console(root.fd.as_fd(), &root.path, &pty.slave)
             .map_err(|e| e.to_string())?;
-        console::send_master(sock, &pty.master).map_err(|e| e.to_string())?;
+        console::send_master(&sock, &pty.master).map_err(|e| e.to_string())?;
         drop(pty.master);
+        drop(sock);
         console::become_tty_owner(&pty.slave).map_err(|e| e.to_string())?;
     }
+    // The exec fifo is reopened later through a procfs of our own PID
+    // namespace (made now, while we still may mount), never the host's:
+    // the host procfs handle is closed here, before pivot_root, so no
+    // process of the container ever finds it in our fd table.
+    let fifo_proc = ProcFs::detached_pids(true)
+        .map_err(|e| format!("a procfs of the container's PID namespace for the exec fifo: {e}"))?;
+    drop(host_proc);
     finish_rootfs(&cfg, root).map_err(|e| e.to_string())?;
 
     // 4. The process.
@@ -286,8 +318,7 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
     nix::sys::stat::umask(Mode::from_bits_truncate(
         process.user().umask().unwrap_or(0o022) as libc::mode_t,
     ));
-    nix::unistd::chdir(process.cwd().as_path())
-        .map_err(|e| format!("chdir {} (process.cwd): {e}", process.cwd().display()))?;
+    setup::chdir_in_root(process.cwd(), "process.cwd")?;
 
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     env.extend(ctx.extra_env.iter().cloned());
@@ -295,6 +326,7 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
     Ok(Prepared {
         start_state,
         target,
+        fifo_proc,
     })
 }
 
@@ -341,20 +373,17 @@ fn exec(ctx: InitContext, p: Prepared) -> i32 {
     wait_signals_terminate();
     // Block until `cuddy start` opens the fifo for reading. The fifo lives in
     // the host's state directory; we reach it through our own fd table via
-    // the host procfs (the container's /proc may not exist).
-    let rel = format!("thread-self/fd/{}", ctx.fifo.as_raw_fd());
-    let w = match openat(
-        &ctx.proc_fd,
-        rel.as_str(),
-        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) {
+    // our private procfs (the container's /proc may not exist, and may be
+    // anything). Then both the O_PATH fd and that procfs are closed.
+    let w = match p.fifo_proc.reopen(ctx.fifo.as_fd(), libc::O_WRONLY) {
         Ok(fd) => fd,
         Err(e) => {
             eprintln!("cuddy: open exec fifo: {e}");
             return 1;
         }
     };
+    drop(p.fifo_proc);
+    drop(ctx.fifo);
     // startContainer hooks: after `start`, before execve, in the container.
     // `start` waits for our byte on the fifo: "0" when the process is about
     // to be exec'd, otherwise the hook's error, which `start` reports.

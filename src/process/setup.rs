@@ -298,6 +298,48 @@ fn verify_ids(user: &oci_spec::runtime::User, gids: Option<&[Gid]>) -> Result<()
     Ok(())
 }
 
+/// Changes to `cwd` (process.cwd or `exec --cwd`) resolved inside our root
+/// ("/" is the container's root by now): openat2 with RESOLVE_IN_ROOT |
+/// RESOLVE_NO_MAGICLINKS, so neither a symlink to `/proc/self/fd/N` nor `..`
+/// can lead out (the CVE-2024-21626 class), then fchdir, then getcwd must
+/// give an absolute path that is not "(unreachable)..." (as runc's
+/// verifyCwd). Runs as the final user, so search permission is checked as a
+/// chdir would.
+pub fn chdir_in_root(cwd: &Path, field: &str) -> Result<(), String> {
+    let fail = |why: String| format!("{field} {}: {why}", cwd.display());
+    let root = crate::mounts::openat2(
+        libc::AT_FDCWD,
+        Path::new("/"),
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    )
+    .map_err(|e| fail(format!("open /: {e}")))?;
+    let dir = crate::mounts::open_in_root(
+        std::os::fd::AsRawFd::as_raw_fd(&root),
+        cwd,
+        libc::O_PATH | libc::O_DIRECTORY,
+    )
+    .map_err(|e| {
+        if e == Errno::ELOOP {
+            fail(
+                "refusing a /proc magic link (or too many symlinks) in the working directory"
+                    .into(),
+            )
+        } else {
+            fail(std::io::Error::from(e).to_string())
+        }
+    })?;
+    nix::unistd::fchdir(&dir).map_err(|e| fail(format!("fchdir: {e}")))?;
+    let now = nix::unistd::getcwd().map_err(|e| fail(format!("getcwd: {e}")))?;
+    if !now.is_absolute() || now.as_os_str().as_bytes().starts_with(b"(unreachable)") {
+        return Err(fail(format!(
+            "the working directory is outside the container ({})",
+            now.display()
+        )));
+    }
+    Ok(())
+}
+
 /// The program to execute, found and vetted inside the container.
 ///
 /// The directory holding it is pinned by an O_PATH fd resolved without /proc
@@ -484,15 +526,9 @@ pub fn execve_with_fds(t: &ExecTarget, preserve_fds: u32) -> String {
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     let first = 3 + preserve_fds;
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
+    if let Err(e) = crate::fds::cloexec_from(preserve_fds) {
+        return format!("exec: {e}");
+    }
     for fd in 3..first {
         // SAFETY: clearing FD_CLOEXEC on an fd number; harmless if not open.
         unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };

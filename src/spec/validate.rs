@@ -215,6 +215,22 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
                     format!("{:?} must be an absolute path", m.destination()),
                 ));
             }
+            // Nothing over /proc/self, /proc/sys, ... (runc's checkProcMount;
+            // checked again on the resolved destination before mounting).
+            use crate::mounts::procsys;
+            let typ = m.typ().as_deref().unwrap_or("");
+            let opts = m.options().clone().unwrap_or_default();
+            let src = m.source().clone().map(|s| bundle.join(s));
+            procsys::check(
+                &procsys::clean(m.destination()),
+                typ,
+                procsys::is_bind(typ, &opts),
+                || {
+                    src.as_deref()
+                        .map_or(procsys::Source::Other, procsys::source_kind)
+                },
+            )
+            .map_err(|why| invalid(cfg, format!("mounts[{i}].destination"), why))?;
         }
     }
 

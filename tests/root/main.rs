@@ -6,6 +6,7 @@ mod bad_input;
 mod cgroups;
 mod common;
 mod containerd;
+mod escapes_fds;
 mod escapes_rootfs;
 mod exec;
 mod hooks;

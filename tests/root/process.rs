@@ -779,7 +779,8 @@ fn give_fd3(c: &mut std::process::Command, raw: i32) {
     // SAFETY: dup2 is async-signal-safe.
     unsafe {
         c.pre_exec(move || {
-            if libc::dup2(raw, 3) < 0 {
+            // dup2(3, 3) keeps FD_CLOEXEC: clear it explicitly.
+            if libc::dup2(raw, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
