@@ -9,21 +9,16 @@
 //! execve (the user's program): AppArmor takes `exec PROFILE`, SELinux the
 //! context itself.
 //!
-//! The attr file is opened through a procfs instance cuddy made itself
-//! (`fsopen("proc")`, never attached anywhere the container can reach), or
-//! when that is not allowed (a user namespace whose mount namespace has no
-//! fully visible procfs), through the container's `/proc` without following
-//! any symlink; either way the opened file is checked to be on procfs
-//! (`fstatfs`), so a mount or symlink planted over `/proc` cannot redirect
-//! the write (CVE-2019-16884, CVE-2023-28642, CVE-2025-52881).
+//! The attr file is opened through a verified procfs handle
+//! (`fds::procfs::ProcFs`: a private instance made with `fsopen("proc")`,
+//! else the mounted `/proc` checked to be a procfs root), walked without
+//! magic links or mount crossings and checked with `fstatfs`, so a mount or
+//! symlink planted over `/proc` cannot redirect the write (CVE-2019-16884,
+//! CVE-2023-28642, CVE-2025-52881).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
-use nix::errno::Errno;
-
-/// statfs(2) f_type of procfs (linux/magic.h).
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+use crate::fds::procfs::{ProcError, ProcFs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LsmError {
@@ -42,7 +37,7 @@ pub enum LsmError {
         label: String,
         path: String,
         #[source]
-        source: nix::Error,
+        source: ProcError,
     },
 }
 
@@ -118,121 +113,34 @@ pub fn apply_exec_labels(l: &ExecLabels) -> Result<(), LsmError> {
     if l.is_empty() {
         return Ok(());
     }
-    let procfs = ProcRoot::open();
+    let apply = |field: &str, label: &str, attr: &str, data: &[u8]| -> Result<(), LsmError> {
+        let fail = |source: ProcError| LsmError::Apply {
+            field: field.into(),
+            label: label.into(),
+            path: format!("/proc/thread-self/attr/{attr}"),
+            source,
+        };
+        let procfs = ProcFs::for_pids().map_err(fail)?;
+        procfs
+            .write(&format!("thread-self/attr/{attr}"), data)
+            .map_err(fail)
+    };
     if let Some(p) = l.apparmor.as_deref().filter(|p| !p.is_empty()) {
         let data = format!("exec {p}");
-        let field = "process.apparmorProfile";
         // Linux 5.1 moved AppArmor's files to attr/apparmor/; the old
-        // attr/exec is used when that is absent.
-        procfs
-            .write_attr("apparmor/exec", data.as_bytes())
-            .or_else(|_| procfs.write_attr("exec", data.as_bytes()))
-            .map_err(|(path, source)| LsmError::Apply {
-                field: field.into(),
-                label: p.into(),
-                path,
-                source,
-            })?;
+        // attr/exec is used where that is absent.
+        apply(
+            "process.apparmorProfile",
+            p,
+            "apparmor/exec",
+            data.as_bytes(),
+        )
+        .or_else(|_| apply("process.apparmorProfile", p, "exec", data.as_bytes()))?;
     }
     if let Some(s) = l.selinux.as_deref().filter(|s| !s.is_empty()) {
-        procfs
-            .write_attr("exec", s.as_bytes())
-            .map_err(|(path, source)| LsmError::Apply {
-                field: "process.selinuxLabel".into(),
-                label: s.into(),
-                path,
-                source,
-            })?;
+        apply("process.selinuxLabel", s, "exec", s.as_bytes())?;
     }
     Ok(())
-}
-
-/// A procfs directory we trust: a private instance, or the process's `/proc`.
-enum ProcRoot {
-    Private(OwnedFd),
-    Visible,
-}
-
-impl ProcRoot {
-    fn open() -> ProcRoot {
-        match private_procfs() {
-            Ok(fd) => ProcRoot::Private(fd),
-            Err(e) => {
-                tracing::debug!("private procfs: {e}; using /proc without symlinks");
-                ProcRoot::Visible
-            }
-        }
-    }
-
-    /// Writes `<pid>/task/<tid>/attr/<name>` (no symlink on the way: not
-    /// `self` nor `thread-self`), after checking the file is on procfs.
-    fn write_attr(&self, name: &str, data: &[u8]) -> Result<(), (String, nix::Error)> {
-        let rel = format!(
-            "{}/task/{}/attr/{name}",
-            std::process::id(),
-            nix::unistd::gettid()
-        );
-        let (dirfd, shown) = match self {
-            ProcRoot::Private(fd) => (fd.as_raw_fd(), format!("<private procfs>/{rel}")),
-            ProcRoot::Visible => (libc::AT_FDCWD, format!("/proc/{rel}")),
-        };
-        let path = match self {
-            ProcRoot::Private(_) => rel,
-            ProcRoot::Visible => format!("/proc/{rel}"),
-        };
-        let fd = crate::mounts::openat2(
-            dirfd,
-            Path::new(&path),
-            libc::O_WRONLY,
-            libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
-        )
-        .map_err(|e| (shown.clone(), e))?;
-        let st = nix::sys::statfs::fstatfs(&fd).map_err(|e| (shown.clone(), e))?;
-        if st.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
-            return Err((shown, Errno::EXDEV));
-        }
-        nix::unistd::write(&fd, data).map_err(|e| (shown, e))?;
-        Ok(())
-    }
-}
-
-/// `fsopen("proc")` + `fsmount`: a procfs of our own PID namespace that is
-/// attached nowhere (no mount, symlink or race of the container's can touch it).
-fn private_procfs() -> nix::Result<OwnedFd> {
-    // SAFETY: fsopen(2) with a NUL-terminated name; FSOPEN_CLOEXEC = 1.
-    let ctx = unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), 1u32) };
-    if ctx < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: a new fd owned by us.
-    let ctx = unsafe { OwnedFd::from_raw_fd(ctx as RawFd) };
-    // SAFETY: FSCONFIG_CMD_CREATE (6) takes no key or value.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            ctx.as_raw_fd(),
-            6u32,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(Errno::last());
-    }
-    // FSMOUNT_CLOEXEC = 1; MOUNT_ATTR_NOSUID|NODEV|NOEXEC = 2|4|8.
-    // SAFETY: fsmount(2) with integer arguments on a created context.
-    let m = unsafe { libc::syscall(libc::SYS_fsmount, ctx.as_raw_fd(), 1u32, 14u32) };
-    if m < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: a new fd owned by us.
-    let m = unsafe { OwnedFd::from_raw_fd(m as RawFd) };
-    let st = nix::sys::statfs::fstatfs(&m)?;
-    if st.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
-        return Err(Errno::EXDEV);
-    }
-    Ok(m)
 }
 
 #[cfg(test)]

@@ -322,7 +322,10 @@ fn setup_container(ctx: &mut InitContext) -> Result<Prepared, String> {
 
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     env.extend(ctx.extra_env.iter().cloned());
-    let target = setup::exec_target(process, env)?;
+    let mut target = setup::exec_target(process, env)?;
+    // Found and checked now (errors belong to `create`), executed after
+    // `start` once vetted again: no directory fd is held meanwhile.
+    target.release();
     Ok(Prepared {
         start_state,
         target,

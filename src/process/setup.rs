@@ -349,7 +349,8 @@ pub fn chdir_in_root(cwd: &Path, field: &str) -> Result<(), String> {
 /// time it is executed with `AT_SYMLINK_NOFOLLOW`, so it cannot be swapped
 /// for one either. The process gets `name` as its comm, as with execve.
 pub struct Program {
-    pub dir: OwnedFd,
+    /// None once released (`ExecTarget::release`): vetted again before exec.
+    pub dir: Option<OwnedFd>,
     pub name: CString,
     pub nofollow: bool,
     /// The path as found, for messages and for scripts (below).
@@ -422,7 +423,7 @@ fn vet(p: &Path) -> Result<Program, String> {
     .map(|l| l.st_mode & libc::S_IFMT == libc::S_IFLNK)
     .map_err(|e| format!("exec: {p:?}: {e}"))?;
     Ok(Program {
-        dir,
+        dir: Some(dir),
         name: name_c,
         nofollow: !link,
         path: CString::new(p.as_os_str().as_bytes())
@@ -490,6 +491,15 @@ pub struct ExecTarget {
     pub env: Vec<std::ffi::CString>,
 }
 
+impl ExecTarget {
+    /// Drops the vetted directory fd: the created-state init holds no fd but
+    /// the exec fifo's while the container can see it; `execve_with_fds`
+    /// vets the same path again right before the exec.
+    pub fn release(&mut self) {
+        self.program.dir = None;
+    }
+}
+
 /// The last steps before execve shared by the container's init and `exec`:
 /// HOME when the config has none, the executable looked up as the final user,
 /// noNewPrivileges. `env` is the process's environment plus any extras.
@@ -533,7 +543,20 @@ pub fn execve_with_fds(t: &ExecTarget, preserve_fds: u32) -> String {
         // SAFETY: clearing FD_CLOEXEC on an fd number; harmless if not open.
         unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
     }
-    let e = execveat(&t.program, &t.args, &t.env);
+    let revetted;
+    let program = if t.program.dir.is_some() {
+        &t.program
+    } else {
+        let path = Path::new(std::ffi::OsStr::from_bytes(t.program.path.as_bytes()));
+        match vet(path) {
+            Ok(p) => {
+                revetted = p;
+                &revetted
+            }
+            Err(e) => return e,
+        }
+    };
+    let e = execveat(program, &t.args, &t.env);
     format!(
         "exec {}: {}",
         Path::new(std::ffi::OsStr::from_bytes(t.program.path.as_bytes())).display(),
@@ -568,7 +591,7 @@ fn execveat(p: &Program, args: &[CString], env: &[CString]) -> Errno {
     unsafe {
         libc::syscall(
             libc::SYS_execveat,
-            p.dir.as_raw_fd(),
+            p.dir.as_ref().map_or(libc::AT_FDCWD, |d| d.as_raw_fd()),
             p.name.as_ptr(),
             argv.as_ptr(),
             envp.as_ptr(),
