@@ -14,5 +14,6 @@ pub mod logging;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;
+pub mod seccomp;
 pub mod spec;
 pub mod utils;

@@ -49,6 +49,8 @@ pub struct ExecContext<'a> {
     /// (frozen) cgroup only when set up, right before execve, moved there by
     /// the parent; it freezes there until the container is resumed.
     pub late_cgroup: bool,
+    /// linux.seccomp of the container, compiled by the parent.
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 fn exit(code: i32) -> ! {
@@ -134,6 +136,8 @@ fn prepare(ctx: &ExecContext) -> Result<setup::ExecTarget, String> {
     }
     setup::scheduler(p).map_err(|e| e.to_string())?;
     setup::io_priority(p).map_err(|e| e.to_string())?;
+    let sc = ctx.seccomp.as_ref();
+    crate::seccomp::load(sc, crate::seccomp::Stage::BeforeCaps, &ctx.chan)?;
     setup::user_and_caps(p, ctx.in_userns).map_err(|e| e.to_string())?;
     nix::sys::stat::umask(Mode::from_bits_truncate(
         p.user().umask().unwrap_or(0o022) as libc::mode_t
@@ -145,7 +149,9 @@ fn prepare(ctx: &ExecContext) -> Result<setup::ExecTarget, String> {
     if ctx.listen_pid {
         env.push(format!("LISTEN_PID={}", std::process::id()));
     }
-    setup::exec_target(p, env)
+    let target = setup::exec_target(p, env)?;
+    crate::seccomp::load(sc, crate::seccomp::Stage::Late, &ctx.chan)?;
+    Ok(target)
 }
 
 /// Returns only when execve failed, with the message.

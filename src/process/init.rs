@@ -43,6 +43,8 @@ pub struct InitContext<'a> {
     pub hooks_sync: bool,
     /// Connected console socket when `process.terminal` is true.
     pub console: Option<OwnedFd>,
+    /// linux.seccomp, compiled by the parent.
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 /// Runs in the child; never returns.
@@ -275,6 +277,8 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
     setup::rlimits(process).map_err(|e| e.to_string())?;
     setup::scheduler(process).map_err(|e| e.to_string())?;
     setup::io_priority(process).map_err(|e| e.to_string())?;
+    let sc = ctx.seccomp.as_ref();
+    crate::seccomp::load(sc, crate::seccomp::Stage::BeforeCaps, &ctx.chan)?;
     setup::user_and_caps(process, ctx.ns.in_userns).map_err(|e| e.to_string())?;
     nix::sys::stat::umask(Mode::from_bits_truncate(
         process.user().umask().unwrap_or(0o022) as libc::mode_t,
@@ -285,6 +289,7 @@ fn setup_container(ctx: &InitContext) -> Result<Prepared, String> {
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     env.extend(ctx.extra_env.iter().cloned());
     let target = setup::exec_target(process, env)?;
+    crate::seccomp::load(sc, crate::seccomp::Stage::Late, &ctx.chan)?;
     Ok(Prepared {
         start_state,
         target,

@@ -13,5 +13,6 @@ mod lifecycle;
 mod mounts;
 mod process;
 mod schema;
+mod seccomp;
 mod security;
 mod terminal;
