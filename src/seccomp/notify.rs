@@ -55,6 +55,8 @@ pub fn recv(chan: &Channel, h: Option<&Handoff>) -> std::io::Result<Option<Msg>>
                         if let Err(e) = h.send(fd) {
                             return Ok(Some(Msg::Error(e.to_string())));
                         }
+                        // Release the child's barrier (see program::load).
+                        chan.send(&Msg::Go)?;
                     }
                     Ok(Taken::Message(m)) => return Ok(m),
                     Err(e) => return Ok(Some(Msg::Error(e.to_string()))),
@@ -81,6 +83,7 @@ fn take_listener(chan: &Channel, pid: i32, n: i32) -> Result<Taken, SeccompError
     let pidfd = crate::process::clone::pidfd_open(nix::unistd::Pid::from_raw(pid))
         .map_err(sys(format!("pidfd_open {pid}")))?;
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut readable = false;
     loop {
         // SAFETY: pidfd_getfd with a valid pidfd; the result is a new fd we own.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), n, 0) };
@@ -101,16 +104,20 @@ fn take_listener(chan: &Channel, pid: i32, n: i32) -> Result<Taken, SeccompError
         if e != Errno::EBADF {
             return Err(sys(format!("pidfd_getfd fd {n} of process {pid}"))(e));
         }
-        // Not loaded yet: wait a little for the child (or its error).
+        if readable {
+            // The child wrote and still has no listener: it failed (its
+            // error or EOF); after a load it waits at its barrier instead.
+            let m = chan
+                .recv()
+                .map_err(|e| SeccompError::Listener(format!("sync channel: {e}")))?;
+            return Ok(Taken::Message(m));
+        }
+        // Not loaded yet: wait a little for the child (or its error), then
+        // look for the listener once more before reading any message.
         let mut fds = [PollFd::new(chan.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(2u8)) {
             Ok(0) | Err(Errno::EINTR) => {}
-            Ok(_) => {
-                let m = chan
-                    .recv()
-                    .map_err(|e| SeccompError::Listener(format!("sync channel: {e}")))?;
-                return Ok(Taken::Message(m));
-            }
+            Ok(_) => readable = true,
             Err(e) => return Err(sys("poll sync channel")(e)),
         }
         if Instant::now() > deadline {

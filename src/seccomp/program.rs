@@ -155,5 +155,13 @@ pub fn load(prog: Option<&Program>, stage: Stage, chan: &Channel) -> Result<(), 
             "seccomp: the listener got fd {r}, not the announced {want:?}"
         ));
     }
+    if want.is_some() {
+        // A barrier: go on (and, above all, never execve, which closes the
+        // listener) only once the parent has the listener. Its result does
+        // not matter: either the parent's ack arrives after the hand-off, or
+        // the recv itself is notified, which an agent can only answer once
+        // it has the listener.
+        let _ = chan.recv();
+    }
     Ok(())
 }

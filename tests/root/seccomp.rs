@@ -289,56 +289,113 @@ fn cache_hit_and_corrupt_entries() {
     assert_eq!(cache_entries(&ctx).len(), 2);
 }
 
-/// The seccomp agent: accepts one connection, checks the container process
-/// state, answers getppid with 4242 and lets every other notified syscall
-/// continue. Returns the state it received.
-fn agent(listener: std::os::unix::net::UnixListener) -> std::thread::JoinHandle<Value> {
+#[test]
+fn cache_fill_is_safe_under_concurrency() {
+    require_root!();
+    let ctx = Ctx::new("sccon");
+    // Eight containers with one profile start at once on an empty cache:
+    // each writes a unique temporary file and renames it into place.
+    let sc = allow_but(
+        json!([{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 122}]),
+    );
+    let c = with_seccomp(&ctx, &["mkdir", "/tmp/x"], sc);
+    let ids: Vec<String> = (0..8).map(|i| ctx.id(&format!("c{i}"))).collect();
+    let bundles: Vec<_> = ids.iter().map(|id| ctx.bundle(id, &c)).collect();
+    let children: Vec<_> = ids
+        .iter()
+        .zip(&bundles)
+        .map(|(id, b)| {
+            let mut cmd = ctx.cmd();
+            cmd.args(["run", "--bundle", b.to_str().unwrap(), id]);
+            std::thread::spawn(move || output_with_timeout(cmd, 60))
+        })
+        .collect();
+    for ch in children {
+        let out = ch.join().unwrap();
+        assert!(
+            stderr(&out).contains("Disk quota exceeded"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let entries = cache_entries(&ctx);
+    assert_eq!(
+        entries.len(),
+        1,
+        "one entry, no temporary files: {entries:?}"
+    );
+}
+
+/// One agent connection: reads the container process state and the
+/// listener, answers getppid with 4242 and lets every other notified syscall
+/// continue until the filtered processes are gone. Returns the state.
+fn serve(conn: std::os::unix::net::UnixStream) -> Value {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    let mut fd = None;
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(f) = c {
+            // SAFETY: fds received with SCM_RIGHTS are ours.
+            fd = Some(unsafe { OwnedFd::from_raw_fd(f[0]) });
+        }
+    }
+    let n = msg.bytes;
+    let mut body = buf[..n].to_vec();
+    // Read to EOF: the runtime closes the connection after one state.
+    std::io::Read::read_to_end(&mut &conn, &mut body).unwrap();
+    let state: Value = serde_json::from_slice(&body).unwrap();
+    let fd = fd.expect("seccompFd in SCM_RIGHTS");
+    loop {
+        // SAFETY: plain C struct of integers; all-zero is valid.
+        let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: ioctl on the listener with a zeroed seccomp_notif.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) } < 0 {
+            break; // the filtered processes are gone
+        }
+        // SAFETY: plain C struct of integers; all-zero is valid.
+        let mut resp: libc::seccomp_notif_resp = unsafe { std::mem::zeroed() };
+        resp.id = req.id;
+        if req.data.nr == libc::SYS_getppid as i32 {
+            resp.val = 4242;
+        } else {
+            resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
+        }
+        // SAFETY: ioctl with a filled seccomp_notif_resp.
+        unsafe { libc::ioctl(fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
+    }
+    state
+}
+
+/// The seccomp agent at `sock`: serves `conns` connections, each in its
+/// own thread; returns their states in order of connection.
+fn agent(sock: &Path, conns: usize) -> std::thread::JoinHandle<Vec<Value>> {
+    let listener = std::os::unix::net::UnixListener::bind(sock).unwrap();
     std::thread::spawn(move || {
-        use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-        let (conn, _) = listener.accept().unwrap();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::empty(),
-        )
-        .unwrap();
-        let mut fd = None;
-        for c in msg.cmsgs().unwrap() {
-            if let ControlMessageOwned::ScmRights(f) = c {
-                // SAFETY: fds received with SCM_RIGHTS are ours.
-                fd = Some(unsafe { OwnedFd::from_raw_fd(f[0]) });
-            }
-        }
-        let n = msg.bytes;
-        let mut body = buf[..n].to_vec();
-        // Read to EOF: the runtime closes the connection after one state.
-        std::io::Read::read_to_end(&mut &conn, &mut body).unwrap();
-        let state: Value = serde_json::from_slice(&body).unwrap();
-        let fd = fd.expect("seccompFd in SCM_RIGHTS");
-        loop {
-            // SAFETY: plain C struct of integers; all-zero is valid.
-            let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
-            // SAFETY: ioctl on the listener with a zeroed seccomp_notif.
-            if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) } < 0
-            {
-                break; // the filtered process is gone
-            }
-            // SAFETY: plain C struct of integers; all-zero is valid.
-            let mut resp: libc::seccomp_notif_resp = unsafe { std::mem::zeroed() };
-            resp.id = req.id;
-            if req.data.nr == libc::SYS_getppid as i32 {
-                resp.val = 4242;
-            } else {
-                resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
-            }
-            // SAFETY: ioctl with a filled seccomp_notif_resp.
-            unsafe { libc::ioctl(fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
-        }
-        state
+        let served: Vec<_> = (0..conns)
+            .map(|_| {
+                let (conn, _) = listener.accept().unwrap();
+                std::thread::spawn(move || serve(conn))
+            })
+            .collect();
+        served.into_iter().map(|t| t.join().unwrap()).collect()
+    })
+}
+
+fn notify_profile(sock: &Path, names: &[&str]) -> Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "listenerMetadata": "cuddy-test-metadata",
+        "syscalls": [{"names": names, "action": "SCMP_ACT_NOTIFY"}]
     })
 }
 
@@ -348,17 +405,23 @@ fn notify_listener_answers_syscalls() {
     let ctx = Ctx::new("scnotify");
     for nnp in [true, false] {
         let sock = ctx.dir.path().join(format!("agent-{nnp}.sock"));
-        let th = agent(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+        let th = agent(&sock, 1);
         // Without noNewPrivileges the filter loads before the capability
         // drop, so cuddy's own capset and setgroups are notified too: the
         // agent must already have the listener (no deadlock).
-        let sc = json!({
-            "defaultAction": "SCMP_ACT_ALLOW",
-            "listenerPath": sock,
-            "listenerMetadata": "cuddy-test-metadata",
-            "syscalls": [{"names": ["getppid", "capset", "setgroups", "write", "sendto"], "action": "SCMP_ACT_NOTIFY"}]
-        });
-        let mut c = with_seccomp(&ctx, &["/bin/probe", "--syscall", GETPPID], sc);
+        let names = [
+            "getppid",
+            "capset",
+            "setgroups",
+            "write",
+            "sendto",
+            "recvfrom",
+        ];
+        let mut c = with_seccomp(
+            &ctx,
+            &["/bin/probe", "--syscall", GETPPID],
+            notify_profile(&sock, &names),
+        );
         c["process"]["noNewPrivileges"] = json!(nnp);
         let id = ctx.id(&format!("n{nnp}"));
         let out = ctx.run(&id, &c);
@@ -366,7 +429,7 @@ fn notify_listener_answers_syscalls() {
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["ret"], 4242, "the agent's answer");
         // config-linux.md "The Container Process State".
-        let st = th.join().unwrap();
+        let st = th.join().unwrap().remove(0);
         assert_eq!(st["fds"], json!(["seccompFd"]));
         assert_eq!(st["metadata"], "cuddy-test-metadata");
         assert!(st["ociVersion"].as_str().unwrap().starts_with("1."));
@@ -375,6 +438,34 @@ fn notify_listener_answers_syscalls() {
         assert_eq!(st["state"]["status"], "creating");
         assert_eq!(st["state"]["pid"], st["pid"]);
     }
+}
+
+#[test]
+fn notify_listener_for_exec_processes() {
+    require_root!();
+    let ctx = Ctx::new("scnotex");
+    let sock = ctx.dir.path().join("agent.sock");
+    // One connection for the init, one for the exec'd process: each has its
+    // own filter and listener. execve closes the child's listener, so the
+    // hand-off must be done before it.
+    let th = agent(&sock, 2);
+    let id = ctx.id("a");
+    let c = with_seccomp(&ctx, &["sleep", "300"], notify_profile(&sock, &["getppid"]));
+    let b = ctx.bundle("a", &c);
+    assert_ok(
+        &ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]),
+        "create",
+    );
+    assert_ok(&ctx.cuddy(&["start", &id]), "start");
+    let out = ctx.cuddy(&["exec", &id, "/bin/probe", "--syscall", GETPPID]);
+    assert_ok(&out, "exec");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ret"], 4242, "the agent answered the exec'd process");
+    assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete");
+    let states = th.join().unwrap();
+    assert_eq!(states[1]["state"]["status"], "running");
+    assert_ne!(states[1]["pid"], states[0]["pid"]);
+    ctx.assert_no_leftovers(&id);
 }
 
 #[test]
