@@ -257,7 +257,7 @@ fn cache_hit_and_corrupt_entries() {
     // (an allow-all program with a bad checksum): never trusted, rewritten.
     let mut flipped = good.clone();
     let n = flipped.len();
-    flipped[n - 40] ^= 0x01;
+    flipped[n - 36] ^= 0x01; // in the last instruction's k: still well-formed
     for (i, bad) in [
         b"garbage".to_vec(),
         good[..good.len() / 2].to_vec(),
