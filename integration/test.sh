@@ -28,6 +28,9 @@ command -v gcc >/dev/null || need+=(gcc libc6-dev)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 # The schema tests validate cuddy's JSON with Debian's jsonschema.
 /usr/bin/python3 -c 'import jsonschema' 2>/dev/null || need+=(python3-jsonschema)
+# seccomp: the libseccomp crate links libseccomp (found with pkg-config).
+dpkg-query -W -f='${Status}' libseccomp-dev 2>/dev/null | grep -q 'ok installed' || need+=(libseccomp-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
 # A real orchestrator: containerd (with ctr and its runc shim v2).
 command -v containerd >/dev/null && command -v containerd-shim-runc-v2 >/dev/null || need+=(containerd)
 if [ ${#need[@]} -gt 0 ]; then

@@ -66,6 +66,7 @@ pub const MOUNT_OPTIONS: &[&str] = &[
 ];
 
 pub fn features() -> Value {
+    let (seccomp, libseccomp) = crate::seccomp::features();
     let caps: Vec<String> = {
         let mut v: Vec<String> = caps::all().into_iter().map(|c| c.to_string()).collect();
         v.sort();
@@ -80,7 +81,7 @@ pub fn features() -> Value {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
-            "seccomp": {"enabled": false},
+            "seccomp": seccomp,
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
@@ -88,7 +89,8 @@ pub fn features() -> Value {
             "netDevices": {"enabled": false}
         },
         "annotations": {
-            "org.opencontainers.runtime-spec.features.cuddy.version": env!("CARGO_PKG_VERSION")
+            "org.opencontainers.runtime-spec.features.cuddy.version": env!("CARGO_PKG_VERSION"),
+            "io.github.seccomp.libseccomp.version": libseccomp.unwrap_or_default()
         }
     })
 }

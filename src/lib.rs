@@ -17,5 +17,6 @@ pub mod lsm;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;
+pub mod seccomp;
 pub mod spec;
 pub mod utils;

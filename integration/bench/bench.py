@@ -15,6 +15,7 @@ import ctypes
 import json
 import os
 import select
+import shutil
 import signal
 import sys
 import time
@@ -209,13 +210,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rt", action="append", default=[], help="name=binary:root[:mntns][:error]")
     ap.add_argument("--bundle-true", required=True)
+    ap.add_argument("--bundle-true-seccomp", required=True)
     ap.add_argument("--bundle-sleep", required=True)
     ap.add_argument("--bundle-echo", required=True)
     ap.add_argument("--workdir", required=True)
     ap.add_argument("-n", type=int, default=50)
     ap.add_argument("--conc", type=int, default=20)
     ap.add_argument("--conc-runs", type=int, default=10)
-    ap.add_argument("--skip", default="", help="comma list of rows to skip: run,rss,phases,conc")
+    ap.add_argument("--skip", default="", help="comma list of rows to skip: run,seccomp,rss,phases,conc")
     ap.add_argument("--header", default="")
     ap.add_argument("-o", dest="out")
     a = ap.parse_args()
@@ -277,6 +279,29 @@ def main():
                 except Failed as e:
                     r[3][rt.name] = str(e)
                     force_delete(rt, name)
+
+    # 1b. run /bin/true with podman's default seccomp profile; cuddy also
+    # with a cold cache (its cache directory removed before each run, untimed).
+    if "seccomp" not in skip:
+        warm = row("`run` /bin/true with podman's default seccomp profile", "ms")
+        cold = row("same, cuddy with a cold seccomp cache", "ms")
+        log(f"seccomp: {a.n} x {len(live)} runtimes")
+        for rt in rts:
+            if rt.name != "cuddy":
+                cold[3].setdefault(rt.name, "(cuddy only: its filter cache)")
+        for i in range(a.n):
+            for rt in live:
+                for r, kind in ((warm, "warm"), (cold, "cold")):
+                    if not ok(r, rt):
+                        continue
+                    if kind == "cold":
+                        shutil.rmtree(os.path.join(rt.root, ".seccomp-cache"), ignore_errors=True)
+                    name = f"cuddy-bench-{rt.name}-sc{kind}-{i}"
+                    try:
+                        r[2][rt.name].append(timed(rt, "run", "--bundle", a.bundle_true_seccomp, name))
+                    except Failed as e:
+                        r[3][rt.name] = str(e)
+                        force_delete(rt, name)
 
     # 2. peak RSS of the runtime process for `run` (GNU time %M)
     if "rss" not in skip:

@@ -10,10 +10,13 @@
 #   --cuddy PATH    cuddy binary (default target/release/cuddy; built with
 #                   `cargo build --release` when the default is missing)
 #   --runtimes LIST comma list out of cuddy,runc,crun (default all three)
-#   --skip ROWS     comma list out of run,rss,phases,conc
+#   --skip ROWS     comma list out of run,seccomp,rss,phases,conc
 #
 # Rows (medians and p90; last columns: ratio of the median to crun's):
-#   `run` of /bin/true (wall time, stdout /dev/null); peak RSS of the runtime
+#   `run` of /bin/true (wall time, stdout /dev/null); the same with podman's
+#   default seccomp profile (tests/fixtures/seccomp-podman.json: ~420 names,
+#   x86-64 + i386 + x32), and for cuddy also with a cold filter cache (its
+#   <root>/.seccomp-cache removed, untimed, before each run); peak RSS of the runtime
 #   process for `run` (GNU time %M: max RSS over the runtime and the children it
 #   waited for); `create`/`start`/`kill KILL`/`delete` of a /bin/sleep 1000
 #   container timed separately (after the kill the script polls `state` until
@@ -185,10 +188,10 @@ done
 
 # ---------------------------------------------------------------- bundles
 fixture="$(bash "$repo/rootfs-fixtures/build.sh")" || { echo "bench.sh: fixture build failed" >&2; exit 1; }
-mk_bundle() { # mk_bundle DIR ARGS_JSON
+mk_bundle() { # mk_bundle DIR ARGS_JSON [SECCOMP_JSON_FILE]
     mkdir -p "$1"
     cp -a "$fixture/rootfs" "$1/rootfs"
-    python3 - "$1/config.json" "$2" <<'EOF'
+    python3 - "$1/config.json" "$2" "${3:-}" <<'EOF'
 import json, sys
 caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 cfg = {
@@ -226,6 +229,9 @@ cfg = {
         "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
     },
 }
+if sys.argv[3]:
+    with open(sys.argv[3]) as f:
+        cfg["linux"]["seccomp"] = json.load(f)
 with open(sys.argv[1], "w") as f:
     json.dump(cfg, f, indent=2)
 EOF
@@ -233,6 +239,7 @@ EOF
 mk_bundle "$work/bundle-true" '["/bin/true"]'
 mk_bundle "$work/bundle-sleep" '["/bin/sleep", "1000"]'
 mk_bundle "$work/bundle-echo" '["/bin/echo", "cuddy-bench-ok"]'
+mk_bundle "$work/bundle-true-seccomp" '["/bin/true"]' "$repo/tests/fixtures/seccomp-podman.json"
 
 # ---------------------------------------------------------------- crun workaround
 crun_note=""
@@ -288,7 +295,7 @@ for rt in "${rts[@]}"; do
 done
 # In the background + wait, so that a signal to this script runs the cleanup at once.
 python3 "$here/bench.py" "${args[@]}" \
-    --bundle-true "$work/bundle-true" --bundle-sleep "$work/bundle-sleep" --bundle-echo "$work/bundle-echo" --workdir "$work" \
+    --bundle-true "$work/bundle-true" --bundle-true-seccomp "$work/bundle-true-seccomp" --bundle-sleep "$work/bundle-sleep" --bundle-echo "$work/bundle-echo" --workdir "$work" \
     -n "$n" --conc "$conc" --conc-runs "$conc_runs" --skip "$skip" --header "$header" \
     ${outfile:+-o "$outfile"} &
 py_pid=$!

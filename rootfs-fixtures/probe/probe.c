@@ -261,6 +261,16 @@ static void on_signal(int sig) { _exit(128 + sig); }
 int main(int argc, char **argv) {
     int exit_code = 0, do_sleep = 0;
     const char *write_to = NULL;
+    /* --syscall NR [ARG...]: one raw syscall, printed as {"ret":R,"errno":E}
+     * and nothing else (the seccomp tests: errno, ENOSYS, notify answers). */
+    if (argc >= 3 && !strcmp(argv[1], "--syscall")) {
+        long a[6] = {0};
+        for (int i = 3; i < argc && i < 9; i++) a[i - 3] = strtol(argv[i], NULL, 0);
+        errno = 0;
+        long r = syscall(strtol(argv[2], NULL, 0), a[0], a[1], a[2], a[3], a[4], a[5]);
+        printf("{\"ret\": %ld, \"errno\": %d}\n", r, r == -1 ? errno : 0);
+        return 0;
+    }
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--exit") && i + 1 < argc) exit_code = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--sleep")) do_sleep = 1;

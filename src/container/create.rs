@@ -263,7 +263,16 @@ fn spawn(
     }
 
     let cg_fd = cgroup.clone_into_fd()?;
-    let ctx = InitContext {
+    let seccomp = crate::seccomp::prepare(
+        &root.path,
+        linux.and_then(|l| l.seccomp().as_ref()),
+        bundle
+            .spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| ContainerError::Init("config.json: process: missing".into()))?,
+    )?;
+    let mut ctx = InitContext {
         id: &opts.id,
         bundle,
         ns,
@@ -284,6 +293,7 @@ fn spawn(
             ],
         ),
         console,
+        seccomp,
     };
     namespaces::join_pid_for_children(ns)?;
     let (flags, into) = if ns.two_stage {
@@ -303,6 +313,7 @@ fn spawn(
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
+    let seccomp = ctx.seccomp.take();
     drop(ctx);
     undo.child = Some(pid);
     let spec_hooks = bundle.spec.hooks().as_ref();
@@ -370,7 +381,17 @@ fn spawn(
     if let Err(e) = parent_chan.send(&Msg::Go) {
         return Err(oom_in_setup(cgroup).unwrap_or_else(|| io_err("send", "sync channel")(e)));
     }
-    let mut msg = parent_chan.recv();
+    let creating = hooks::state(
+        &opts.id,
+        "creating",
+        pid.as_raw(),
+        &bundle.dir,
+        &annotations,
+    );
+    let handoff = seccomp
+        .as_ref()
+        .and_then(|s| s.handoff(pid.as_raw(), creating));
+    let mut msg = crate::seccomp::recv(&parent_chan, handoff.as_ref());
     if let Ok(Some(Msg::RunHooks)) = msg {
         // The init has made its namespaces and mounts and waits before
         // pivot_root: prestart and createRuntime run here, in the runtime
@@ -388,7 +409,7 @@ fn spawn(
         parent_chan
             .send(&Msg::HooksDone(state))
             .map_err(io_err("send", "sync channel"))?;
-        msg = parent_chan.recv();
+        msg = crate::seccomp::recv(&parent_chan, handoff.as_ref());
     }
     // The init died before reporting: name the OOM killer when it was that.
     if matches!(msg, Ok(None) | Err(_)) {

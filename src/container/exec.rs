@@ -319,6 +319,11 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         listen_pid,
         st.cgroup.is_some() && root.status(&st) == Status::Paused,
         &set,
+        bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref()),
     );
     if !opts.detach {
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
@@ -328,7 +333,7 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
 
 #[allow(clippy::too_many_arguments)]
 fn spawn(
-    _root: &Root,
+    root: &Root,
     opts: &ExecOptions,
     st: &super::State,
     process: Process,
@@ -341,14 +346,16 @@ fn spawn(
     listen_pid: bool,
     late_cgroup: bool,
     set: &SigSet,
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
 ) -> Result<i32> {
+    let seccomp = crate::seccomp::prepare(&root.path, seccomp, &process)?;
     let (parent_chan, child_chan) =
         Channel::pair().map_err(io_err("socketpair", "sync channel"))?;
     let cg_fd = match &st.cgroup {
         Some(cg) if !late_cgroup => cg.clone_into_fd()?,
         _ => None,
     };
-    let ctx = ExecContext {
+    let mut ctx = ExecContext {
         process: &process,
         join,
         in_userns,
@@ -358,6 +365,7 @@ fn spawn(
         extra_env,
         listen_pid,
         late_cgroup,
+        seccomp,
     };
     let keep = ctx.keep();
     let joiner = match clone(
@@ -372,6 +380,7 @@ fn spawn(
         }
         Forked::Parent { pid, .. } => pid,
     };
+    let seccomp = ctx.seccomp.take();
     drop(ctx);
     let kill_joiner = |e: ContainerError| {
         let _ = nix::sys::signal::kill(joiner, nix::sys::signal::Signal::SIGKILL);
@@ -406,6 +415,12 @@ fn spawn(
         }
         Err(e) => return Err(io_err("receive", "sync channel")(e)),
     };
+    // The agent of a notifying profile sees the container's state.
+    let annotations = st.annotations.clone().into_iter().collect();
+    let running = crate::hooks::state(&st.id, "running", st.pid, &st.bundle, &annotations);
+    let handoff = seccomp
+        .as_ref()
+        .and_then(|s| s.handoff(pid.as_raw(), running));
     if late_cgroup {
         // Paused container (--ignore-paused): the process is set up and waits;
         // moved into the frozen cgroup it freezes until the container resumes,
@@ -413,7 +428,7 @@ fn spawn(
         let ready = if early_ready {
             Ok(Some(Msg::Ready))
         } else {
-            parent_chan.recv()
+            crate::seccomp::recv(&parent_chan, handoff.as_ref())
         };
         match ready {
             Ok(Some(Msg::Ready)) => {}
@@ -441,7 +456,7 @@ fn spawn(
             .map_err(io_err("send", "sync channel"))?;
     } else {
         // EOF: the process exec'd (the channel is close-on-exec); an Error: it did not.
-        expect_exec(&parent_chan, pid)?;
+        expect_exec(&parent_chan, pid, handoff.as_ref())?;
     }
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid.as_raw())?;
@@ -457,8 +472,12 @@ fn spawn(
 }
 
 /// Waits for EOF on the channel (execve closed it) or the process's error.
-fn expect_exec(parent_chan: &Channel, pid: Pid) -> Result<()> {
-    match parent_chan.recv() {
+fn expect_exec(
+    parent_chan: &Channel,
+    pid: Pid,
+    handoff: Option<&crate::seccomp::Handoff>,
+) -> Result<()> {
+    match crate::seccomp::recv(parent_chan, handoff) {
         Ok(None) => {}
         Ok(Some(Msg::Error(e))) => {
             let _ = waitpid(pid, None);

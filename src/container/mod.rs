@@ -69,6 +69,8 @@ pub enum ContainerError {
     Console(#[from] crate::console::ConsoleError),
     #[error(transparent)]
     Exeseal(#[from] crate::exeseal::ExesealError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("exec failed: {0}")]
     Exec(String),
     #[error("container {0:?} does not exist")]

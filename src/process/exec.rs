@@ -51,6 +51,8 @@ pub struct ExecContext<'a> {
     /// (frozen) cgroup only when set up, right before execve, moved there by
     /// the parent; it freezes there until the container is resumed.
     pub late_cgroup: bool,
+    /// linux.seccomp of the container, compiled by the parent.
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 impl ExecContext<'_> {
@@ -170,6 +172,8 @@ fn prepare(ctx: &mut ExecContext) -> Result<setup::ExecTarget, String> {
         selinux: p.selinux_label().clone(),
     })
     .map_err(|e| e.to_string())?;
+    let sc = ctx.seccomp.as_ref();
+    crate::seccomp::load(sc, crate::seccomp::Stage::BeforeCaps, &ctx.chan)?;
     setup::user_and_caps(p, ctx.in_userns).map_err(|e| e.to_string())?;
     nix::sys::stat::umask(Mode::from_bits_truncate(
         p.user().umask().unwrap_or(0o022) as libc::mode_t
@@ -180,7 +184,9 @@ fn prepare(ctx: &mut ExecContext) -> Result<setup::ExecTarget, String> {
     if ctx.listen_pid {
         env.push(format!("LISTEN_PID={}", std::process::id()));
     }
-    setup::exec_target(p, env)
+    let target = setup::exec_target(p, env)?;
+    crate::seccomp::load(sc, crate::seccomp::Stage::Late, &ctx.chan)?;
+    Ok(target)
 }
 
 /// Returns only when execve failed, with the message.

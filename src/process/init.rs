@@ -46,6 +46,8 @@ pub struct InitContext<'a> {
     pub hooks_sync: bool,
     /// Connected console socket when `process.terminal` is true.
     pub console: Option<OwnedFd>,
+    /// linux.seccomp, compiled by the parent.
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 impl InitContext<'_> {
@@ -314,6 +316,8 @@ fn setup_container(ctx: &mut InitContext) -> Result<Prepared, String> {
         selinux: process.selinux_label().clone(),
     })
     .map_err(|e| e.to_string())?;
+    let sc = ctx.seccomp.as_ref();
+    crate::seccomp::load(sc, crate::seccomp::Stage::BeforeCaps, &ctx.chan)?;
     setup::user_and_caps(process, ctx.ns.in_userns).map_err(|e| e.to_string())?;
     nix::sys::stat::umask(Mode::from_bits_truncate(
         process.user().umask().unwrap_or(0o022) as libc::mode_t,
@@ -326,6 +330,7 @@ fn setup_container(ctx: &mut InitContext) -> Result<Prepared, String> {
     // Found and checked now (errors belong to `create`), executed after
     // `start` once vetted again: no directory fd is held meanwhile.
     target.release();
+    crate::seccomp::load(sc, crate::seccomp::Stage::Late, &ctx.chan)?;
     Ok(Prepared {
         start_state,
         target,

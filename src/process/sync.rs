@@ -25,6 +25,9 @@ pub enum Msg {
     /// Parent -> child: hooks done; the state JSON (with the host pid) for
     /// the createContainer and startContainer hooks.
     HooksDone(String),
+    /// Child -> parent: the seccomp filter is about to be loaded; its
+    /// listener will be this fd number (the parent takes it with pidfd_getfd).
+    SeccompListener(i32),
 }
 
 #[derive(Debug)]

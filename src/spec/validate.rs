@@ -485,14 +485,10 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
             "SELinux is enabled on this host, and cuddy cannot apply SELinux mount labels yet",
         ));
     }
-    // Features of later issues: refuse rather than silently ignore.
-    if linux.seccomp().is_some() {
-        return Err(invalid(
-            cfg,
-            "linux.seccomp",
-            "seccomp is not supported yet by cuddy",
-        ));
+    if let Some(s) = linux.seccomp() {
+        crate::seccomp::validate(s).map_err(|(field, reason)| invalid(cfg, field, reason))?;
     }
+    // Features of later issues: refuse rather than silently ignore.
     if linux.intel_rdt().is_some() {
         return Err(invalid(
             cfg,

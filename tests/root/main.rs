@@ -15,5 +15,6 @@ mod lifecycle;
 mod mounts;
 mod process;
 mod schema;
+mod seccomp;
 mod security;
 mod terminal;
