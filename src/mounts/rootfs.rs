@@ -189,7 +189,12 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
         .as_ref()
         .map(|s| s.as_path())
         .unwrap_or(Path::new(typ));
-    let data = opts.data_string();
+    let label = cfg
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.mount_label().clone());
+    let data = with_mount_label(opts.data_string(), typ, label.as_deref());
     let flags = opts.flags & !MsFlags::MS_REC;
     match mount(
         Some(source),
@@ -555,4 +560,37 @@ pub fn finish_rootfs(cfg: &RootfsConfig, root: InRoot) -> Result<(), MountError>
         remount("/", Path::new("/"), MsFlags::MS_RDONLY, MsFlags::empty())?;
     }
     Ok(())
+}
+
+/// `linux.mountLabel` (config-linux.md "Mount Label"): the SELinux context
+/// of the container's own filesystems, passed as `context="LABEL"` in the
+/// mount data of every non-bind mount except proc, sysfs, cgroup and mqueue
+/// (which either refuse it or take the label of the kernel objects), as runc
+/// does. Validation has refused the label on hosts without SELinux.
+fn with_mount_label(data: Option<String>, typ: &str, label: Option<&str>) -> Option<String> {
+    let Some(label) = label.filter(|l| !l.is_empty()) else {
+        return data;
+    };
+    if matches!(typ, "proc" | "sysfs" | "cgroup" | "cgroup2" | "mqueue") {
+        return data;
+    }
+    let ctx = format!("context=\"{label}\"");
+    Some(match data.filter(|d| !d.is_empty()) {
+        Some(d) => format!("{d},{ctx}"),
+        None => ctx,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mount_label_goes_into_the_data_of_own_filesystems() {
+        let l = Some("system_u:object_r:container_file_t:s0");
+        assert_eq!(
+            super::with_mount_label(Some("mode=755".into()), "tmpfs", l).as_deref(),
+            Some("mode=755,context=\"system_u:object_r:container_file_t:s0\"")
+        );
+        assert_eq!(super::with_mount_label(None, "proc", l), None);
+        assert_eq!(super::with_mount_label(None, "tmpfs", None), None);
+    }
 }

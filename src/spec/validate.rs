@@ -478,13 +478,6 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
     let ml = linux.mount_label().clone().unwrap_or_default();
     crate::lsm::check("linux.mountLabel", crate::lsm::Module::SELinux, &ml, sys)
         .map_err(|e| invalid(cfg, "linux.mountLabel", e.to_string()))?;
-    if !ml.is_empty() {
-        return Err(invalid(
-            cfg,
-            "linux.mountLabel",
-            "SELinux is enabled on this host, and cuddy cannot apply SELinux mount labels yet",
-        ));
-    }
     if let Some(s) = linux.seccomp() {
         crate::seccomp::validate(s).map_err(|(field, reason)| invalid(cfg, field, reason))?;
     }
