@@ -56,6 +56,8 @@ const PROC_ROOT_INO: u64 = 1;
 pub struct ProcFs {
     root: OwnedFd,
     what: &'static str,
+    /// Made with fsopen/fsmount and attached nowhere.
+    detached: bool,
 }
 
 fn owned(r: libc::c_long, op: &str, what: &'static str) -> Result<OwnedFd, ProcError> {
@@ -131,7 +133,11 @@ impl ProcFs {
                 path: "fsmount(proc)".into(),
             });
         }
-        Ok(ProcFs { root, what })
+        Ok(ProcFs {
+            root,
+            what,
+            detached: true,
+        })
     }
 
     /// The procfs mounted at /proc in the caller's mount namespace, checked
@@ -161,7 +167,11 @@ impl ProcFs {
                 path: "/proc".into(),
             });
         }
-        Ok(ProcFs { root, what })
+        Ok(ProcFs {
+            root,
+            what,
+            detached: false,
+        })
     }
 
     /// For per-process files: a detached instance when the kernel allows
@@ -174,12 +184,24 @@ impl ProcFs {
     /// procfs, following no magic link and crossing no mount, and checks
     /// that what was opened is a procfs file.
     pub fn open(&self, rel: &str, flags: i32) -> Result<OwnedFd, ProcError> {
-        let fd = openat2(
+        let fd = match openat2(
             self.root.as_raw_fd(),
             Path::new(rel),
             flags | libc::O_NOFOLLOW,
             libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_XDEV,
-        )
+        ) {
+            // A seccomp profile older than openat2 hides it (the ENOSYS stub
+            // for newer syscalls) once the filter is loaded. A detached
+            // procfs is attached nowhere, so nothing can be mounted over or
+            // planted in it: a plain openat below its root is as safe.
+            Err(Errno::ENOSYS) if self.detached => nix::fcntl::openat(
+                &self.root,
+                Path::new(rel),
+                nix::fcntl::OFlag::from_bits_truncate(flags | libc::O_NOFOLLOW | libc::O_CLOEXEC),
+                nix::sys::stat::Mode::empty(),
+            ),
+            r => r,
+        }
         .map_err(|source| ProcError::Sys {
             op: format!("open /proc/{rel}"),
             what: self.what,

@@ -307,13 +307,20 @@ fn verify_ids(user: &oci_spec::runtime::User, gids: Option<&[Gid]>) -> Result<()
 /// chdir would.
 pub fn chdir_in_root(cwd: &Path, field: &str) -> Result<(), String> {
     let fail = |why: String| format!("{field} {}: {why}", cwd.display());
-    let root = crate::mounts::openat2(
+    let root = match crate::mounts::openat2(
         libc::AT_FDCWD,
         Path::new("/"),
         libc::O_PATH | libc::O_DIRECTORY,
         0,
-    )
-    .map_err(|e| fail(format!("open /: {e}")))?;
+    ) {
+        // A seccomp profile older than openat2 (its ENOSYS stub): chdir, and
+        // the getcwd check below still refuses a directory outside the root.
+        Err(Errno::ENOSYS) => {
+            nix::unistd::chdir(cwd).map_err(|e| fail(format!("chdir: {e}")))?;
+            return verify_cwd(cwd, field);
+        }
+        r => r.map_err(|e| fail(format!("open /: {e}")))?,
+    };
     let dir = crate::mounts::open_in_root(
         std::os::fd::AsRawFd::as_raw_fd(&root),
         cwd,
@@ -330,6 +337,12 @@ pub fn chdir_in_root(cwd: &Path, field: &str) -> Result<(), String> {
         }
     })?;
     nix::unistd::fchdir(&dir).map_err(|e| fail(format!("fchdir: {e}")))?;
+    verify_cwd(cwd, field)
+}
+
+/// getcwd must give an absolute path inside our root (not "(unreachable)").
+fn verify_cwd(cwd: &Path, field: &str) -> Result<(), String> {
+    let fail = |why: String| format!("{field} {}: {why}", cwd.display());
     let now = nix::unistd::getcwd().map_err(|e| fail(format!("getcwd: {e}")))?;
     if !now.is_absolute() || now.as_os_str().as_bytes().starts_with(b"(unreachable)") {
         return Err(fail(format!(
@@ -376,20 +389,9 @@ fn vet(p: &Path) -> Result<Program, String> {
     let Some(name) = p.file_name() else {
         return Err(format!("exec: {p:?}: not a file name"));
     };
-    let dir = crate::mounts::openat2(
-        libc::AT_FDCWD,
-        parent,
-        libc::O_PATH | libc::O_DIRECTORY,
-        libc::RESOLVE_NO_MAGICLINKS,
-    )
-    .map_err(magic)?;
-    let fd = crate::mounts::openat2(
-        dir.as_raw_fd(),
-        Path::new(name),
-        libc::O_PATH,
-        libc::RESOLVE_NO_MAGICLINKS,
-    )
-    .map_err(magic)?;
+    let dir =
+        open_no_magic(libc::AT_FDCWD, parent, libc::O_PATH | libc::O_DIRECTORY).map_err(magic)?;
+    let fd = open_no_magic(dir.as_raw_fd(), Path::new(name), libc::O_PATH).map_err(magic)?;
     let st = nix::sys::stat::fstat(&fd).map_err(|e| format!("exec: {p:?}: {e}"))?;
     if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
         return Err(format!("exec: {p:?}: is a directory"));
@@ -411,10 +413,20 @@ fn vet(p: &Path) -> Result<Program, String> {
             libc::AT_EMPTY_PATH,
         )
     };
-    if r != 0 {
+    let name_c = CString::new(name.as_bytes()).map_err(|_| format!("exec: {p:?}: bad path"))?;
+    if r != 0 && Errno::last() == Errno::ENOSYS {
+        // A seccomp profile older than faccessat2 (its ENOSYS stub): the
+        // classic call checks the same name in the pinned directory.
+        nix::unistd::faccessat(
+            &dir,
+            name_c.as_c_str(),
+            nix::unistd::AccessFlags::X_OK,
+            nix::fcntl::AtFlags::empty(),
+        )
+        .map_err(|e| format!("exec: {p:?}: {}", std::io::Error::from(e)))?;
+    } else if r != 0 {
         return Err(format!("exec: {p:?}: {}", std::io::Error::last_os_error()));
     }
-    let name_c = CString::new(name.as_bytes()).map_err(|_| format!("exec: {p:?}: bad path"))?;
     let link = nix::sys::stat::fstatat(
         &dir,
         name_c.as_c_str(),
@@ -429,6 +441,26 @@ fn vet(p: &Path) -> Result<Program, String> {
         path: CString::new(p.as_os_str().as_bytes())
             .map_err(|_| format!("exec: {p:?}: bad path"))?,
     })
+}
+
+/// openat2(RESOLVE_NO_MAGICLINKS). Where a seccomp profile older than
+/// openat2 hides it (ENOSYS, the stub for syscalls newer than the profile),
+/// plain openat: it may follow a magic link, which is then a file of the
+/// container's own or cuddy's sealed binary (src/exeseal.rs), and the result
+/// is still checked not to be cuddy's binary.
+fn open_no_magic(dirfd: i32, p: &Path, flags: i32) -> nix::Result<OwnedFd> {
+    match crate::mounts::openat2(dirfd, p, flags, libc::RESOLVE_NO_MAGICLINKS) {
+        Err(Errno::ENOSYS) => {
+            let f = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_CLOEXEC;
+            if dirfd == libc::AT_FDCWD {
+                return nix::fcntl::open(p, f, nix::sys::stat::Mode::empty());
+            }
+            // SAFETY: dirfd is a valid fd the caller holds for this call.
+            let d = unsafe { std::os::fd::BorrowedFd::borrow_raw(dirfd) };
+            nix::fcntl::openat(d, p, f, nix::sys::stat::Mode::empty())
+        }
+        r => r,
+    }
 }
 
 /// Finds the program like execvp does, in the container, as the final user.

@@ -263,3 +263,34 @@ fn waiting_init_exe_is_sealed() {
     assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete");
     ctx.assert_no_leftovers(&id);
 }
+
+/// A seccomp profile older than openat2/faccessat2 hides them behind the
+/// ENOSYS stub (config-linux.md "Seccomp"): the checks made after the filter
+/// is loaded (the working directory, the program) fall back to the classic
+/// calls, and the container still runs, in its own directory, as the
+/// process's user (`exec` too).
+#[test]
+fn program_and_cwd_checks_work_under_a_profile_without_openat2() {
+    require_root!();
+    let ctx = Ctx::new("noopenat2");
+    let id = ctx.id("a");
+    let mut c = ctx.config(&["/bin/sh", "-c", "pwd; exec sleep 1000"]);
+    c["process"]["cwd"] = json!("/etc");
+    c["process"]["noNewPrivileges"] = json!(false);
+    c["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["openat2", "faccessat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]
+    });
+    let b = ctx.bundle("a", &c);
+    assert_ok(
+        &ctx.cuddy(&["run", "-d", "--bundle", b.to_str().unwrap(), &id]),
+        "run -d",
+    );
+    let out = ctx.cuddy(&["exec", "--cwd", "/bin", &id, "/bin/sh", "-c", "pwd"]);
+    assert_ok(&out, "exec under the profile");
+    assert_eq!(stdout(&out).trim(), "/bin");
+    let out = ctx.cuddy(&["exec", &id, "/proc/self/exe", "--version"]);
+    assert!(!out.status.success(), "exec of the sealed cuddy binary ran");
+    assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete");
+    ctx.assert_no_leftovers(&id);
+}
