@@ -152,16 +152,16 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
 }
 
 /// `create`, `run` and `exec` fork container processes from this program:
-/// re-execute it from a sealed view of its binary first (CVE-2019-5736,
-/// src/exeseal.rs). Returns only when it already runs sealed.
-fn seal_if_forking(cli: &Cli) -> Result<(), ContainerError> {
-    if matches!(
-        cli.command,
-        Command::Create(_) | Command::Run(_) | Command::Exec(_)
-    ) {
-        cuddy::exeseal::ensure_sealed()?;
-    }
-    Ok(())
+/// it must first re-execute itself from a sealed view of its binary
+/// (CVE-2019-5736, src/exeseal.rs). Decided on the raw arguments, before any
+/// other work, so that the work is done once, by the sealed process. A word
+/// that only looks like one of these verbs (a container named "run") costs
+/// one needless re-execution, nothing else; the library's own check
+/// (`container::create`/`exec` refuse an unsealed program) is the backstop.
+fn may_fork_containers() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .any(|a| a == "create" || a == "run" || a == "exec")
 }
 
 /// The error and its causes, as one line: "what: why: deeper why".
@@ -192,6 +192,12 @@ fn passed_fds(cli: &Cli) -> u32 {
 }
 
 fn main() -> ExitCode {
+    if may_fork_containers() {
+        if let Err(e) = cuddy::exeseal::ensure_sealed() {
+            eprintln!("cuddy: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let cli = Cli::parse();
     // First thing: no fd the caller leaked survives an execve of ours (the
     // CVE-2024-21626 class); children also close them right after clone.
@@ -204,8 +210,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let logged = cli.log.is_some();
-    let result = seal_if_forking(&cli).and_then(|()| dispatch(cli));
-    match result {
+    match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             let msg = chain(&e);
