@@ -16,5 +16,6 @@ mod mounts;
 mod process;
 mod schema;
 mod seccomp;
+mod seccomp_docker;
 mod security;
 mod terminal;
