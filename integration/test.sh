@@ -51,6 +51,10 @@ cargo fmt --check || { echo "cargo fmt --check: FAILED"; fail=1; }
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings || { echo "cargo clippy: FAILED"; fail=1; }
 
+echo "== integration/seccomp converter tests (Docker's profile -> tests/fixtures)"
+python3 integration/seccomp/test_docker_profile.py 2>&1 | tail -3
+[ "${PIPESTATUS[0]}" = 0 ] || { echo "docker_profile tests: FAILED"; fail=1; }
+
 echo "== cargo test (unit + root integration, this host's cgroups)"
 cargo test --no-fail-fast 2>&1 | tee "$log/host.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || fail=1
