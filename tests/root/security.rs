@@ -153,9 +153,16 @@ echo BUSY > /result
 
 fn wait_result(rootfs: &std::path::Path) -> String {
     let f = rootfs.join("result");
-    wait_until("the attack's /result", || {
-        std::fs::read_to_string(&f).is_ok_and(|s| !s.is_empty())
-    });
+    // Bounded, but generous: under the QEMU tier's emulation the kernel
+    // loads a debug cuddy over 9p as the "interpreter" before stage 2 runs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !std::fs::read_to_string(&f).is_ok_and(|s| s.ends_with('\n')) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out (120 s) waiting for the attack's /result"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let s = std::fs::read_to_string(&f).unwrap();
     std::fs::remove_file(&f).unwrap();
     s
