@@ -19,6 +19,10 @@ use serde_json::{Value, json};
 use super::{Program, SeccompError};
 use crate::process::sync::{Channel, Msg};
 
+/// How long the runtime waits for the agent (connect, send): an agent
+/// that does not take its connection fails the create instead of hanging it.
+const AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Everything the parent needs to hand a listener to the agent.
 pub struct Handoff<'a> {
     prog: &'a Program,
@@ -151,7 +155,7 @@ impl Handoff<'_> {
             path: path.clone(),
             source: e,
         };
-        let mut sock = UnixStream::connect(path).map_err(err)?;
+        let mut sock = connect(path, AGENT_TIMEOUT).map_err(err)?;
         let body = self.message().to_string().into_bytes();
         let fds = [fd.as_raw_fd()];
         let cmsg = [ControlMessage::ScmRights(&fds)];
@@ -172,4 +176,40 @@ impl Handoff<'_> {
         // One state per connection, then closed (the spec's rule).
         Ok(())
     }
+}
+
+/// Connects to the agent's socket within `timeout`. A blocking
+/// connect(2) on AF_UNIX/SOCK_STREAM waits for as long as the listener's
+/// backlog is full (an agent that does not accept); a non-blocking one
+/// fails with EAGAIN instead, so it is retried until the deadline.
+pub(super) fn connect(path: &std::path::Path, timeout: Duration) -> std::io::Result<UnixStream> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, socket};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    let addr = UnixAddr::new(path)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match nix::sys::socket::connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => break,
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(Errno::EAGAIN) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connect: the agent did not accept within {timeout:?} (backlog full)"),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let sock = UnixStream::from(fd);
+    sock.set_nonblocking(false)?;
+    sock.set_write_timeout(Some(timeout))?;
+    Ok(sock)
 }

@@ -169,3 +169,40 @@ fn podman_profile_compiles() {
     let prog = compile_profile(&p).unwrap();
     assert!(prog.len() > 100 && prog.len() < 4096);
 }
+
+#[test]
+fn agent_connect_is_bounded() {
+    use nix::sys::socket::{AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen};
+    use std::time::Duration;
+    // An agent that never accepts, with a backlog of 0: the first connect
+    // queues, the next finds the queue full. A blocking connect(2) would
+    // wait there for ever; the runtime's gives up after its timeout.
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("agent.sock");
+    let s = nix::sys::socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&s),
+        &UnixAddr::new(&path).unwrap(),
+    )
+    .unwrap();
+    listen(&s, Backlog::new(0).unwrap()).unwrap();
+    let t = Duration::from_millis(300);
+    let mut held = Vec::new();
+    let err = loop {
+        match super::notify::connect(&path, t) {
+            Ok(c) => held.push(c),
+            Err(e) => break e,
+        }
+        assert!(held.len() < 8, "the backlog never filled");
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    // No agent there: a clear error, no retry.
+    let e = super::notify::connect(&d.path().join("none.sock"), t).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+}

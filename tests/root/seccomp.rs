@@ -2,13 +2,15 @@
 //! observed with the probe's `--syscall NR ARGS` mode (x86-64 numbers) and
 //! busybox.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use serde_json::{Value, json};
 
 use crate::common::*;
 use crate::require_root;
+
+mod agent;
+use agent::{agent, agent_states};
 
 const GETPPID: &str = "110";
 const GETPGID: &str = "121";
@@ -230,7 +232,9 @@ fn cache_hit_and_corrupt_entries() {
         let out = ctx.run(&ctx.id(name), &c);
         assert!(
             stderr(&out).contains("Operation not permitted"),
-            "{name}: {}",
+            "{name}: {:?}\nstdout: {}\nstderr: {}",
+            out.status,
+            stdout(&out),
             stderr(&out)
         );
     };
@@ -326,70 +330,6 @@ fn cache_fill_is_safe_under_concurrency() {
     );
 }
 
-/// One agent connection: reads the container process state and the
-/// listener, answers getppid with 4242 and lets every other notified syscall
-/// continue until the filtered processes are gone. Returns the state.
-fn serve(conn: std::os::unix::net::UnixStream) -> Value {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 4]);
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::empty(),
-    )
-    .unwrap();
-    let mut fd = None;
-    for c in msg.cmsgs().unwrap() {
-        if let ControlMessageOwned::ScmRights(f) = c {
-            // SAFETY: fds received with SCM_RIGHTS are ours.
-            fd = Some(unsafe { OwnedFd::from_raw_fd(f[0]) });
-        }
-    }
-    let n = msg.bytes;
-    let mut body = buf[..n].to_vec();
-    // Read to EOF: the runtime closes the connection after one state.
-    std::io::Read::read_to_end(&mut &conn, &mut body).unwrap();
-    let state: Value = serde_json::from_slice(&body).unwrap();
-    let fd = fd.expect("seccompFd in SCM_RIGHTS");
-    loop {
-        // SAFETY: plain C struct of integers; all-zero is valid.
-        let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
-        // SAFETY: ioctl on the listener with a zeroed seccomp_notif.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) } < 0 {
-            break; // the filtered processes are gone
-        }
-        // SAFETY: plain C struct of integers; all-zero is valid.
-        let mut resp: libc::seccomp_notif_resp = unsafe { std::mem::zeroed() };
-        resp.id = req.id;
-        if req.data.nr == libc::SYS_getppid as i32 {
-            resp.val = 4242;
-        } else {
-            resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
-        }
-        // SAFETY: ioctl with a filled seccomp_notif_resp.
-        unsafe { libc::ioctl(fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
-    }
-    state
-}
-
-/// The seccomp agent at `sock`: serves `conns` connections, each in its
-/// own thread; returns their states in order of connection.
-fn agent(sock: &Path, conns: usize) -> std::thread::JoinHandle<Vec<Value>> {
-    let listener = std::os::unix::net::UnixListener::bind(sock).unwrap();
-    std::thread::spawn(move || {
-        let served: Vec<_> = (0..conns)
-            .map(|_| {
-                let (conn, _) = listener.accept().unwrap();
-                std::thread::spawn(move || serve(conn))
-            })
-            .collect();
-        served.into_iter().map(|t| t.join().unwrap()).collect()
-    })
-}
-
 fn notify_profile(sock: &Path, names: &[&str]) -> Value {
     json!({
         "defaultAction": "SCMP_ACT_ALLOW",
@@ -429,7 +369,7 @@ fn notify_listener_answers_syscalls() {
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["ret"], 4242, "the agent's answer");
         // config-linux.md "The Container Process State".
-        let st = th.join().unwrap().remove(0);
+        let st = agent_states(th).remove(0);
         assert_eq!(st["fds"], json!(["seccompFd"]));
         assert_eq!(st["metadata"], "cuddy-test-metadata");
         assert!(st["ociVersion"].as_str().unwrap().starts_with("1."));
@@ -462,7 +402,7 @@ fn notify_listener_for_exec_processes() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ret"], 4242, "the agent answered the exec'd process");
     assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete");
-    let states = th.join().unwrap();
+    let states = agent_states(th);
     assert_eq!(states[1]["state"]["status"], "running");
     assert_ne!(states[1]["pid"], states[0]["pid"]);
     ctx.assert_no_leftovers(&id);

@@ -151,7 +151,7 @@ echo BUSY > /result
     rootfs
 }
 
-fn wait_result(rootfs: &std::path::Path) -> String {
+fn wait_result(rootfs: &std::path::Path, started: &std::process::Output) -> String {
     let f = rootfs.join("result");
     // Bounded, but generous: under the QEMU tier's emulation the kernel
     // loads a debug cuddy over 9p as the "interpreter" before stage 2 runs.
@@ -159,7 +159,14 @@ fn wait_result(rootfs: &std::path::Path) -> String {
     while !std::fs::read_to_string(&f).is_ok_and(|s| s.ends_with('\n')) {
         assert!(
             std::time::Instant::now() < deadline,
-            "timed out (120 s) waiting for the attack's /result"
+            "timed out (120 s) waiting for the attack's /result; its start: {:?} {} {}; rootfs: {:?}",
+            started.status,
+            stdout(started),
+            stderr(started),
+            std::fs::read_dir(rootfs).map(|d| d
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .collect::<Vec<_>>())
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -206,7 +213,7 @@ fn cve_2019_5736(method: Option<&str>, want: &str) {
         if let Some(m) = method {
             c.env("CUDDY_EXESEAL", m);
         }
-        c.output().unwrap()
+        output_with_timeout(c, 60)
     };
 
     // The entrypoint.
@@ -214,15 +221,10 @@ fn cve_2019_5736(method: Option<&str>, want: &str) {
     let mut c = ctx.config(&["/evil.sh"]);
     c["root"] = json!({"path": rootfs, "readonly": false});
     let b = ctx.bundle("run", &c);
-    assert_ok(
-        &ctx.cuddy(&["run", "-d", "--bundle", b.to_str().unwrap(), &id]),
-        "run -d",
-    );
-    let r = wait_result(&rootfs);
-    assert!(
-        r.contains("Read-only file system"),
-        "entrypoint attack: {r}"
-    );
+    let started = cuddy(&["run", "-d", "--bundle", b.to_str().unwrap(), &id]);
+    assert_ok(&started, "run -d");
+    let r = wait_result(&rootfs, &started);
+    assert!(r.contains(want), "entrypoint attack: {r}");
     assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete");
     ctx.assert_no_leftovers(&id);
 
@@ -232,11 +234,12 @@ fn cve_2019_5736(method: Option<&str>, want: &str) {
     c["root"] = json!({"path": rootfs, "readonly": false});
     let b = ctx.bundle("exec", &c);
     assert_ok(
-        &ctx.cuddy(&["run", "-d", "--bundle", b.to_str().unwrap(), &id]),
+        &cuddy(&["run", "-d", "--bundle", b.to_str().unwrap(), &id]),
         "run -d",
     );
-    assert_ok(&cuddy(&["exec", "-d", &id, "/evil.sh"]), "exec -d");
-    let r = wait_result(&rootfs);
+    let started = cuddy(&["exec", "-d", &id, "/evil.sh"]);
+    assert_ok(&started, "exec -d");
+    let r = wait_result(&rootfs, &started);
     assert!(r.contains(want), "exec attack: {r}");
     assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete");
     ctx.assert_no_leftovers(&id);
