@@ -118,7 +118,7 @@ fn cve_2019_5736_rootfs(ctx: &Ctx) -> std::path::PathBuf {
     std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/root/attack/fake_ld.c");
     let out = std::process::Command::new("gcc")
-        .args(["-static", "-nostdlib", "-fno-pie", "-no-pie", "-O0", "-o"])
+        .args(["-static-pie", "-nostdlib", "-fPIE", "-O0", "-o"])
         .arg(rootfs.join("lib64/ld-linux-x86-64.so.2"))
         .arg(&src)
         .output()

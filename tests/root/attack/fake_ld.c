@@ -8,9 +8,10 @@
  * binary) with O_PATH and execs the image's /stage2 script with that fd,
  * which tries to reopen it for writing once the runtime no longer runs it.
  *
- * No libc: a static non-PIE ELF with raw syscalls (x86-64), so that it
- * needs no relocation when the kernel loads it as an interpreter.
- * Build: gcc -static -nostdlib -fno-pie -no-pie -O0 -o fake_ld fake_ld.c
+ * No libc: a static-pie ELF (ET_DYN, like a real ld.so) with raw syscalls
+ * (x86-64) and only RIP-relative addresses, so that it needs no relocation
+ * when the kernel loads it as an interpreter at a random base.
+ * Build: gcc -static-pie -nostdlib -fPIE -O0 -o fake_ld fake_ld.c
  */
 static long sc(long n, long a, long b, long c)
 {
