@@ -93,6 +93,29 @@ pub fn check(field: &str, m: Module, label: &str, sys_root: &Path) -> Result<(),
     })
 }
 
+/// The labels of a Process (config.md "Process"), each refused where its
+/// module is absent; `fields` names them as the caller's input does
+/// (config fields, or exec's flags).
+pub fn check_process(
+    p: &oci_spec::runtime::Process,
+    fields: [&str; 2],
+    sys_root: &Path,
+) -> Result<(), LsmError> {
+    let aa = p.apparmor_profile().clone().unwrap_or_default();
+    check(fields[0], Module::AppArmor, &aa, sys_root)?;
+    let se = p.selinux_label().clone().unwrap_or_default();
+    check(fields[1], Module::SELinux, &se, sys_root)
+}
+
+impl LsmError {
+    /// The config field (or flag) the error is about.
+    pub fn field(&self) -> &str {
+        match self {
+            LsmError::NotEnabled { field, .. } | LsmError::Apply { field, .. } => field,
+        }
+    }
+}
+
 /// The labels to apply at the next execve.
 #[derive(Debug, Clone, Default)]
 pub struct ExecLabels {

@@ -134,23 +134,12 @@ fn build_process(opts: &ExecOptions, bundle: &spec::Bundle) -> Result<Process> {
         p.set_selinux_label(Some(l.clone()));
     }
     // Fail closed: a label for a security module the host does not run.
-    let sys = std::path::Path::new("/sys");
-    let aa = p.apparmor_profile().clone().unwrap_or_default();
-    crate::lsm::check(
+    let fields = [
         "apparmorProfile (--apparmor)",
-        crate::lsm::Module::AppArmor,
-        &aa,
-        sys,
-    )
-    .map_err(|e| bad(e.to_string()))?;
-    let se = p.selinux_label().clone().unwrap_or_default();
-    crate::lsm::check(
         "selinuxLabel (--process-label)",
-        crate::lsm::Module::SELinux,
-        &se,
-        sys,
-    )
-    .map_err(|e| bad(e.to_string()))?;
+    ];
+    crate::lsm::check_process(&p, fields, std::path::Path::new("/sys"))
+        .map_err(|e| bad(e.to_string()))?;
     crate::spec::check_user_ids(p.user()).map_err(|(field, reason)| {
         let from = match &opts.process {
             Some(f) => format!("--process {}", f.display()),

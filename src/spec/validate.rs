@@ -179,22 +179,9 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
     // Security labels fail closed (src/lsm.rs): a label for a module the
     // host does not run is refused, never silently dropped.
     let sys = std::path::Path::new("/sys");
-    let aa = process.apparmor_profile().clone().unwrap_or_default();
-    crate::lsm::check(
-        "process.apparmorProfile",
-        crate::lsm::Module::AppArmor,
-        &aa,
-        sys,
-    )
-    .map_err(|e| invalid(cfg, "process.apparmorProfile", e.to_string()))?;
-    let se = process.selinux_label().clone().unwrap_or_default();
-    crate::lsm::check(
-        "process.selinuxLabel",
-        crate::lsm::Module::SELinux,
-        &se,
-        sys,
-    )
-    .map_err(|e| invalid(cfg, "process.selinuxLabel", e.to_string()))?;
+    let fields = ["process.apparmorProfile", "process.selinuxLabel"];
+    crate::lsm::check_process(process, fields, sys)
+        .map_err(|e| invalid(cfg, e.field(), e.to_string()))?;
     if let Some(adj) = process.oom_score_adj() {
         if !(-1000..=1000).contains(&adj) {
             return Err(invalid(
