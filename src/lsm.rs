@@ -116,24 +116,13 @@ impl LsmError {
     }
 }
 
-/// The labels to apply at the next execve.
-#[derive(Debug, Clone, Default)]
-pub struct ExecLabels {
-    pub apparmor: Option<String>,
-    pub selinux: Option<String>,
-}
-
-impl ExecLabels {
-    pub fn is_empty(&self) -> bool {
-        self.apparmor.as_deref().unwrap_or("").is_empty()
-            && self.selinux.as_deref().unwrap_or("").is_empty()
-    }
-}
-
 /// In the container's process, before it drops capabilities: writes the
-/// labels that the kernel applies when it execs the user's program.
-pub fn apply_exec_labels(l: &ExecLabels) -> Result<(), LsmError> {
-    if l.is_empty() {
+/// process's labels, which the kernel applies when it execs the user's
+/// program.
+pub fn apply_exec_labels(p: &oci_spec::runtime::Process) -> Result<(), LsmError> {
+    let apparmor = p.apparmor_profile().as_deref().filter(|l| !l.is_empty());
+    let selinux = p.selinux_label().as_deref().filter(|l| !l.is_empty());
+    if apparmor.is_none() && selinux.is_none() {
         return Ok(());
     }
     let apply = |field: &str, label: &str, attr: &str, data: &[u8]| -> Result<(), LsmError> {
@@ -148,7 +137,7 @@ pub fn apply_exec_labels(l: &ExecLabels) -> Result<(), LsmError> {
             .write(&format!("thread-self/attr/{attr}"), data)
             .map_err(fail)
     };
-    if let Some(p) = l.apparmor.as_deref().filter(|p| !p.is_empty()) {
+    if let Some(p) = apparmor {
         let data = format!("exec {p}");
         // Linux 5.1 moved AppArmor's files to attr/apparmor/; the old
         // attr/exec is used where that is absent.
@@ -160,7 +149,7 @@ pub fn apply_exec_labels(l: &ExecLabels) -> Result<(), LsmError> {
         )
         .or_else(|_| apply("process.apparmorProfile", p, "exec", data.as_bytes()))?;
     }
-    if let Some(s) = l.selinux.as_deref().filter(|s| !s.is_empty()) {
+    if let Some(s) = selinux {
         apply("process.selinuxLabel", s, "exec", s.as_bytes())?;
     }
     Ok(())

@@ -60,7 +60,7 @@ pub fn clone(
     keep: &Keep,
 ) -> Result<Forked, ProcessError> {
     ensure_single_threaded()?;
-    super::setup::remember_self_exe();
+    super::program::remember_self_exe();
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs {
         flags: flags.bits() as u64 | libc::CLONE_PIDFD as u64,

@@ -25,7 +25,7 @@ use nix::sys::stat::Mode;
 use oci_spec::runtime::Process;
 
 use super::clone::{Forked, clone};
-use super::setup;
+use super::program;
 use super::sync::{Channel, Msg};
 use crate::console;
 use crate::fds::Keep;
@@ -136,7 +136,7 @@ fn run_process(mut ctx: ExecContext) -> ! {
     }
 }
 
-fn prepare(ctx: &mut ExecContext) -> Result<setup::ExecTarget, String> {
+fn prepare(ctx: &mut ExecContext) -> Result<program::ExecTarget, String> {
     let p = ctx.process;
     if ctx.in_userns {
         // Be root of the user namespace until the process's own user is set.
@@ -164,33 +164,23 @@ fn prepare(ctx: &mut ExecContext) -> Result<setup::ExecTarget, String> {
         drop(pty.master);
         console::become_tty_owner(&pty.slave).map_err(|e| e.to_string())?;
     }
-    setup::rlimits(p).map_err(|e| e.to_string())?;
-    setup::scheduler(p).map_err(|e| e.to_string())?;
-    setup::io_priority(p).map_err(|e| e.to_string())?;
-    crate::lsm::apply_exec_labels(&crate::lsm::ExecLabels {
-        apparmor: p.apparmor_profile().clone(),
-        selinux: p.selinux_label().clone(),
-    })
-    .map_err(|e| e.to_string())?;
-    let sc = ctx.seccomp.as_ref();
-    crate::seccomp::load(sc, crate::seccomp::Stage::BeforeCaps, &ctx.chan)?;
-    setup::user_and_caps(p, ctx.in_userns).map_err(|e| e.to_string())?;
-    nix::sys::stat::umask(Mode::from_bits_truncate(
-        p.user().umask().unwrap_or(0o022) as libc::mode_t
-    ));
-    setup::chdir_in_root(p.cwd(), "cwd")?;
     let mut env: Vec<String> = p.env().clone().unwrap_or_default();
     env.extend(ctx.extra_env.iter().cloned());
     if ctx.listen_pid {
         env.push(format!("LISTEN_PID={}", std::process::id()));
     }
-    let target = setup::exec_target(p, env)?;
-    crate::seccomp::load(sc, crate::seccomp::Stage::Late, &ctx.chan)?;
-    Ok(target)
+    program::last_steps(
+        p,
+        ctx.in_userns,
+        ctx.seccomp.as_ref(),
+        &ctx.chan,
+        env,
+        "cwd",
+    )
 }
 
 /// Returns only when execve failed, with the message.
-fn exec(ctx: &ExecContext, p: setup::ExecTarget) -> String {
+fn exec(ctx: &ExecContext, p: program::ExecTarget) -> String {
     if ctx.late_cgroup {
         if let Err(e) = ctx.chan.send(&Msg::Ready) {
             return format!("sync: {e}");
@@ -201,5 +191,5 @@ fn exec(ctx: &ExecContext, p: setup::ExecTarget) -> String {
             other => return format!("sync: expected Go from parent, got {other:?}"),
         }
     }
-    setup::execve_with_fds(&p, ctx.preserve_fds)
+    program::execve_with_fds(&p, ctx.preserve_fds)
 }

@@ -11,8 +11,8 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use nix::sys::stat::Mode;
 
-use super::setup;
 use super::sync::{Channel, Msg};
+use super::{program, setup};
 use crate::console;
 use crate::fds::Keep;
 use crate::fds::procfs::ProcFs;
@@ -140,7 +140,7 @@ fn middle(ctx: &InitContext) -> Result<Option<()>, String> {
 struct Prepared {
     /// State JSON for the startContainer hooks (status "created").
     start_state: Option<String>,
-    target: setup::ExecTarget,
+    target: program::ExecTarget,
     /// A detached procfs of the container's own PID namespace (subset=pid),
     /// to reopen the exec fifo after pivot_root: it shows nothing the
     /// container's own /proc does not (docs/fds.md).
@@ -306,31 +306,20 @@ fn setup_container(ctx: &mut InitContext) -> Result<Prepared, String> {
     finish_rootfs(&cfg, root).map_err(|e| e.to_string())?;
 
     // 4. The process.
-    setup::rlimits(process).map_err(|e| e.to_string())?;
-    setup::scheduler(process).map_err(|e| e.to_string())?;
-    setup::io_priority(process).map_err(|e| e.to_string())?;
-    // Security labels take effect at execve; written while we still have
-    // every capability.
-    crate::lsm::apply_exec_labels(&crate::lsm::ExecLabels {
-        apparmor: process.apparmor_profile().clone(),
-        selinux: process.selinux_label().clone(),
-    })
-    .map_err(|e| e.to_string())?;
-    let sc = ctx.seccomp.as_ref();
-    crate::seccomp::load(sc, crate::seccomp::Stage::BeforeCaps, &ctx.chan)?;
-    setup::user_and_caps(process, ctx.ns.in_userns).map_err(|e| e.to_string())?;
-    nix::sys::stat::umask(Mode::from_bits_truncate(
-        process.user().umask().unwrap_or(0o022) as libc::mode_t,
-    ));
-    setup::chdir_in_root(process.cwd(), "process.cwd")?;
-
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     env.extend(ctx.extra_env.iter().cloned());
-    let mut target = setup::exec_target(process, env)?;
+    let seccomp = ctx.seccomp.as_ref();
+    let mut target = program::last_steps(
+        process,
+        ctx.ns.in_userns,
+        seccomp,
+        &ctx.chan,
+        env,
+        "process.cwd",
+    )?;
     // Found and checked now (errors belong to `create`), executed after
     // `start` once vetted again: no directory fd is held meanwhile.
     target.release();
-    crate::seccomp::load(sc, crate::seccomp::Stage::Late, &ctx.chan)?;
     Ok(Prepared {
         start_state,
         target,
@@ -406,7 +395,7 @@ fn exec(ctx: InitContext, p: Prepared) -> i32 {
     if nix::unistd::write(&w, b"0").is_err() {
         return 1;
     }
-    let e = setup::execve_with_fds(&p.target, ctx.preserve_fds);
+    let e = program::execve_with_fds(&p.target, ctx.preserve_fds);
     eprintln!("cuddy: {e}");
     127
 }

@@ -1,9 +1,11 @@
 //! The container's process: clone3 from the parent, the sync channel between
-//! parent and child, and the child's set-up up to execve.
+//! parent and child, the child's set-up up to execve, and the program it
+//! executes.
 
 pub mod clone;
 pub mod exec;
 pub mod init;
+pub mod program;
 pub mod setup;
 pub mod sync;
 
