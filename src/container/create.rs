@@ -314,6 +314,9 @@ fn spawn(
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     let seccomp = ctx.seccomp.take();
+    // The parent keeps its copy of the verified /proc handle for the id maps
+    // and oom_score_adj below (the child closes its own before pivot_root).
+    let proc = ctx.proc.take();
     drop(ctx);
     undo.child = Some(pid);
     let spec_hooks = bundle.spec.hooks().as_ref();
@@ -359,25 +362,20 @@ fn spawn(
         .process()
         .as_ref()
         .and_then(|p| p.oom_score_adj());
-    let pids_proc = if ns.new_user || oom.is_some() {
-        Some(ProcFs::for_pids().map_err(proc_err)?)
-    } else {
-        None
-    };
-    if let (true, Some(proc)) = (ns.new_user, &pids_proc) {
+    if let (true, Some(proc)) = (ns.new_user, &proc) {
         namespaces::write_id_maps(proc, pid.as_raw(), &bundle.spec)?;
     }
     if cg_fd.is_none() && !ns.two_stage {
         cgroup.add_process(pid.as_raw())?;
     }
-    if let (Some(adj), Some(proc)) = (oom, &pids_proc) {
+    if let (Some(adj), Some(proc)) = (oom, &proc) {
         proc.write(
             &format!("{}/oom_score_adj", pid.as_raw()),
             adj.to_string().as_bytes(),
         )
         .map_err(|e| ContainerError::Unsupported(format!("process.oomScoreAdj {adj}: {e}")))?;
     }
-    drop(pids_proc);
+    drop(proc);
     if let Err(e) = parent_chan.send(&Msg::Go) {
         return Err(oom_in_setup(cgroup).unwrap_or_else(|| io_err("send", "sync channel")(e)));
     }
