@@ -81,11 +81,32 @@ fn write_atomic_with(path: &Path, data: &[u8], mode: u32, tmpfile: bool) -> std:
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )?;
+    write_atomic_in(&dirfd, name, data, mode, tmpfile)
+}
+
+/// [`write_atomic`] of `name` in the directory `dirfd` (already opened and
+/// checked by the caller, e.g. the seccomp cache's private directory).
+pub fn write_atomic_at(
+    dirfd: &OwnedFd,
+    name: &OsStr,
+    data: &[u8],
+    mode: u32,
+) -> std::io::Result<()> {
+    write_atomic_in(dirfd, name, data, mode, true)
+}
+
+fn write_atomic_in(
+    dirfd: &OwnedFd,
+    name: &OsStr,
+    data: &[u8],
+    mode: u32,
+    tmpfile: bool,
+) -> std::io::Result<()> {
     let cloexec = OFlag::O_CLOEXEC | OFlag::O_WRONLY;
     let private = Mode::from_bits_truncate(0o600);
     // O_TMPFILE needs filesystem support (tmpfs, ext4, xfs, btrfs have it).
     let unnamed = match tmpfile {
-        true => nix::fcntl::openat(&dirfd, ".", OFlag::O_TMPFILE | cloexec, private),
+        true => nix::fcntl::openat(dirfd, ".", OFlag::O_TMPFILE | cloexec, private),
         false => Err(Errno::EOPNOTSUPP),
     };
     let (mut tmp, f) = match unnamed {
@@ -93,7 +114,7 @@ fn write_atomic_with(path: &Path, data: &[u8], mode: u32, tmpfile: bool) -> std:
         Err(_) => {
             let (t, f) = retry_names(name, |t| {
                 nix::fcntl::openat(
-                    &dirfd,
+                    dirfd,
                     t,
                     OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | cloexec,
                     private,
@@ -108,15 +129,15 @@ fn write_atomic_with(path: &Path, data: &[u8], mode: u32, tmpfile: bool) -> std:
         nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(mode))?;
         let t = match tmp.take() {
             Some(t) => t,
-            None => retry_names(name, |t| link_unnamed(&file, &dirfd, t))?.0,
+            None => retry_names(name, |t| link_unnamed(&file, dirfd, t))?.0,
         };
         tmp = Some(t.clone());
-        nix::fcntl::renameat(&dirfd, t.as_os_str(), &dirfd, name)?;
+        nix::fcntl::renameat(dirfd, t.as_os_str(), dirfd, name)?;
         tmp = None;
         Ok(())
     })();
     if let Some(t) = tmp {
-        let _ = nix::unistd::unlinkat(&dirfd, t.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        let _ = nix::unistd::unlinkat(dirfd, t.as_os_str(), UnlinkatFlags::NoRemoveDir);
     }
     res
 }

@@ -7,17 +7,18 @@
 //! the entry stores the full key and is used only when the key matches
 //! byte for byte, the program is well-formed and a checksum over the entry
 //! holds. Anything else (corrupt, truncated, foreign, wrong owner or mode)
-//! is ignored and overwritten. Entries are written to a uniquely named
-//! temporary file (O_CREAT|O_EXCL|O_NOFOLLOW) and renamed into place, so
-//! concurrent creates never see a partial entry.
+//! is ignored and overwritten. Entries are written with
+//! `utils::write_atomic_at` (a fresh O_TMPFILE inode, or a random
+//! O_CREAT|O_EXCL|O_NOFOLLOW name, renamed into place), so concurrent
+//! creates never see a partial entry.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use libc::sock_filter;
-use nix::fcntl::{OFlag, openat, renameat};
+use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::Mode;
 use sha2::{Digest, Sha256};
 
@@ -152,22 +153,6 @@ fn entry(key: &[u8], prog: &[sock_filter], flags: u32) -> Vec<u8> {
     out
 }
 
-fn random_hex() -> String {
-    let mut b = [0u8; 8];
-    // SAFETY: getrandom writes at most b.len() bytes into b.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n != b.len() as isize {
-        // Uniqueness still comes from O_EXCL; the pid and time make a
-        // collision retry unlikely.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        b = t.to_le_bytes();
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// Stores the program; failures only cost the next run a compile.
 pub fn store(root: &Path, key: &[u8], prog: &[sock_filter], flags: u32) {
     if let Err(e) = try_store(root, key, prog, flags) {
@@ -183,26 +168,12 @@ fn try_store(root: &Path, key: &[u8], prog: &[sock_filter], flags: u32) -> Resul
     }
     let dir =
         open_dir(&path).ok_or_else(|| format!("{} is not a private directory", path.display()))?;
-    let tmp = format!(".tmp-{}-{}", std::process::id(), random_hex());
-    let fd = openat(
-        &dir,
-        tmp.as_str(),
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(0o600),
-    )
-    .map_err(|e| format!("create {tmp}: {e}"))?;
-    let mut f = std::fs::File::from(fd);
-    let res = f
-        .write_all(&entry(key, prog, flags))
-        .map_err(|e| format!("write {tmp}: {e}"))
-        .and_then(|()| {
-            renameat(&dir, tmp.as_str(), &dir, name(key).as_str())
-                .map_err(|e| format!("rename {tmp}: {e}"))
-        });
-    if res.is_err() {
-        let _ = nix::unistd::unlinkat(&dir, tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
-    }
-    res
+    // A fresh inode renamed into place (O_TMPFILE or a random
+    // O_EXCL|O_NOFOLLOW name): concurrent writers never mix, and nothing
+    // planted in the directory is followed.
+    let n = name(key);
+    crate::utils::write_atomic_at(&dir, n.as_ref(), &entry(key, prog, flags), 0o600)
+        .map_err(|e| format!("write {n}: {e}"))
 }
 
 #[cfg(test)]
