@@ -36,7 +36,7 @@
 //! inspecting `/proc/self/exe` itself, never by trusting the marker).
 
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
@@ -202,13 +202,23 @@ fn overlay_view() -> Result<(OwnedFd, CString), ExesealError> {
     }
     let empty = TempDir::new(dir)?;
     let lower = format!("{}:{}", escape_lower(dir), escape_lower(&empty.0));
-    let ctx = fsopen("overlay")?;
-    fsconfig_str(&ctx, "lowerdir", &lower)?;
-    // xino only matters for inode numbers; off avoids kernel log noise when
-    // the layers are on different filesystems. Failure is harmless.
-    let _ = fsconfig_str(&ctx, "xino", "off");
-    fsconfig_create(&ctx)?;
-    let mnt = fsmount(&ctx)?;
+    use crate::mounts::detached::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+    let opts = [
+        detached::Opt {
+            key: "lowerdir",
+            value: &lower,
+            optional: false,
+        },
+        // xino only matters for inode numbers; off avoids kernel log noise
+        // when the layers are on different filesystems.
+        detached::Opt {
+            key: "xino",
+            value: "off",
+            optional: true,
+        },
+    ];
+    let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    let mnt = detached::mount("overlay", &opts, attrs).map_err(|e| sys(e.op)(e.source))?;
     let name = CString::new(name.as_bytes()).map_err(|_| sys("binary name")(Errno::EINVAL))?;
     // The binary must be there, a regular file of the same size.
     let st = nix::sys::stat::fstatat(
@@ -272,66 +282,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir(&self.0);
     }
-}
-
-fn fsopen(fs: &str) -> Result<OwnedFd, ExesealError> {
-    let c = CString::new(fs).map_err(|_| sys("fsopen")(Errno::EINVAL))?;
-    // SAFETY: fsopen(2) with a NUL-terminated name; FSOPEN_CLOEXEC = 1.
-    let fd = unsafe { libc::syscall(libc::SYS_fsopen, c.as_ptr(), 1u32) };
-    if fd < 0 {
-        return Err(sys(format!("fsopen {fs}"))(Errno::last()));
-    }
-    // SAFETY: a new fd owned by us.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-fn fsconfig_str(ctx: &OwnedFd, key: &str, value: &str) -> Result<(), ExesealError> {
-    let k = CString::new(key).map_err(|_| sys("fsconfig")(Errno::EINVAL))?;
-    let v = CString::new(value).map_err(|_| sys("fsconfig")(Errno::EINVAL))?;
-    // SAFETY: FSCONFIG_SET_STRING (1) with NUL-terminated key and value.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            ctx.as_raw_fd(),
-            1u32,
-            k.as_ptr(),
-            v.as_ptr(),
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(sys(format!("fsconfig overlay {key}={value}"))(Errno::last()));
-    }
-    Ok(())
-}
-
-fn fsconfig_create(ctx: &OwnedFd) -> Result<(), ExesealError> {
-    // SAFETY: FSCONFIG_CMD_CREATE (6) takes no key or value.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            ctx.as_raw_fd(),
-            6u32,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(sys("fsconfig overlay create")(Errno::last()));
-    }
-    Ok(())
-}
-
-fn fsmount(ctx: &OwnedFd) -> Result<OwnedFd, ExesealError> {
-    // MOUNT_ATTR_RDONLY | NOSUID | NODEV (1 | 2 | 4); FSMOUNT_CLOEXEC = 1.
-    // SAFETY: fsmount(2) with integer arguments on a configured context.
-    let fd = unsafe { libc::syscall(libc::SYS_fsmount, ctx.as_raw_fd(), 1u32, 7u32) };
-    if fd < 0 {
-        return Err(sys("fsmount overlay")(Errno::last()));
-    }
-    // SAFETY: a new fd owned by us.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// A sealed memfd copy of the binary.

@@ -18,7 +18,7 @@
 //! caller's PID namespace made with fsopen(2)/fsmount(2) (Linux 5.2, `subset=pid`
 //! 5.8): it is attached nowhere, so nothing can be mounted over it.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -40,14 +40,6 @@ pub enum ProcError {
 }
 
 /// linux/mount.h
-const FSOPEN_CLOEXEC: u32 = 1;
-const FSCONFIG_SET_STRING: u32 = 1;
-const FSCONFIG_CMD_CREATE: u32 = 6;
-const FSMOUNT_CLOEXEC: u32 = 1;
-const MOUNT_ATTR_RDONLY: u32 = 1;
-const MOUNT_ATTR_NOSUID: u32 = 2;
-const MOUNT_ATTR_NODEV: u32 = 4;
-const MOUNT_ATTR_NOEXEC: u32 = 8;
 /// include/linux/proc_ns.h: only the root of a procfs has this inode.
 const PROC_ROOT_INO: u64 = 1;
 
@@ -58,18 +50,6 @@ pub struct ProcFs {
     what: &'static str,
     /// Made with fsopen/fsmount and attached nowhere.
     detached: bool,
-}
-
-fn owned(r: libc::c_long, op: &str, what: &'static str) -> Result<OwnedFd, ProcError> {
-    if r < 0 {
-        return Err(ProcError::Sys {
-            op: op.to_string(),
-            what,
-            source: Errno::last(),
-        });
-    }
-    // SAFETY: the syscall returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
 }
 
 fn is_procfs(fd: BorrowedFd) -> bool {
@@ -83,51 +63,23 @@ impl ProcFs {
     /// magic-link reopen still reaches its target for writing) and attached
     /// nowhere.
     pub fn detached_pids(read_only: bool) -> Result<ProcFs, ProcError> {
+        use crate::mounts::detached::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC};
+        use crate::mounts::detached::{MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, Opt};
         let what = "detached, subset=pid";
-        // SAFETY: NUL-terminated fs name; returns a new fd or -1.
-        let fsfd = unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC) };
-        let fsfd = owned(fsfd, "fsopen proc", what)?;
-        let set = |key: &std::ffi::CStr, val: Option<&std::ffi::CStr>, cmd: u32, op: &str| {
-            // SAFETY: a valid fs context fd and NUL-terminated strings (or
-            // NULL for the create command).
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_fsconfig,
-                    fsfd.as_raw_fd(),
-                    cmd,
-                    if cmd == FSCONFIG_CMD_CREATE {
-                        std::ptr::null()
-                    } else {
-                        key.as_ptr()
-                    },
-                    val.map_or(std::ptr::null(), |v| v.as_ptr()),
-                    0,
-                )
-            };
-            if r < 0 {
-                return Err(ProcError::Sys {
-                    op: op.to_string(),
-                    what,
-                    source: Errno::last(),
-                });
-            }
-            Ok(())
+        let subset = Opt {
+            key: "subset",
+            value: "pid",
+            optional: false,
         };
-        set(
-            c"subset",
-            Some(c"pid"),
-            FSCONFIG_SET_STRING,
-            "fsconfig subset=pid",
-        )?;
-        set(c"", None, FSCONFIG_CMD_CREATE, "fsconfig create")?;
         let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
         if read_only {
             attrs |= MOUNT_ATTR_RDONLY;
         }
-        // SAFETY: a created fs context fd; returns a new mount fd or -1.
-        let m =
-            unsafe { libc::syscall(libc::SYS_fsmount, fsfd.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
-        let root = owned(m, "fsmount", what)?;
+        let root = detached::mount("proc", &[subset], attrs).map_err(|e| ProcError::Sys {
+            op: e.op,
+            what,
+            source: e.source,
+        })?;
         if !is_procfs(root.as_fd()) {
             return Err(ProcError::NotProcfs {
                 path: "fsmount(proc)".into(),
