@@ -98,12 +98,19 @@ fn run_forwards_signals_and_reports_signal_death() {
         let mut c = ctx.cmd();
         c.args(["run", "--bundle", b.to_str().unwrap(), &id]);
         let h = std::thread::spawn(move || output_with_timeout(c, 60));
-        wait_until("running", || {
+        // "running" is reported once the init has exec'd the probe; the
+        // probe then installs its SIGTERM handler (as pid 1 of its pid
+        // namespace, a signal without one is dropped by the kernel). Wait
+        // for the handler, as seen in /proc/<pid>/status SigCgt, so the
+        // test does not race the probe's first instructions.
+        wait_until("running with a SIGTERM handler", || {
             let o = ctx.cuddy(&["state", &id]);
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o.stdout) else {
+                return false;
+            };
             o.status.success()
-                && serde_json::from_slice::<serde_json::Value>(&o.stdout)
-                    .map(|v| v["status"] == "running")
-                    .unwrap_or(false)
+                && v["status"] == "running"
+                && v["pid"].as_i64().is_some_and(catches_sigterm)
         });
         if sig == "TERM" {
             // To cuddy itself: forwarded to the container's init (the probe,
@@ -131,6 +138,17 @@ fn run_forwards_signals_and_reports_signal_death() {
         assert_eq!(out.status.code(), Some(code), "{sig}: {}", stderr(&out));
         ctx.assert_no_leftovers(&id);
     }
+}
+
+/// Whether process `pid` has a handler for SIGTERM (bit 15 of SigCgt).
+fn catches_sigterm(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let hex = s.lines().find_map(|l| l.strip_prefix("SigCgt:"))?.trim();
+            u64::from_str_radix(hex, 16).ok()
+        })
+        .is_some_and(|m| m & (1 << (libc::SIGTERM - 1)) != 0)
 }
 
 /// A container that exits immediately is never missed (SIGCHLD is blocked
