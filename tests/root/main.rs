@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod cgroups;
+mod clients;
 mod common;
 mod containerd;
 mod escapes_fds;
