@@ -39,7 +39,6 @@ fn is_v2() -> bool {
 struct Client {
     config: Value,
     cgroup: String,
-    rootfs: PathBuf,
     data: PathBuf,
 }
 
@@ -68,7 +67,6 @@ impl Client {
         let c = Client {
             config,
             cgroup,
-            rootfs,
             data,
         };
         c.make_bind_sources();
