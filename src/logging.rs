@@ -141,13 +141,14 @@ impl<S: Subscriber> Layer<S> for RuncLayer {
 /// on stderr, where the caller sees them).
 static TO_FILE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// A warning: logged (the --log file in its format, else stderr) and, when
-/// the log is a file, also printed on stderr as `cuddy: warning: ...`.
+/// A warning, as errors are reported: `cuddy: warning: ...` on stderr, and
+/// when the log is a file (--log), a warning record there too, in its
+/// format (without --log the log is stderr: printed once).
 pub fn warn(msg: &str) {
-    tracing::warn!("{msg}");
     if TO_FILE.load(std::sync::atomic::Ordering::Relaxed) {
-        eprintln!("cuddy: warning: {msg}");
+        tracing::warn!("{msg}");
     }
+    eprintln!("cuddy: warning: {msg}");
 }
 
 pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> Result<(), LogError> {
