@@ -15,8 +15,10 @@
 //! - `poststart`: by `start` after the process runs; `poststop`: by
 //!   `delete`. Their failures are logged as warnings only.
 //!
-//! Each hook gets the container state (runtime.md "State") on stdin, exactly
-//! its own `env` (nothing of cuddy's), `args` as argv (args[0] is argv[0]),
+//! Each hook gets the container state (runtime.md "State") on stdin; exactly
+//! its own `env` when the hook has that field (nothing of cuddy's, even an
+//! empty list), else the runtime's own environment, as runc (Go's exec.Cmd
+//! with a nil Env inherits) and crun do; `args` as argv (args[0] is argv[0]),
 //! and no cuddy file descriptor: every fd above 2 is made close-on-exec in the
 //! child before execve. A `timeout` kills the hook with SIGKILL. Its stdout and
 //! stderr are captured (in a memfd) and quoted in the error when it fails.
@@ -140,8 +142,7 @@ pub fn run_warn(kind: Kind, hooks: Option<&Hooks>, state: &[u8]) {
     let Some(h) = hooks else { return };
     for hook in kind.of(h) {
         if let Err(e) = run_one(kind.name(), hook, state) {
-            tracing::warn!("{e}");
-            eprintln!("cuddy: warning: {e}");
+            crate::logging::warn(&e.to_string());
         }
     }
 }
@@ -177,10 +178,14 @@ fn run_one(kind: &'static str, hook: &Hook, state: &[u8]) -> Result<(), HookErro
     if let Some((a0, rest)) = args.split_first() {
         cmd.arg0(a0).args(rest);
     }
-    cmd.env_clear();
-    for e in hook.env().iter().flatten() {
-        let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
-        cmd.env(k, v);
+    // config.md#posix-platform-hooks: env "has the same semantics as
+    // IEEE Std 1003.1-2008's environ"; without the field, the hook inherits.
+    if let Some(env) = hook.env() {
+        cmd.env_clear();
+        for e in env {
+            let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
+            cmd.env(k, v);
+        }
     }
     let mut out = memfd(kind, &path)?;
     let err = out.try_clone().map_err(io("dup output"))?;

@@ -137,7 +137,22 @@ impl<S: Subscriber> Layer<S> for RuncLayer {
 
 /// Installs the global logger. Errors are additionally printed on stderr by
 /// `main`, once, whatever the log destination.
+/// Whether `init` sent the log to a file (then warnings are also printed
+/// on stderr, where the caller sees them).
+static TO_FILE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A warning, as errors are reported: `cuddy: warning: ...` on stderr, and
+/// when the log is a file (--log), a warning record there too, in its
+/// format (without --log the log is stderr: printed once).
+pub fn warn(msg: &str) {
+    if TO_FILE.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!("{msg}");
+    }
+    eprintln!("cuddy: warning: {msg}");
+}
+
 pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> Result<(), LogError> {
+    TO_FILE.store(log.is_some(), std::sync::atomic::Ordering::Relaxed);
     let sink = match log {
         Some(p) => {
             let f = OpenOptions::new()

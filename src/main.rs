@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use cuddy::cli::{Cli, Command, CreateFlags};
+use cuddy::cli::{CgroupManager, Cli, Command, CreateFlags};
 use cuddy::container::{self, ContainerError, CreateOptions, Root};
 
 fn default_root() -> PathBuf {
@@ -20,9 +20,9 @@ fn default_root() -> PathBuf {
 
 /// Refuses modes that are not implemented, instead of half-working.
 fn check_modes(cli: &Cli) -> Result<(), ContainerError> {
-    if cli.systemd_cgroup {
+    if cli.systemd_cgroup || cli.cgroup_manager == Some(CgroupManager::Systemd) {
         return Err(ContainerError::Unsupported(
-            "--systemd-cgroup: the systemd cgroup driver is not supported yet by cuddy".into(),
+            "--systemd-cgroup (--cgroup-manager systemd): the systemd cgroup driver is not supported yet by cuddy".into(),
         ));
     }
     let rootless = cli.rootless.as_deref().unwrap_or("auto");
@@ -44,8 +44,12 @@ fn print_json(v: &serde_json::Value) {
     }
 }
 
-fn create_options(f: CreateFlags, id: String) -> CreateOptions {
+fn create_options(f: CreateFlags, id: String, manager: Option<CgroupManager>) -> CreateOptions {
     CreateOptions {
+        // As crun: `--config config.json` is the bundle's own file; any
+        // other relative name is taken from the current directory.
+        config: f.config.filter(|c| c.as_os_str() != "config.json"),
+        no_cgroup: manager == Some(CgroupManager::Disabled),
         id,
         bundle: f.bundle,
         pid_file: f.pid_file,
@@ -63,10 +67,15 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
     }
     match cli.command {
         Command::Create(a) => {
-            container::create(&root, &create_options(a.flags, a.id))?;
+            container::create(&root, &create_options(a.flags, a.id, cli.cgroup_manager))?;
             Ok(0)
         }
-        Command::Run(a) => container::run(&root, &create_options(a.flags, a.id), a.detach, a.keep),
+        Command::Run(a) => container::run(
+            &root,
+            &create_options(a.flags, a.id, cli.cgroup_manager),
+            a.detach,
+            a.keep,
+        ),
         Command::Start(a) => container::start(&root, &a.id).map(|_| 0),
         Command::State(a) => {
             let st = root.load(&a.id)?;
@@ -96,6 +105,9 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
             container::exec(&root, &opts)
         }
         Command::Kill(a) => container::kill(&root, &a.id, &a.signal, a.all).map(|_| 0),
+        Command::Delete(a) if a.regex => {
+            container::delete_matching(&root, &a.id, a.force).map(|_| 0)
+        }
         Command::Delete(a) => container::delete(&root, &a.id, a.force).map(|_| 0),
         Command::List(a) => {
             print!("{}", container::list(&root, a.format, a.quiet)?);

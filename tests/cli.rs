@@ -34,6 +34,49 @@ fn version_has_runc_shape() {
     }
 }
 
+/// crun's `--version` ends with its feature line (`+SYSTEMD +SELINUX
+/// +APPARMOR +CAP +SECCOMP +EBPF +CRIU +YAJL`, each only where built in);
+/// cuddy's lists what this build really has: no systemd driver, no CRIU.
+/// `-V` is crun's alias.
+#[test]
+fn version_has_crun_feature_line() {
+    for flag in ["--version", "-V"] {
+        let out = cuddy(&[flag]);
+        assert!(out.status.success(), "{flag}: {}", text(&out.stderr));
+        let s = text(&out.stdout);
+        let last = s.lines().last().unwrap_or_default();
+        assert_eq!(last, "+SELINUX +APPARMOR +CAP +SECCOMP +EBPF", "{s}");
+        assert!(!s.contains("+SYSTEMD") && !s.contains("+CRIU"), "{s}");
+    }
+}
+
+/// crun's flags: --cgroup-manager takes cgroupfs|systemd|disabled only;
+/// create/run take --config/-f; delete takes --regex/-r.
+#[test]
+fn crun_flags_are_parsed() {
+    let out = cuddy(&["--cgroup-manager", "bogus", "list"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cgroupfs"),
+        "{}",
+        text(&out.stderr)
+    );
+    for (sub, flag) in [
+        ("create", "--config"),
+        ("run", "--config"),
+        ("delete", "--regex"),
+    ] {
+        let out = cuddy(&[sub, "--help"]);
+        assert!(out.status.success());
+        assert!(
+            text(&out.stdout).contains(flag),
+            "{sub} --help lacks {flag}"
+        );
+    }
+    let out = cuddy(&["--help"]);
+    assert!(text(&out.stdout).contains("--cgroup-manager"));
+}
+
 #[test]
 fn help_lists_subcommands() {
     let out = cuddy(&["--help"]);

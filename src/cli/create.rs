@@ -21,6 +21,10 @@ pub struct CreateFlags {
     /// Pass N extra file descriptors (3..3+N) to the container process.
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
+    /// Read the spec from FILE instead of the bundle's config.json (crun);
+    /// relative paths in it are still relative to the bundle.
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// `cuddy create`.

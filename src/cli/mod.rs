@@ -39,8 +39,45 @@ use clap::{Parser, Subcommand};
 use crate::logging::LogFormat;
 
 /// The version text, in runc's shape (`runc version X` / `spec: Y`): clap
-/// prints "cuddy " before it, giving `cuddy version X` / `spec: Y`.
-pub const VERSION_TEXT: &str = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: ", "1.3.0");
+/// prints "cuddy " before it, giving `cuddy version X` / `spec: Y`. Then
+/// crun's feature line: one `+NAME` per feature this build has (crun prints
+/// `+SYSTEMD +SELINUX +APPARMOR +CAP +SECCOMP +EBPF +CRIU +YAJL`, each only
+/// when built in). cuddy has no systemd cgroup driver and no CRIU, so
+/// neither is listed; SELINUX and APPARMOR mean labels are applied where the
+/// host runs the module and refused where it does not (src/lsm.rs); CAP is
+/// capability sets (caps crate), SECCOMP the filters (libseccomp), EBPF the
+/// cgroup v2 device filter (src/cgroups/bpf.rs).
+pub const VERSION_TEXT: &str = concat!(
+    "version ",
+    env!("CARGO_PKG_VERSION"),
+    "\nspec: ",
+    "1.3.0",
+    "\n",
+    feature_line!()
+);
+
+/// The `+FEATURE` line of `--version` (crun's format), as a literal for
+/// `concat!`.
+macro_rules! feature_line {
+    () => {
+        "+SELINUX +APPARMOR +CAP +SECCOMP +EBPF"
+    };
+}
+use feature_line;
+
+/// The `+FEATURE` line of `--version` (crun's format).
+pub const FEATURE_LINE: &str = feature_line!();
+
+/// `--cgroup-manager` (crun): who makes the container's cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CgroupManager {
+    /// cuddy writes the cgroup filesystem itself (the default).
+    Cgroupfs,
+    /// The systemd driver (`--systemd-cgroup`; not supported yet).
+    Systemd,
+    /// No cgroup at all: the container stays in the caller's cgroup.
+    Disabled,
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,11 +103,21 @@ pub struct Cli {
     /// Use systemd for cgroups (not supported yet: cuddy says so).
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
+    /// crun's cgroup manager: cgroupfs (default), systemd (as
+    /// --systemd-cgroup) or disabled (no cgroup; linux.resources ignored
+    /// with a warning).
+    #[arg(
+        long = "cgroup-manager",
+        global = true,
+        value_enum,
+        value_name = "MANAGER"
+    )]
+    pub cgroup_manager: Option<CgroupManager>,
     /// Rootless mode: true, false or auto (default auto).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "true|false|auto")]
     pub rootless: Option<String>,
     /// Print the version.
-    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    #[arg(short = 'v', short_alias = 'V', long = "version", action = clap::ArgAction::Version)]
     pub version: Option<bool>,
     #[command(subcommand)]
     pub command: Command,

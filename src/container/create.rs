@@ -35,6 +35,13 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// crun's `--config FILE`: the spec to use instead of the bundle's
+    /// config.json (copied into the state directory for `exec`).
+    pub config: Option<PathBuf>,
+    /// crun's `--cgroup-manager disabled`: no cgroup at all; the container
+    /// stays in the caller's cgroup and `linux.resources` is ignored with a
+    /// warning (crun ignores it silently).
+    pub no_cgroup: bool,
 }
 
 /// A freshly created container.
@@ -87,6 +94,16 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     write_atomic(path, pid.to_string().as_bytes(), 0o644).map_err(io_err("write pid file", path))
 }
 
+/// `--cgroup-manager disabled`: resources cannot be applied without a
+/// cgroup; say so instead of ignoring them silently.
+fn no_cgroup_warning(linux: Option<&oci_spec::runtime::Linux>) {
+    if linux.and_then(|l| l.resources().as_ref()).is_some() {
+        crate::logging::warn(
+            "--cgroup-manager disabled: linux.resources is ignored (the container gets no cgroup)",
+        );
+    }
+}
+
 /// When the init died before reporting: was it the OOM killer? Then say so.
 fn oom_in_setup(cgroup: &Cgroup) -> Option<ContainerError> {
     (super::events::oom_kills(cgroup).unwrap_or(0) > 0).then(|| {
@@ -98,7 +115,7 @@ fn oom_in_setup(cgroup: &Cgroup) -> Option<ContainerError> {
 
 pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
     validate_id(&opts.id)?;
-    let bundle = spec::load(&opts.bundle)?;
+    let bundle = spec::load_config(&opts.bundle, opts.config.as_deref())?;
     create_bundle(root, opts, bundle)
 }
 
@@ -160,19 +177,26 @@ pub(crate) fn create_bundle(
         }
     };
 
+    if let Err(e) = spec::copy_config(&bundle, &dir) {
+        undo.run();
+        return Err(e.into());
+    }
     let linux = bundle.spec.linux().as_ref();
-    let cgroup = match Cgroup::create(
-        &cgroups::Roots::default(),
-        linux.and_then(|l| l.cgroups_path().as_deref()),
-        &opts.id,
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            undo.run();
-            return Err(e.into());
-        }
+    let cgroup = match opts.no_cgroup {
+        true => None,
+        false => match Cgroup::create(
+            &cgroups::Roots::default(),
+            linux.and_then(|l| l.cgroups_path().as_deref()),
+            &opts.id,
+        ) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                undo.run();
+                return Err(e.into());
+            }
+        },
     };
-    undo.cgroup = Some(&cgroup);
+    undo.cgroup = cgroup.as_ref();
     // A first state.json ("creating", with the cgroup) so that if this
     // process is killed half-way, `delete` still finds and removes the cgroup.
     let mut state = State {
@@ -190,7 +214,7 @@ pub(crate) fn create_bundle(
             .unwrap_or_default()
             .into_iter()
             .collect(),
-        cgroup: Some(cgroup.clone()),
+        cgroup: cgroup.clone(),
         status: Status::Creating,
         hooks: bundle.spec.hooks().clone(),
     };
@@ -199,7 +223,14 @@ pub(crate) fn create_bundle(
         return Err(e);
     }
     let res = spawn(
-        root, opts, &bundle, &ns, &cgroup, &mut undo, &mut state, console,
+        root,
+        opts,
+        &bundle,
+        &ns,
+        cgroup.as_ref(),
+        &mut undo,
+        &mut state,
+        console,
     );
     match res {
         Ok(c) => Ok(c),
@@ -216,7 +247,7 @@ fn spawn(
     opts: &CreateOptions,
     bundle: &spec::Bundle,
     ns: &namespaces::NsPlan,
-    cgroup: &Cgroup,
+    cgroup: Option<&Cgroup>,
     undo: &mut Undo,
     state: &mut State,
     console: Option<OwnedFd>,
@@ -233,7 +264,10 @@ fn spawn(
         rules.extend(cgroups::allow_rules_for(devs));
         res.set_devices(Some(rules));
     }
-    cgroup.apply(&res)?;
+    match cgroup {
+        Some(cg) => cg.apply(&res)?,
+        None => no_cgroup_warning(linux),
+    }
     // The exec fifo: init opens it for writing (blocking) after set-up;
     // `start` opens it for reading, which releases init into execve.
     let fifo_path = root.dir(&opts.id).join(EXEC_FIFO);
@@ -262,7 +296,10 @@ fn spawn(
         preserve_fds += n;
     }
 
-    let cg_fd = cgroup.clone_into_fd()?;
+    let cg_fd = match cgroup {
+        Some(cg) => cg.clone_into_fd()?,
+        None => None,
+    };
     let seccomp = crate::seccomp::prepare(
         &root.path,
         linux.and_then(|l| l.seccomp().as_ref()),
@@ -335,7 +372,9 @@ fn spawn(
     if ns.two_stage {
         // The middle process: into the cgroup (the init inherits it), Go,
         // then it reports the init's pid and exits.
-        cgroup.add_process(pid.as_raw())?;
+        if let Some(cg) = cgroup {
+            cg.add_process(pid.as_raw())?;
+        }
         parent_chan
             .send(&Msg::Go)
             .map_err(io_err("send", "sync channel"))?;
@@ -366,7 +405,9 @@ fn spawn(
         namespaces::write_id_maps(proc, pid.as_raw(), &bundle.spec)?;
     }
     if cg_fd.is_none() && !ns.two_stage {
-        cgroup.add_process(pid.as_raw())?;
+        if let Some(cg) = cgroup {
+            cg.add_process(pid.as_raw())?;
+        }
     }
     if let (Some(adj), Some(proc)) = (oom, &proc) {
         proc.write(
@@ -377,7 +418,9 @@ fn spawn(
     }
     drop(proc);
     if let Err(e) = parent_chan.send(&Msg::Go) {
-        return Err(oom_in_setup(cgroup).unwrap_or_else(|| io_err("send", "sync channel")(e)));
+        return Err(cgroup
+            .and_then(oom_in_setup)
+            .unwrap_or_else(|| io_err("send", "sync channel")(e)));
     }
     let creating = hooks::state(
         &opts.id,
@@ -411,7 +454,7 @@ fn spawn(
     }
     // The init died before reporting: name the OOM killer when it was that.
     if matches!(msg, Ok(None) | Err(_)) {
-        if let Some(e) = oom_in_setup(cgroup) {
+        if let Some(e) = cgroup.and_then(oom_in_setup) {
             return Err(e);
         }
     }

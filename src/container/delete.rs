@@ -65,3 +65,99 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// A compiled POSIX extended regular expression (regcomp(3) with
+/// REG_EXTENDED | REG_NOSUB, as crun's `delete --regex`), freed on drop.
+struct Regex(Box<libc::regex_t>);
+
+impl Regex {
+    fn new(pattern: &str) -> Result<Regex> {
+        let bad = |why: &str| {
+            ContainerError::Unsupported(format!(
+                "delete --regex {pattern:?}: invalid regular expression{why}"
+            ))
+        };
+        let c = std::ffi::CString::new(pattern).map_err(|_| bad(" (contains NUL)"))?;
+        // SAFETY: regex_t is a plain C struct that regcomp fills in; all
+        // zeroes is a valid value to hand it.
+        let mut re: Box<libc::regex_t> = Box::new(unsafe { std::mem::zeroed() });
+        // SAFETY: a valid, writable regex_t and a NUL-terminated pattern.
+        let r =
+            unsafe { libc::regcomp(&mut *re, c.as_ptr(), libc::REG_EXTENDED | libc::REG_NOSUB) };
+        if r != 0 {
+            let mut buf = [0u8; 256];
+            // SAFETY: `re` as regcomp left it, and a buffer of the size given.
+            unsafe { libc::regerror(r, &*re, buf.as_mut_ptr().cast(), buf.len()) };
+            let msg = std::ffi::CStr::from_bytes_until_nul(&buf)
+                .map(|m| m.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // regcomp frees what it allocated when it fails: no regfree.
+            return Err(bad(&format!(": {msg}")));
+        }
+        Ok(Regex(re))
+    }
+
+    /// Does the expression match anywhere in `s` (unanchored, as regexec)?
+    fn is_match(&self, s: &str) -> bool {
+        let Ok(c) = std::ffi::CString::new(s) else {
+            return false;
+        };
+        // SAFETY: a compiled regex_t, a NUL-terminated subject; REG_NOSUB:
+        // no match array.
+        unsafe { libc::regexec(&*self.0, c.as_ptr(), 0, std::ptr::null_mut(), 0) == 0 }
+    }
+}
+
+impl Drop for Regex {
+    fn drop(&mut self) {
+        // SAFETY: compiled by a successful regcomp, freed once.
+        unsafe { libc::regfree(&mut *self.0) };
+    }
+}
+
+/// crun's `delete --regex`: deletes every container whose id the POSIX
+/// extended regular expression matches (unanchored: `^` and `$` anchor).
+/// A container that cannot be deleted (running without --force) is
+/// reported and the rest are still deleted; returns the ids deleted, or the
+/// failures (crun warns and exits 0; cuddy exits non-zero, after trying all).
+pub fn delete_matching(root: &Root, pattern: &str, force: bool) -> Result<Vec<String>> {
+    let re = Regex::new(pattern)?;
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for id in root.ids()?.into_iter().filter(|id| re.is_match(id)) {
+        match delete(root, &id, force) {
+            Ok(()) => done.push(id),
+            Err(e) => failed.push(format!("{id}: {e}")),
+        }
+    }
+    if failed.is_empty() {
+        return Ok(done);
+    }
+    Err(ContainerError::Unsupported(format!(
+        "delete --regex {pattern:?}: {} deleted ({}); not deleted: {}",
+        done.len(),
+        done.join(", "),
+        failed.join("; ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Regex;
+
+    #[test]
+    fn posix_extended_unanchored() {
+        let re = Regex::new("^ctr-[0-9]+$").unwrap();
+        assert!(re.is_match("ctr-12"));
+        assert!(!re.is_match("ctr-12x"));
+        let re = Regex::new("b|c").unwrap();
+        assert!(re.is_match("abc"));
+        assert!(!re.is_match("xyz"));
+    }
+
+    #[test]
+    fn invalid_expression_is_an_error() {
+        let e = Regex::new("a(").err().unwrap().to_string();
+        assert!(e.contains("invalid regular expression"), "{e}");
+    }
+}

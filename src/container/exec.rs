@@ -1,13 +1,14 @@
 //! `exec`: run a new process in a created or running container (runc's
 //! `exec`). See `crate::process::exec` for the child side.
 
+use std::collections::HashSet;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxNamespaceType, Process};
+use oci_spec::runtime::{Capability, LinuxNamespaceType, Process};
 
 use super::create::write_pid_file;
 use super::{ContainerError, Result, Root, Status, init_pidfd, io_err, sys_err};
@@ -60,9 +61,7 @@ fn build_process(opts: &ExecOptions, bundle: &spec::Bundle) -> Result<Process> {
         } else {
             std::fs::read(path).map_err(io_err("read --process", path))?
         };
-        let p: Process = serde_json::from_slice(&text)
-            .map_err(|e| io_err("parse --process", path)(std::io::Error::other(e)))?;
-        p
+        parse_process(&text, path)?
     } else {
         let mut p = bundle
             .spec
@@ -74,9 +73,11 @@ fn build_process(opts: &ExecOptions, bundle: &spec::Bundle) -> Result<Process> {
         }
         p.set_args(Some(opts.args.clone()));
         p.set_terminal(Some(opts.tty));
+        // `--env` overrides a variable of the same name from process.env,
+        // HOME and PATH included (spec::dedup_env: the last one wins).
         let mut env = p.env().clone().unwrap_or_default();
         env.extend(opts.env.iter().cloned());
-        p.set_env(Some(env));
+        p.set_env(Some(spec::dedup_env(&env)));
         if let Some(c) = &opts.cwd {
             p.set_cwd(c.clone());
         }
@@ -109,19 +110,16 @@ fn build_process(opts: &ExecOptions, bundle: &spec::Bundle) -> Result<Process> {
             // inheritable or ambient (runc adds to ambient only when the
             // config already has inheritable capabilities; cuddy never widens
             // what is passed on across execve of unprivileged programs).
+            let add = cap_flags(&opts.caps);
             let mut caps = p.capabilities().clone().unwrap_or_default();
-            let add = |set: Option<std::collections::HashSet<oci_spec::runtime::Capability>>| -> Result<_> {
+            let with = |set: Option<HashSet<Capability>>| {
                 let mut set = set.unwrap_or_default();
-                for c in &opts.caps {
-                    let name = if c.to_ascii_uppercase().starts_with("CAP_") { c.to_ascii_uppercase() } else { format!("CAP_{}", c.to_ascii_uppercase()) };
-                    let cap: oci_spec::runtime::Capability = serde_json::from_value(serde_json::Value::String(name)).map_err(|_| bad(format!("--cap {c:?}: unknown capability")))?;
-                    set.insert(cap);
-                }
-                Ok(Some(set))
+                set.extend(add.iter().copied());
+                Some(set)
             };
-            caps.set_bounding(add(caps.bounding().clone())?);
-            caps.set_effective(add(caps.effective().clone())?);
-            caps.set_permitted(add(caps.permitted().clone())?);
+            caps.set_bounding(with(caps.bounding().clone()));
+            caps.set_effective(with(caps.effective().clone()));
+            caps.set_permitted(with(caps.permitted().clone()));
             p.set_capabilities(Some(caps));
         }
         p
@@ -165,6 +163,50 @@ fn build_process(opts: &ExecOptions, bundle: &spec::Bundle) -> Result<Process> {
     Ok(p)
 }
 
+/// `--process FILE`: a JSON Process. Capability names that cannot be applied
+/// are dropped with a warning (config.md#linux-process), a duplicate
+/// variable in `env` is overridden by the later one.
+fn parse_process(text: &[u8], path: &Path) -> Result<Process> {
+    let parse_err = |e| io_err("parse --process", path)(std::io::Error::other(e));
+    let mut v: serde_json::Value = serde_json::from_slice(text).map_err(parse_err)?;
+    if let Some(c) = v.get_mut("capabilities") {
+        let field = format!("--process {}: capabilities", path.display());
+        for w in spec::caps::filter(c, &field, &spec::caps::check) {
+            crate::logging::warn(&w);
+        }
+    }
+    let mut p: Process = serde_json::from_value(v).map_err(parse_err)?;
+    if let Some(env) = p.env() {
+        p.set_env(Some(spec::dedup_env(env)));
+    }
+    Ok(p)
+}
+
+/// `--cap NAME` (repeatable; `CAP_` optional, any case, as runc and crun):
+/// the capabilities to add. A name this build or the running kernel does not
+/// know is skipped with a warning (config.md#linux-process).
+fn cap_flags(names: &[String]) -> Vec<Capability> {
+    let mut out = Vec::new();
+    for c in names {
+        let upper = c.to_ascii_uppercase();
+        let name = if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        };
+        let cap = spec::caps::check(&name)
+            .map_err(|why| why.to_string())
+            .and_then(|()| {
+                serde_json::from_value(serde_json::Value::String(name)).map_err(|e| e.to_string())
+            });
+        match cap {
+            Ok(cap) => out.push(cap),
+            Err(why) => crate::logging::warn(&format!("--cap {c:?}: {why}, ignored")),
+        }
+    }
+    out
+}
+
 fn ns_file(t: LinuxNamespaceType) -> &'static str {
     match t {
         LinuxNamespaceType::Mount => "mnt",
@@ -202,7 +244,7 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
             });
         }
     }
-    let bundle = spec::load(&st.bundle)?;
+    let bundle = spec::load_for_state(&st.bundle, &root.dir(&opts.id))?;
     let process = build_process(opts, &bundle)?;
     let terminal = process.terminal().unwrap_or(false);
     if opts.console_socket.is_some() && !terminal {

@@ -21,7 +21,7 @@ mod start;
 mod update;
 
 pub use create::{CreateOptions, create};
-pub use delete::delete;
+pub use delete::{delete, delete_matching};
 pub use events::{events, parse_duration};
 pub use exec::{ExecOptions, exec};
 pub use kill::{kill, parse_signal};

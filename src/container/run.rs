@@ -95,7 +95,7 @@ fn run_inner(
     // `run` in the foreground with terminal: true and no console socket:
     // cuddy itself receives the master and relays (like `runc run` in a shell).
     super::validate_id(&opts.id)?;
-    let bundle = crate::spec::load(&opts.bundle)?;
+    let bundle = crate::spec::load_config(&opts.bundle, opts.config.as_deref())?;
     let terminal = bundle
         .spec
         .process()

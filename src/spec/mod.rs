@@ -3,6 +3,7 @@
 //! kernel object exists is checked here, so bad input fails before cuddy
 //! creates a state directory, a cgroup or a process.
 
+pub mod caps;
 mod default;
 mod validate;
 
@@ -62,24 +63,75 @@ pub struct Bundle {
     /// Absolute path of the root filesystem.
     pub rootfs: PathBuf,
     pub spec: Spec,
+    /// The file the spec was read from (`<dir>/config.json`, or the
+    /// `--config` file).
+    pub config: PathBuf,
 }
 
 /// Reads `config.json` from `bundle`, parses it (errors name line and column)
 /// and validates it.
 pub fn load(bundle: &Path) -> Result<Bundle, SpecError> {
+    load_config(bundle, None)
+}
+
+/// [`load`], reading the spec from `config` instead of the bundle's
+/// `config.json` when given (crun's `create --config FILE`). Relative paths
+/// in it (`root.path`, bind sources) stay relative to the bundle
+/// (config.md#root). A relative `config` is taken from the current directory.
+pub fn load_config(bundle: &Path, config: Option<&Path>) -> Result<Bundle, SpecError> {
     let dir = fs::canonicalize(bundle).map_err(|source| SpecError::Bundle {
         path: bundle.to_path_buf(),
         source,
     })?;
-    let path = dir.join("config.json");
+    let path = match config {
+        Some(c) => std::path::absolute(c).map_err(|source| SpecError::Read {
+            path: c.to_path_buf(),
+            source,
+        })?,
+        None => dir.join("config.json"),
+    };
     let text = fs::read(&path).map_err(|source| SpecError::Read {
         path: path.clone(),
         source,
     })?;
+    let mut spec = parse(&text, &path)?;
+    if let Some(p) = spec.process_mut() {
+        if let Some(env) = p.env() {
+            let env = dedup_env(env);
+            p.set_env(Some(env));
+        }
+    }
+    let rootfs = validate(&spec, &dir, &path)?;
+    Ok(Bundle {
+        dir,
+        rootfs,
+        spec,
+        config: path,
+    })
+}
+
+/// Parses a config.json. Capability names that cannot be applied are
+/// dropped with a warning first (`caps`); the typed parse then runs on the
+/// original text when nothing was dropped, so that errors keep their line
+/// and column.
+fn parse(text: &[u8], path: &Path) -> Result<Spec, SpecError> {
+    let syntax = |source: serde_json::Error| SpecError::Parse {
+        path: path.to_path_buf(),
+        field: String::new(),
+        source,
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(text).map_err(syntax)?;
+    let warnings = caps::filter_config(&mut value);
+    caps::warn_all(path, &warnings);
     // serde_path_to_error names the field ("linux.namespaces[6].type");
     // serde_json's error adds line and column.
-    let de = &mut serde_json::Deserializer::from_slice(&text);
-    let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
+    let res = if warnings.is_empty() {
+        let de = &mut serde_json::Deserializer::from_slice(text);
+        serde_path_to_error::deserialize(de)
+    } else {
+        serde_path_to_error::deserialize(value)
+    };
+    res.map_err(|e| {
         let field = e.path().to_string();
         let source = e.into_inner();
         let field = if source.is_data() && field != "." {
@@ -88,13 +140,55 @@ pub fn load(bundle: &Path) -> Result<Bundle, SpecError> {
             String::new()
         };
         SpecError::Parse {
-            path: path.clone(),
+            path: path.to_path_buf(),
             field,
             source,
         }
+    })
+}
+
+/// The copy of a `--config` file in the container's state directory.
+const CONFIG_COPY: &str = "config.json";
+
+/// With `create --config FILE`, keeps a copy of that file in the state
+/// directory `state_dir`, so that `exec` reads the spec the container was
+/// created from (as crun does); nothing when the bundle's own config.json
+/// was used.
+pub fn copy_config(bundle: &Bundle, state_dir: &Path) -> Result<(), SpecError> {
+    if bundle.config == bundle.dir.join("config.json") {
+        return Ok(());
+    }
+    let to = state_dir.join(CONFIG_COPY);
+    let text = fs::read(&bundle.config).map_err(|source| SpecError::Read {
+        path: bundle.config.clone(),
+        source,
     })?;
-    let rootfs = validate(&spec, &dir, &path)?;
-    Ok(Bundle { dir, rootfs, spec })
+    crate::utils::write_atomic(&to, &text, 0o600)
+        .map_err(|source| SpecError::Write { path: to, source })
+}
+
+/// The bundle of an existing container: its state directory's copy of the
+/// `--config` file when create was given one, else the bundle's config.json.
+pub fn load_for_state(bundle: &Path, state_dir: &Path) -> Result<Bundle, SpecError> {
+    let copy = state_dir.join(CONFIG_COPY);
+    load_config(bundle, copy.exists().then_some(copy.as_path()))
+}
+
+/// One entry per variable name, the last occurrence winning at its own
+/// position (as runc's prepareEnv and Go's os/exec dedupEnv): a later
+/// `NAME=` in `process.env`, or an `exec --env NAME=` appended after it,
+/// overrides an earlier one. An entry without `=` is kept as is (validation
+/// reports it).
+pub fn dedup_env(env: &[String]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<String> = env
+        .iter()
+        .rev()
+        .filter(|e| e.split_once('=').is_none_or(|(k, _)| seen.insert(k)))
+        .cloned()
+        .collect();
+    out.reverse();
+    out
 }
 
 pub(crate) fn invalid(
@@ -106,5 +200,28 @@ pub(crate) fn invalid(
         path: path.to_path_buf(),
         field: field.into(),
         reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dedup_env;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn later_duplicates_win_once() {
+        // config.md#posix-process: env as in IEEE Std 1003.1-2008 environ;
+        // one value per name reaches the process.
+        let e = v(&["PATH=/a", "HOME=/root", "X=1", "PATH=/b", "X=2"]);
+        assert_eq!(dedup_env(&e), v(&["HOME=/root", "PATH=/b", "X=2"]));
+    }
+
+    #[test]
+    fn distinct_names_keep_their_order() {
+        let e = v(&["B=1", "A=2", "AB=3", "A"]);
+        assert_eq!(dedup_env(&e), e);
     }
 }

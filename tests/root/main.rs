@@ -15,6 +15,7 @@ mod library;
 mod lifecycle;
 mod mounts;
 mod process;
+mod process_conformance;
 mod schema;
 mod seccomp;
 mod seccomp_docker;
