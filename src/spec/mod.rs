@@ -79,7 +79,23 @@ pub fn load(bundle: &Path) -> Result<Bundle, SpecError> {
     // serde_path_to_error names the field ("linux.namespaces[6].type");
     // serde_json's error adds line and column.
     let de = &mut serde_json::Deserializer::from_slice(&text);
-    let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
+    let parsed: Result<Spec, _> = serde_path_to_error::deserialize(de);
+    // The spec's own names of scheduler flags, which the parser spells
+    // differently (process::setup::spec_sched_flag_names).
+    let parsed = parsed.or_else(|e| {
+        let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&text) else {
+            return Err(e);
+        };
+        let renamed = v
+            .get_mut("process")
+            .is_some_and(crate::process::setup::spec_sched_flag_names);
+        if renamed {
+            serde_path_to_error::deserialize(v)
+        } else {
+            Err(e)
+        }
+    });
+    let spec: Spec = parsed.map_err(|e| {
         let field = e.path().to_string();
         let source = e.into_inner();
         let field = if source.is_data() && field != "." {
