@@ -124,6 +124,15 @@ impl Default for NsPlan {
     }
 }
 
+impl NsPlan {
+    /// The container has a mount namespace of its own (new or joined); else
+    /// it shares the caller's (mounts/shared_ns.rs).
+    pub fn mountns(&self) -> bool {
+        self.clone_flags.contains(CloneFlags::CLONE_NEWNS)
+            || self.join.iter().any(|j| j.typ == LinuxNamespaceType::Mount)
+    }
+}
+
 pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
     CloneFlags::from_bits_retain(t as i32)
 }

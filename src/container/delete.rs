@@ -53,6 +53,9 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     if let Some(cg) = &st.cgroup {
         cg.destroy()?;
     }
+    // A container without a mount namespace mounted in ours (its record
+    // stays, and delete can be retried, if this fails).
+    crate::mounts::shared_ns::release(&dir).map_err(|e| ContainerError::Init(e.to_string()))?;
     fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))?;
     // poststop: after the container is gone; failures are warnings only.
     if hooks::any(st.hooks.as_ref(), &[hooks::Kind::Poststop]) {

@@ -26,6 +26,9 @@ pub struct RootfsConfig<'a> {
     pub userns: bool,
     /// The container has its own cgroup namespace.
     pub cgroupns: bool,
+    /// The container has its own mount namespace; without one it shares
+    /// the caller's (`shared_ns.rs`): no propagation change, chroot.
+    pub mountns: bool,
     /// Host /proc/self/mountinfo and /proc/self/cgroup, read by the caller
     /// through its trusted procfs fd.
     pub mountinfo: String,
@@ -318,8 +321,10 @@ pub fn prepare_rootfs(cfg: &RootfsConfig) -> Result<InRoot, MountError> {
         }
         _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
-    mount(None::<&str>, "/", None::<&str>, initial, None::<&str>)
-        .map_err(sys("make / slave", "/"))?;
+    if cfg.mountns {
+        mount(None::<&str>, "/", None::<&str>, initial, None::<&str>)
+            .map_err(sys("make / slave", "/"))?;
+    }
     // pivot_root(2) needs new_root to be a mount point: bind the rootfs onto itself.
     mount(
         Some(cfg.rootfs),
@@ -498,7 +503,9 @@ pub fn finish_rootfs(cfg: &RootfsConfig, root: InRoot) -> Result<(), MountError>
     }
     drop(root);
 
-    if cfg.no_pivot {
+    if !cfg.mountns {
+        super::shared_ns::enter(cfg.rootfs)?;
+    } else if cfg.no_pivot {
         nix::unistd::chdir(cfg.rootfs).map_err(sys("chdir", cfg.rootfs))?;
         mount(
             Some(cfg.rootfs),

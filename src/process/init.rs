@@ -233,6 +233,7 @@ fn setup_container(ctx: &mut InitContext) -> Result<Prepared, String> {
         no_pivot: ctx.no_pivot,
         userns: ctx.ns.in_userns,
         cgroupns: ctx.ns.new_cgroup,
+        mountns: ctx.ns.mountns(),
         mountinfo: host_proc
             .read_to_string("self/mountinfo")
             .map_err(|e| e.to_string())?,

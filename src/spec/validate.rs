@@ -354,6 +354,22 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
     // config-linux.md "Namespaces": without a mount namespace the container
     // shares the runtime's; cuddy then chroots into the rootfs (as runc and
     // crun do), see mounts/shared_ns.rs.
+    if !has(LinuxNamespaceType::Mount) {
+        if linux.rootfs_propagation().is_some() {
+            return Err(invalid(
+                cfg,
+                "linux.rootfsPropagation",
+                "needs a mount namespace (linux.namespaces type \"mount\"): without one the container shares the runtime's, whose propagation cuddy does not change",
+            ));
+        }
+        if owned.contains(&LinuxNamespaceType::User) {
+            return Err(invalid(
+                cfg,
+                "linux.namespaces",
+                "a new user namespace needs a mount namespace too: without one the container's mounts would be made in the runtime's mount namespace, which its user namespace may not change",
+            ));
+        }
+    }
     // config-linux.md "Sysctl": only namespaced keys, and only when the
     // container has that namespace.
     for key in linux.sysctl().iter().flatten().map(|(k, _)| k) {
