@@ -132,7 +132,10 @@ pub fn release(state_dir: &Path) -> Result<(), MountError> {
             // The rootfs is as it was (or gone): nothing of ours is left.
             Ok(_) | Err(_) => return Ok(()),
         }
-        match umount2(&rec.rootfs, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
+        match umount2(
+            &rec.rootfs,
+            MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW,
+        ) {
             Ok(()) => {}
             // Not a mount point: what differs is not a mount of ours.
             Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(()),

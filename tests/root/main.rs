@@ -13,6 +13,7 @@ mod hooks;
 mod library;
 mod lifecycle;
 mod mounts;
+mod ns_conformance;
 mod process;
 mod schema;
 mod seccomp;
