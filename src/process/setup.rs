@@ -413,3 +413,23 @@ fn verify_cwd(cwd: &Path, field: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// config.md "Process": every flag name the runtime spec lists parses.
+    #[test]
+    fn spec_scheduler_flag_names_parse() {
+        let mut p = serde_json::json!({
+            "cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["sh"],
+            "scheduler": {"policy": "SCHED_DEADLINE", "flags": [
+                "SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_RECLAIM", "SCHED_FLAG_DL_OVERRUN",
+                "SCHED_FLAG_KEEP_POLICY", "SCHED_FLAG_KEEP_PARAMS",
+                "SCHED_FLAG_UTIL_CLAMP_MIN", "SCHED_FLAG_UTIL_CLAMP_MAX"]}
+        });
+        assert!(serde_json::from_value::<oci_spec::runtime::Process>(p.clone()).is_err());
+        assert!(super::spec_sched_flag_names(&mut p));
+        let parsed: oci_spec::runtime::Process = serde_json::from_value(p).expect("parses");
+        let flags = parsed.scheduler().as_ref().and_then(|s| s.flags().clone());
+        assert_eq!(flags.map(|f| f.len()), Some(7));
+    }
+}

@@ -342,10 +342,13 @@ fn sysctl_uts_keys() {
 fn loopback_up_in_new_netns() {
     require_root!();
     let ctx = Ctx::new("lo");
+    // The listener is ended when nothing reached it (no hang without lo).
     let script = "cat /sys/class/net/lo/flags; \
-        nc -l -p 7777 & \
-        for i in $(seq 100); do echo reached | nc 127.0.0.1 7777 2>/dev/null && break; sleep 0.1; done; \
-        wait";
+        nc -l -p 7777 & l=$!; ok=0; \
+        for i in $(seq 100); do \
+          if echo reached | nc 127.0.0.1 7777 2>/dev/null; then ok=1; break; fi; sleep 0.1; \
+        done; \
+        [ $ok = 1 ] || kill $l; wait";
     let c = ctx.config(&["sh", "-c", script]);
     let id = ctx.id("up");
     let out = ctx.run(&id, &c);
