@@ -26,8 +26,7 @@ pub struct RootfsConfig<'a> {
     pub userns: bool,
     /// The container has its own cgroup namespace.
     pub cgroupns: bool,
-    /// The container has its own mount namespace; without one it shares
-    /// the caller's (`shared_ns.rs`): no propagation change, chroot.
+    /// Own mount namespace; else the caller's is shared (`shared_ns.rs`).
     pub mountns: bool,
     /// Host /proc/self/mountinfo and /proc/self/cgroup, read by the caller
     /// through its trusted procfs fd.
