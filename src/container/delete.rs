@@ -34,6 +34,17 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
             });
         }
     }
+    // A container without a mount namespace mounted in ours: detached
+    // first (MNT_DETACH works while its processes still use them), so that
+    // a failure leaves the container whole and delete can be retried;
+    // --force goes on (the creator's mount namespace may be gone, and its
+    // mounts with it).
+    if let Err(e) = crate::mounts::shared_ns::release(&dir) {
+        if !force {
+            return Err(ContainerError::Init(e.to_string()));
+        }
+        tracing::warn!("delete --force {id}: {e}");
+    }
     if let Some(cg) = &st.cgroup {
         if status != Status::Stopped {
             // Every process, not only init (a container without its own PID
@@ -53,9 +64,6 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     if let Some(cg) = &st.cgroup {
         cg.destroy()?;
     }
-    // A container without a mount namespace mounted in ours (its record
-    // stays, and delete can be retried, if this fails).
-    crate::mounts::shared_ns::release(&dir).map_err(|e| ContainerError::Init(e.to_string()))?;
     fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))?;
     // poststop: after the container is gone; failures are warnings only.
     if hooks::any(st.hooks.as_ref(), &[hooks::Kind::Poststop]) {

@@ -131,6 +131,12 @@ fn no_mount_namespace_chroots_and_cleans_up() {
     // exec cannot join a chroot: refused, not run with the host's root.
     let out = ns.cuddy(&ctx, &["exec", &id, "true"]);
     assert_fails_with(&out, "without a mount namespace");
+    // delete from another mount namespace (the host's) unmounts nothing
+    // there and leaves the container whole.
+    let out = ctx.cuddy(&["delete", &id]);
+    assert_fails_with(&out, "run delete from that namespace");
+    assert_eq!(ns.mount_points(), during);
+    assert_eq!(ctx.state(&id)["status"], "created");
     assert_ok(&ns.cuddy(&ctx, &["delete", "--force", &id]), "delete");
     assert_eq!(ns.mount_points(), before, "delete left mounts behind");
     assert!(rootfs_under(&ns.mount_points()).is_empty());
