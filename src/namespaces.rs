@@ -68,6 +68,12 @@ pub enum NamespaceError {
         #[source]
         source: ProcError,
     },
+    #[error("bring lo up in the new network namespace ({op}): {source}")]
+    LoopbackUp {
+        op: &'static str,
+        #[source]
+        source: nix::Error,
+    },
     #[error("unshare {typ} namespace: {source}")]
     Unshare {
         typ: &'static str,
@@ -115,6 +121,15 @@ impl Default for NsPlan {
             in_userns: false,
             two_stage: false,
         }
+    }
+}
+
+impl NsPlan {
+    /// The container has a mount namespace of its own (new or joined); else
+    /// it shares the caller's (mounts/shared_ns.rs).
+    pub fn mountns(&self) -> bool {
+        self.clone_flags.contains(CloneFlags::CLONE_NEWNS)
+            || self.join.iter().any(|j| j.typ == LinuxNamespaceType::Mount)
     }
 }
 
@@ -365,4 +380,38 @@ pub fn new_cgroup_ns() -> Result<(), NamespaceError> {
         typ: "cgroup",
         source,
     })
+}
+
+/// Brings `lo` up in the container's new network namespace (as runc does):
+/// SIOCGIFFLAGS then SIOCSIFFLAGS | IFF_UP on an AF_INET socket made in the
+/// namespace. Kernel fact: a new network namespace has only `lo`, down; once
+/// up, the kernel gives it 127.0.0.1/8 and ::1 itself.
+pub fn loopback_up() -> Result<(), NamespaceError> {
+    let fail = |op: &'static str| {
+        let source = Errno::last();
+        move || NamespaceError::LoopbackUp { op, source }
+    };
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(fail("socket")());
+    }
+    // SAFETY: raw is a new fd nobody else owns.
+    let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: a valid socket and an ifreq naming the interface.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(fail("SIOCGIFFLAGS")());
+    }
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above; the kernel reads the name and flags.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(fail("SIOCSIFFLAGS")());
+    }
+    Ok(())
 }

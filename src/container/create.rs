@@ -74,6 +74,10 @@ impl Undo<'_> {
             }
         }
         if let Some(d) = self.dir {
+            // A container without a mount namespace mounted in ours.
+            if let Err(e) = crate::mounts::shared_ns::release(&d) {
+                tracing::warn!("cleanup after failed create: {e}");
+            }
             let _ = fs::remove_dir_all(d);
         }
         if let Some((h, state)) = self.poststop {
@@ -332,6 +336,11 @@ fn spawn(
         console,
         seccomp,
     };
+    // Without a mount namespace the init mounts in ours: record what to undo.
+    if !ns.mountns() {
+        crate::mounts::shared_ns::record(&root.dir(&opts.id), &bundle.rootfs)
+            .map_err(|e| ContainerError::Init(e.to_string()))?;
+    }
     namespaces::join_pid_for_children(ns)?;
     let (flags, into) = if ns.two_stage {
         (nix::sched::CloneFlags::empty(), None)

@@ -34,6 +34,17 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
             });
         }
     }
+    // A container without a mount namespace mounted in ours: detached
+    // first (MNT_DETACH works while its processes still use them), so that
+    // a failure leaves the container whole and delete can be retried;
+    // --force goes on (the creator's mount namespace may be gone, and its
+    // mounts with it).
+    if let Err(e) = crate::mounts::shared_ns::release(&dir) {
+        if !force {
+            return Err(ContainerError::Init(e.to_string()));
+        }
+        tracing::warn!("delete --force {id}: {e}");
+    }
     if let Some(cg) = &st.cgroup {
         if status != Status::Stopped {
             // Every process, not only init (a container without its own PID

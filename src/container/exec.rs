@@ -245,6 +245,17 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         }
     }
     let bundle = spec::load_for_state(&st.bundle, &root.dir(&opts.id))?;
+    if root
+        .dir(&opts.id)
+        .join(crate::mounts::shared_ns::RECORD)
+        .exists()
+    {
+        // Its root is a chroot in our mount namespace, which setns cannot
+        // join: the process would see the host's root (mounts/shared_ns.rs).
+        return Err(bad(
+            "exec into a container without a mount namespace is not supported (its root is a chroot in the runtime's mount namespace)",
+        ));
+    }
     let process = build_process(opts, &bundle)?;
     let terminal = process.terminal().unwrap_or(false);
     if opts.console_socket.is_some() && !terminal {

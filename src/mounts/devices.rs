@@ -142,10 +142,11 @@ fn remove_entry(
 /// node, checked to be the expected device (CVE-2025-31133 class: a
 /// `/dev/null -> /host/file` symlink in the image must never make cuddy
 /// chmod, chown, open or mount the host file).
-pub fn create(root: &InRoot, dev: &Dev, bind: bool) -> Result<(), MountError> {
+pub fn create(root: &InRoot, dev: &Dev, userns: bool) -> Result<(), MountError> {
     let shown = root
         .path
         .join(dev.path.strip_prefix("/").unwrap_or(&dev.path));
+    let bind = needs_bind(dev, userns, &shown)?;
     let parent_rel = dev.path.parent().unwrap_or(Path::new("/"));
     let parent = root.ensure(parent_rel, Kind::Dir)?;
     let name = dev
@@ -241,6 +242,29 @@ pub fn create(root: &InRoot, dev: &Dev, bind: bool) -> Result<(), MountError> {
         }
     }
     Ok(())
+}
+
+/// Whether `dev` is bind-mounted from the host rather than made with mknod.
+/// Kernel fact: mknod(2) of a character or block device needs CAP_MKNOD in
+/// the initial user namespace; a FIFO needs no capability. So only in a user
+/// namespace, and only for c/b/u devices, is the host's node bind-mounted
+/// (as runc does); its absence is then a clear error, not an ENOENT from
+/// mount(2).
+fn needs_bind(dev: &Dev, userns: bool, shown: &Path) -> Result<bool, MountError> {
+    if !userns || dev.kind == libc::S_IFIFO {
+        return Ok(false);
+    }
+    match nix::sys::stat::lstat(dev.path.as_path()) {
+        Ok(_) => Ok(true),
+        Err(Errno::ENOENT) => Err(MountError::Other {
+            what: format!("device {} (linux.devices)", shown.display()),
+            reason: format!(
+                "the host has no {} to bind-mount, and a container in a user namespace may not mknod a character or block device",
+                dev.path.display()
+            ),
+        }),
+        Err(e) => Err(sys("stat host device", &dev.path)(e)),
+    }
 }
 
 fn fstat(fd: &OwnedFd) -> nix::Result<libc::stat> {

@@ -13,6 +13,7 @@ mod flags;
 pub mod procsys;
 mod rootfs;
 mod secure;
+pub mod shared_ns;
 
 pub use flags::{MountOptions, parse_options};
 pub use rootfs::{RootfsConfig, finish_rootfs, prepare_rootfs};

@@ -26,6 +26,8 @@ pub struct RootfsConfig<'a> {
     pub userns: bool,
     /// The container has its own cgroup namespace.
     pub cgroupns: bool,
+    /// Own mount namespace; else the caller's is shared (`shared_ns.rs`).
+    pub mountns: bool,
     /// Host /proc/self/mountinfo and /proc/self/cgroup, read by the caller
     /// through its trusted procfs fd.
     pub mountinfo: String,
@@ -318,8 +320,10 @@ pub fn prepare_rootfs(cfg: &RootfsConfig) -> Result<InRoot, MountError> {
         }
         _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
-    mount(None::<&str>, "/", None::<&str>, initial, None::<&str>)
-        .map_err(sys("make / slave", "/"))?;
+    if cfg.mountns {
+        mount(None::<&str>, "/", None::<&str>, initial, None::<&str>)
+            .map_err(sys("make / slave", "/"))?;
+    }
     // pivot_root(2) needs new_root to be a mount point: bind the rootfs onto itself.
     mount(
         Some(cfg.rootfs),
@@ -498,7 +502,9 @@ pub fn finish_rootfs(cfg: &RootfsConfig, root: InRoot) -> Result<(), MountError>
     }
     drop(root);
 
-    if cfg.no_pivot {
+    if !cfg.mountns {
+        super::shared_ns::enter(cfg.rootfs)?;
+    } else if cfg.no_pivot {
         nix::unistd::chdir(cfg.rootfs).map_err(sys("chdir", cfg.rootfs))?;
         mount(
             Some(cfg.rootfs),

@@ -200,6 +200,13 @@ fn setup_container(ctx: &mut InitContext) -> Result<Prepared, String> {
     if ctx.ns.new_cgroup {
         namespaces::new_cgroup_ns().map_err(|e| e.to_string())?;
     }
+    if ctx
+        .ns
+        .clone_flags
+        .contains(nix::sched::CloneFlags::CLONE_NEWNET)
+    {
+        namespaces::loopback_up().map_err(|e| e.to_string())?;
+    }
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).map_err(|e| format!("sethostname {h:?} (hostname): {e}"))?;
     }
@@ -226,6 +233,7 @@ fn setup_container(ctx: &mut InitContext) -> Result<Prepared, String> {
         no_pivot: ctx.no_pivot,
         userns: ctx.ns.in_userns,
         cgroupns: ctx.ns.new_cgroup,
+        mountns: ctx.ns.mountns(),
         mountinfo: host_proc
             .read_to_string("self/mountinfo")
             .map_err(|e| e.to_string())?,
@@ -308,6 +316,9 @@ fn setup_container(ctx: &mut InitContext) -> Result<Prepared, String> {
     // 4. The process.
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     env.extend(ctx.extra_env.iter().cloned());
+    // Before seccomp, which may filter personality(2).
+    setup::personality(spec.linux().as_ref().and_then(|l| l.personality().as_ref()))
+        .map_err(|e| e.to_string())?;
     let seccomp = ctx.seccomp.as_ref();
     let mut target = program::last_steps(
         process,

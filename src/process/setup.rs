@@ -102,9 +102,70 @@ pub fn scheduler(p: &Process) -> Result<(), ProcessError> {
     };
     // SAFETY: a valid sched_attr with its size; pid 0 is the caller.
     if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } < 0 {
+        let e = Errno::last();
+        // Kernel fact: with CONFIG_RT_GROUP_SCHED and a cgroup v1 cpu
+        // controller, a task may become SCHED_FIFO/RR only when its cpu
+        // cgroup has realtime runtime (cpu.rt_runtime_us > 0); a new cgroup
+        // has none. EPERM then is not a missing capability (cuddy still holds
+        // CAP_SYS_NICE here, before the capabilities are dropped).
+        let rt = policy == libc::SCHED_FIFO as u32 || policy == libc::SCHED_RR as u32;
+        let why = if rt && e == Errno::EPERM {
+            "; a realtime policy needs realtime runtime in the container's cpu cgroup (cgroup v1 cpu.rt_runtime_us is 0 unless linux.resources.cpu.realtimeRuntime/realtimePeriod give it some, within the parent's)"
+        } else {
+            ""
+        };
         return Err(err(format!(
-            "sched_setattr (process.scheduler policy {:?})",
+            "sched_setattr (process.scheduler policy {}){why}",
             s.policy()
+        ))(e));
+    }
+    Ok(())
+}
+
+/// The spelling of `process.scheduler.flags` in the runtime spec
+/// (config.md "Process") paired with the one the parser (oci-spec) takes.
+const SCHED_FLAG_NAMES: &[(&str, &str)] = &[
+    ("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"),
+    ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN"),
+];
+
+/// Rewrites the spec's scheduler flag names in a `process` JSON object to
+/// the parser's; returns whether anything changed.
+pub fn spec_sched_flag_names(process: &mut serde_json::Value) -> bool {
+    let Some(flags) = process
+        .pointer_mut("/scheduler/flags")
+        .and_then(|f| f.as_array_mut())
+    else {
+        return false;
+    };
+    let mut changed = false;
+    for f in flags.iter_mut() {
+        if let Some((_, to)) = SCHED_FLAG_NAMES.iter().find(|(from, _)| f == from) {
+            *f = serde_json::Value::String((*to).to_string());
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// `linux.personality` (config-linux.md "Personality"): personality(2) with
+/// PER_LINUX or PER_LINUX32 (which makes uname(2) report a 32-bit machine,
+/// i686 on x86_64). Inherited across execve; set last, just before it.
+pub fn personality(p: Option<&oci_spec::runtime::LinuxPersonality>) -> Result<(), ProcessError> {
+    use oci_spec::runtime::LinuxPersonalityDomain as D;
+    let Some(p) = p else {
+        return Ok(());
+    };
+    // linux/personality.h: PER_LINUX 0x0000, PER_LINUX32 0x0008.
+    let persona: libc::c_ulong = match p.domain() {
+        D::PerLinux => 0x0000,
+        D::PerLinux32 => 0x0008,
+    };
+    // SAFETY: plain syscall with an integer argument.
+    if unsafe { libc::personality(persona) } < 0 {
+        return Err(err(format!(
+            "personality {} (linux.personality)",
+            p.domain()
         ))(Errno::last()));
     }
     Ok(())
@@ -351,4 +412,24 @@ fn verify_cwd(cwd: &Path, field: &str) -> Result<(), String> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// config.md "Process": every flag name the runtime spec lists parses.
+    #[test]
+    fn spec_scheduler_flag_names_parse() {
+        let mut p = serde_json::json!({
+            "cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["sh"],
+            "scheduler": {"policy": "SCHED_DEADLINE", "flags": [
+                "SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_RECLAIM", "SCHED_FLAG_DL_OVERRUN",
+                "SCHED_FLAG_KEEP_POLICY", "SCHED_FLAG_KEEP_PARAMS",
+                "SCHED_FLAG_UTIL_CLAMP_MIN", "SCHED_FLAG_UTIL_CLAMP_MAX"]}
+        });
+        assert!(serde_json::from_value::<oci_spec::runtime::Process>(p.clone()).is_err());
+        assert!(super::spec_sched_flag_names(&mut p));
+        let parsed: oci_spec::runtime::Process = serde_json::from_value(p).expect("parses");
+        let flags = parsed.scheduler().as_ref().and_then(|s| s.flags().clone());
+        assert_eq!(flags.map(|f| f.len()), Some(7));
+    }
 }

@@ -125,7 +125,12 @@ fn parse(text: &[u8], path: &Path) -> Result<Spec, SpecError> {
     caps::warn_all(path, &warnings);
     // serde_path_to_error names the field ("linux.namespaces[6].type");
     // serde_json's error adds line and column.
-    let res = if warnings.is_empty() {
+    // The spec's own names of scheduler flags, which the parser spells
+    // differently (process::setup::spec_sched_flag_names).
+    let renamed = value
+        .get_mut("process")
+        .is_some_and(crate::process::setup::spec_sched_flag_names);
+    let res = if warnings.is_empty() && !renamed {
         let de = &mut serde_json::Deserializer::from_slice(text);
         serde_path_to_error::deserialize(de)
     } else {

@@ -318,25 +318,7 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
         }
     }
     let has = |t: LinuxNamespaceType| kinds.contains(&t);
-    let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
-    if owned.contains(&LinuxNamespaceType::User) {
-        if linux.uid_mappings().as_ref().is_none_or(|m| m.is_empty())
-            || linux.gid_mappings().as_ref().is_none_or(|m| m.is_empty())
-        {
-            return Err(invalid(
-                cfg,
-                "linux.uidMappings",
-                "a new user namespace needs uidMappings and gidMappings",
-            ));
-        }
-    } else if maps {
-        return Err(invalid(
-            cfg,
-            "linux.uidMappings",
-            "mappings are only allowed with a new user namespace (linux.namespaces type \"user\" without path)",
-        ));
-    }
+    check_userns_maps(linux, &owned).map_err(|(field, why)| invalid(cfg, field, why))?;
     if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
         if !owned.contains(&LinuxNamespaceType::Time) {
             return Err(invalid(
@@ -369,14 +351,25 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
             "setting the domainname needs a UTS namespace",
         ));
     }
+    // config-linux.md "Namespaces": without a mount namespace the container
+    // shares the runtime's; cuddy then chroots into the rootfs (as runc and
+    // crun do), see mounts/shared_ns.rs.
     if !has(LinuxNamespaceType::Mount) {
-        return Err(invalid(
-            cfg,
-            "linux.namespaces",
-            "a mount namespace is required: cuddy sets up the root filesystem inside one",
-        ));
+        if linux.rootfs_propagation().is_some() {
+            return Err(invalid(
+                cfg,
+                "linux.rootfsPropagation",
+                "needs a mount namespace (linux.namespaces type \"mount\"): without one the container shares the runtime's, whose propagation cuddy does not change",
+            ));
+        }
+        if owned.contains(&LinuxNamespaceType::User) {
+            return Err(invalid(
+                cfg,
+                "linux.namespaces",
+                "a new user namespace needs a mount namespace too: without one the container's mounts would be made in the runtime's mount namespace, which its user namespace may not change",
+            ));
+        }
     }
-
     // config-linux.md "Sysctl": only namespaced keys, and only when the
     // container has that namespace.
     for key in linux.sysctl().iter().flatten().map(|(k, _)| k) {
@@ -384,7 +377,14 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
             LinuxNamespaceType::Ipc
         } else if key.starts_with("net.") {
             LinuxNamespaceType::Network
-        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        } else if key == "kernel.hostname" {
+            // runc refuses it too: it would race the `hostname` field.
+            return Err(invalid(
+                cfg,
+                "linux.sysctl",
+                "\"kernel.hostname\" is not allowed: set the container's hostname with the `hostname` field (it needs a UTS namespace)",
+            ));
+        } else if key == "kernel.domainname" {
             LinuxNamespaceType::Uts
         } else {
             return Err(invalid(
@@ -476,12 +476,20 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
             "Intel RDT is not supported by cuddy",
         ));
     }
-    if linux.personality().is_some() {
-        return Err(invalid(
-            cfg,
-            "linux.personality",
-            "personality is not supported yet by cuddy",
-        ));
+    // config-linux.md "Personality": the domain is checked by the parser
+    // (LINUX or LINUX32); "currently no flag values are supported".
+    if let Some(f) = linux
+        .personality()
+        .as_ref()
+        .and_then(|p| p.flags().as_ref())
+    {
+        if let Some(flag) = f.first() {
+            return Err(invalid(
+                cfg,
+                "linux.personality.flags",
+                format!("{flag:?}: the runtime spec defines no personality flags"),
+            ));
+        }
     }
     if linux.memory_policy().is_some() {
         return Err(invalid(
@@ -498,4 +506,41 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
         ));
     }
     Ok(rootfs)
+}
+
+/// config-linux.md "User namespace mappings": a new user namespace needs
+/// both maps (runc: "user namespaces enabled, but no uid/gid mappings"); maps
+/// without a new user namespace are refused (a joined one has its own).
+fn check_userns_maps(
+    linux: &oci_spec::runtime::Linux,
+    owned: &HashSet<LinuxNamespaceType>,
+) -> Result<(), (&'static str, &'static str)> {
+    let empty = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        m.as_ref().is_none_or(|m| m.is_empty())
+    };
+    let (no_uid, no_gid) = (empty(linux.uid_mappings()), empty(linux.gid_mappings()));
+    if owned.contains(&LinuxNamespaceType::User) {
+        if no_uid {
+            return Err((
+                "linux.uidMappings",
+                "a new user namespace (linux.namespaces type \"user\" without path) needs uid mappings: none are given",
+            ));
+        }
+        if no_gid {
+            return Err((
+                "linux.gidMappings",
+                "a new user namespace (linux.namespaces type \"user\" without path) needs gid mappings: none are given",
+            ));
+        }
+    } else if !no_uid || !no_gid {
+        return Err((
+            if no_uid {
+                "linux.gidMappings"
+            } else {
+                "linux.uidMappings"
+            },
+            "mappings are only allowed with a new user namespace (linux.namespaces type \"user\" without path)",
+        ));
+    }
+    Ok(())
 }

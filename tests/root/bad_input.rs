@@ -310,7 +310,7 @@ fn namespace_errors() {
         &ctx,
         "nomaps",
         &c,
-        &["linux.uidMappings", "uidMappings and gidMappings"],
+        &["linux.uidMappings", "needs uid mappings"],
     );
 
     let mut c = cfg(&ctx);

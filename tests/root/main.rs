@@ -14,6 +14,7 @@ mod hooks;
 mod library;
 mod lifecycle;
 mod mounts;
+mod ns_conformance;
 mod process;
 mod process_conformance;
 mod schema;
