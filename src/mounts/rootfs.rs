@@ -311,10 +311,13 @@ pub fn prepare_rootfs(cfg: &RootfsConfig) -> Result<InRoot, MountError> {
     let prop = linux.and_then(|l| l.rootfs_propagation().as_deref());
     // Stop our mounts from propagating to the host (and the host's unmounts
     // from reaching us in a way that breaks pivot_root): make every mount in
-    // this new namespace a slave, or private when asked for.
+    // this new namespace a slave, or private when asked for. "unbindable"
+    // is private for now: the kernel refuses to bind an unbindable mount
+    // (EINVAL), and the rootfs is bound onto itself just below;
+    // `finish_rootfs` makes "/" unbindable after pivot_root.
     let initial = match prop {
         Some(p) if p.ends_with("private") || p.ends_with("unbindable") => {
-            propagation_flags(p) | MsFlags::MS_REC
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC
         }
         _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };

@@ -13,6 +13,7 @@ mod hooks;
 mod library;
 mod lifecycle;
 mod mounts;
+mod mounts_conformance;
 mod process;
 mod schema;
 mod seccomp;
