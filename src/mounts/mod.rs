@@ -7,6 +7,7 @@
 //! cuddy mount or create something outside the rootfs.
 
 mod cgroupfs;
+mod copyup;
 pub mod detached;
 mod devices;
 mod flags;

@@ -125,13 +125,24 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
     };
     let opts: MountOptions =
         parse_options(m.options().as_deref().unwrap_or(&[])).map_err(invalid)?;
-    if opts.tmpcopyup {
-        return Err(invalid(
-            "option \"tmpcopyup\" is not supported yet by cuddy".into(),
-        ));
-    }
     let typ = m.typ().as_deref().unwrap_or("");
     check_proc_sys_dest(root, m, typ, cfg.bundle).map_err(invalid)?;
+    let label = cfg
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.mount_label().clone());
+    if opts.tmpcopyup {
+        if typ != "tmpfs" || opts.is_bind() {
+            return Err(invalid(format!(
+                "option \"tmpcopyup\" is only for tmpfs mounts, not {typ:?}"
+            )));
+        }
+        let target = root.ensure(dest, Kind::Dir)?;
+        super::copyup::mount_tmpfs_copy(&target, &shown, &opts, label.as_deref())?;
+        let target = root.open_mounted(dest, &target)?;
+        return finish_mount(&target, &shown, &opts);
+    }
     if typ == "cgroup" {
         return mount_cgroupfs(
             root,
@@ -189,11 +200,6 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
         .as_ref()
         .map(|s| s.as_path())
         .unwrap_or(Path::new(typ));
-    let label = cfg
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.mount_label().clone());
     let data = with_mount_label(opts.data_string(), typ, label.as_deref());
     let flags = opts.flags & !MsFlags::MS_REC;
     match mount(

@@ -81,3 +81,141 @@ fn rootfs_propagation_every_value() {
         "slave: propagation of / is {got:?}"
     );
 }
+
+/// podman 4.3 `--read-only` / `--tmpfs /tmp`, verbatim.
+const PODMAN_TMP: &str = r#"{"destination":"/tmp","type":"tmpfs","source":"tmpfs","options":["rw","rprivate","nosuid","nodev","tmpcopyup"]}"#;
+
+/// Fills the image's /tmp: a dir, a file, a set-uid file, a fifo, and two
+/// symlinks at host objects outside the rootfs (which a copy that follows
+/// symlinks would read). Ids are offset by `base` (the userns mapping).
+fn hostile_tmp(rootfs: &Path, host: &Path, base: u32) {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let t = rootfs.join("tmp");
+    let _ = std::fs::remove_dir_all(&t);
+    std::fs::create_dir(&t).unwrap();
+    std::fs::create_dir(t.join("sub")).unwrap();
+    std::fs::write(t.join("sub/f"), "hello").unwrap();
+    std::fs::write(t.join("suid"), "x").unwrap();
+    nix::unistd::mkfifo(
+        &t.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o620),
+    )
+    .unwrap();
+    symlink(host.join("canary"), t.join("evil")).unwrap();
+    symlink(host, t.join("evildir")).unwrap();
+    let own = |p: &str, uid: u32, gid: u32, mode: u32| {
+        let p = t.join(p);
+        std::os::unix::fs::lchown(&p, Some(base + uid), Some(base + gid)).unwrap();
+        if mode != 0 {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    };
+    own("sub/f", 1000, 1001, 0o644);
+    own("sub", 1234, 2345, 0o705);
+    own("suid", 0, 0, 0o4755);
+    own("fifo", 5, 6, 0o620);
+    own("evil", 7, 8, 0);
+    own(".", 0, 0, 0o1777);
+    // Fixed times, directories last (filling one changes its mtime).
+    let st = std::process::Command::new("touch")
+        .args(["-h", "-d", "@1000000000"])
+        .args(["sub/f", "suid", "fifo", "evil", "sub", "."].map(|p| t.join(p)))
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+const TMP_SCRIPT: &str = "cd /tmp && stat -c '%n %u %g %a %Y %F' . sub sub/f suid fifo evil; \
+    echo link=$(readlink evil); cat sub/f; echo; cat evil 2>/dev/null || echo evil-not-followed; \
+    ls evildir 2>/dev/null || echo evildir-not-followed; echo new > /tmp/new; \
+    grep ' /tmp ' /proc/self/mountinfo";
+
+/// config.md#mounts with crun's/runc's `tmpcopyup` extension: the tmpfs
+/// starts with the image's /tmp, ownership, modes, times, fifos and
+/// symlinks kept. Attack: symlinks in the image's /tmp at a host file and a
+/// host dir are copied as symlinks, never followed (the host canary is not
+/// copied and stays untouched); writes stay in the tmpfs.
+#[test]
+fn tmpcopyup_copies_the_image_dir_without_following_symlinks() {
+    require_root!();
+    let ctx = Ctx::new("copyup");
+    let host = ctx.dir.path().join("host");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("canary"), "HOST SECRET").unwrap();
+    let rootfs = private_rootfs(&ctx, "rootfs");
+    for (name, base, userns) in [("plain", 0, false), ("userns", 100000, true)] {
+        hostile_tmp(&rootfs, &host, base);
+        let mut c = ctx.config(&[]);
+        c["root"] = json!({"path": rootfs, "readonly": true});
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::from_str(PODMAN_TMP).unwrap());
+        if userns {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user"}));
+            c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": base, "size": 65536}]);
+            c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": base, "size": 65536}]);
+        }
+        let out = sh(&ctx, name, c, TMP_SCRIPT);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            &lines[..6],
+            &[
+                ". 0 0 1777 1000000000 directory",
+                "sub 1234 2345 705 1000000000 directory",
+                "sub/f 1000 1001 644 1000000000 regular file",
+                "suid 0 0 4755 1000000000 regular file",
+                "fifo 5 6 620 1000000000 fifo",
+                "evil 7 8 777 1000000000 symbolic link",
+            ],
+            "{name}: {out}"
+        );
+        assert_eq!(
+            lines[6],
+            format!("link={}", host.join("canary").display()),
+            "{name}"
+        );
+        assert_eq!(
+            &lines[7..10],
+            &["hello", "evil-not-followed", "evildir-not-followed"],
+            "{name}"
+        );
+        assert!(
+            lines[10].contains(" - tmpfs "),
+            "{name}: /tmp is not a tmpfs: {out}"
+        );
+        assert!(lines[10].contains("nosuid,nodev"), "{name}: {out}");
+        assert_eq!(
+            std::fs::read_to_string(host.join("canary")).unwrap(),
+            "HOST SECRET"
+        );
+        assert_eq!(
+            std::fs::read_dir(&host).unwrap().count(),
+            1,
+            "host dir changed"
+        );
+        assert!(
+            !rootfs.join("tmp/new").exists(),
+            "{name}: the write reached the image"
+        );
+    }
+}
+
+/// tmpcopyup is a tmpfs option: elsewhere it is refused, naming the mount.
+#[test]
+fn tmpcopyup_on_a_bind_mount_is_refused() {
+    require_root!();
+    let ctx = Ctx::new("copyupbad");
+    let mut c = ctx.config(&["/bin/true"]);
+    c["mounts"].as_array_mut().unwrap().push(json!(
+        {"destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["rbind", "tmpcopyup"]}
+    ));
+    let id = ctx.id("bind");
+    let out = ctx.run(&id, &c);
+    assert_fails_with(&out, "tmpcopyup");
+    assert_fails_with(&out, "/mnt");
+    ctx.assert_no_leftovers(&id);
+}
