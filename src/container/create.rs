@@ -272,6 +272,18 @@ fn spawn(
             .as_ref()
             .ok_or_else(|| ContainerError::Init("config.json: process: missing".into()))?,
     )?;
+    let mount_sources = crate::mounts::MountSources::prepare(
+        &bundle.spec,
+        &bundle.dir,
+        &crate::mounts::SourcePlan {
+            userns: ns.in_userns,
+            joins_mount_ns: ns
+                .join
+                .iter()
+                .any(|j| j.typ == oci_spec::runtime::LinuxNamespaceType::Mount),
+            proc: &proc,
+        },
+    )?;
     let mut ctx = InitContext {
         id: &opts.id,
         bundle,
@@ -294,6 +306,7 @@ fn spawn(
         ),
         console,
         seccomp,
+        mount_sources,
     };
     namespaces::join_pid_for_children(ns)?;
     let (flags, into) = if ns.two_stage {

@@ -11,13 +11,16 @@ mod copyup;
 pub mod detached;
 mod devices;
 mod flags;
+mod idmap;
 pub mod procsys;
 mod rootfs;
 mod secure;
+mod sources;
 
 pub use flags::{MountOptions, parse_options};
 pub use rootfs::{RootfsConfig, finish_rootfs, prepare_rootfs};
 pub use secure::{InRoot, open_in_root, openat2};
+pub use sources::{MountSources, SourcePlan};
 
 use std::path::PathBuf;
 

@@ -118,6 +118,16 @@ pub fn source_kind(src: &Path) -> Source {
     }
 }
 
+/// `source_kind` of a source opened by the runtime (an open_tree fd).
+pub fn fd_source_kind(fd: &std::os::fd::OwnedFd) -> Source {
+    let is_proc = nix::sys::statfs::fstatfs(fd)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
+    match nix::sys::stat::fstat(fd) {
+        Ok(st) if is_proc && st.st_ino == 1 => Source::ProcRoot,
+        _ => Source::Other,
+    }
+}
+
 /// Is the mount a bind mount (type "bind", or a bind/rbind option)?
 pub fn is_bind(typ: &str, options: &[String]) -> bool {
     typ == "bind" || options.iter().any(|o| o == "bind" || o == "rbind")

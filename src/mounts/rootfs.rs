@@ -13,6 +13,7 @@ use super::devices::{self, Dev};
 use super::flags::{MountOptions, parse_options};
 use super::procsys;
 use super::secure::{InRoot, Kind, fd_path};
+use super::sources::MountSources;
 use super::{MountError, sys};
 
 /// What the rootfs set-up needs besides the spec.
@@ -30,6 +31,8 @@ pub struct RootfsConfig<'a> {
     /// through its trusted procfs fd.
     pub mountinfo: String,
     pub self_cgroup: String,
+    /// Bind sources opened by the runtime (`sources`), by mount index.
+    pub sources: &'a MountSources,
 }
 
 fn propagation_flags(p: &str) -> MsFlags {
@@ -126,7 +129,8 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
     let opts: MountOptions =
         parse_options(m.options().as_deref().unwrap_or(&[])).map_err(invalid)?;
     let typ = m.typ().as_deref().unwrap_or("");
-    check_proc_sys_dest(root, m, typ, cfg.bundle).map_err(invalid)?;
+    let src_fd = cfg.sources.take(index);
+    check_proc_sys_dest(root, m, typ, cfg.bundle, src_fd.as_ref()).map_err(invalid)?;
     let label = cfg
         .spec
         .linux()
@@ -172,19 +176,29 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
         } else {
             cfg.bundle.join(src)
         };
-        let meta = std::fs::metadata(&src)
-            .map_err(|e| invalid(format!("source {}: {e}", src.display())))?;
-        let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
-        let target = root.ensure(dest, kind)?;
-        let rec = opts.flags & MsFlags::MS_REC;
-        mount(
-            Some(&src),
-            fd_path(&target).as_str(),
-            None::<&str>,
-            MsFlags::MS_BIND | rec,
-            None::<&str>,
-        )
-        .map_err(mount_err)?;
+        let is_dir = match &src_fd {
+            Some(fd) => {
+                nix::sys::stat::fstat(fd).map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            }
+            None => std::fs::metadata(&src)
+                .map(|m| m.is_dir())
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+        }
+        .map_err(|e| invalid(format!("source {}: {e}", src.display())))?;
+        let target = root.ensure(dest, if is_dir { Kind::Dir } else { Kind::File })?;
+        match &src_fd {
+            // Opened by the runtime before the clone (`sources`).
+            Some(fd) => super::detached::move_onto(fd, &target).map_err(mount_err)?,
+            None => mount(
+                Some(&src),
+                fd_path(&target).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC),
+                None::<&str>,
+            )
+            .map_err(mount_err)?,
+        }
+        drop(src_fd);
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         let target = root.open_mounted(dest, &target)?;
         if !extra.is_empty() {
@@ -234,7 +248,13 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
 /// rules (`procsys`), and proc/sysfs only on a real directory: never through
 /// a symlink (CVE-2019-16884: `/proc -> /host/dir` in the image). Creates
 /// the destination when missing (inside the root, as the mount would).
-fn check_proc_sys_dest(root: &InRoot, m: &Mount, typ: &str, bundle: &Path) -> Result<(), String> {
+fn check_proc_sys_dest(
+    root: &InRoot,
+    m: &Mount,
+    typ: &str,
+    bundle: &Path,
+    src_fd: Option<&OwnedFd>,
+) -> Result<(), String> {
     let dest = m.destination();
     let opts = m.options().clone().unwrap_or_default();
     let bind = procsys::is_bind(typ, &opts);
@@ -264,10 +284,17 @@ fn check_proc_sys_dest(root: &InRoot, m: &Mount, typ: &str, bundle: &Path) -> Re
         }
     }
     let src = m.source().clone().map(|s| bundle.join(s));
-    let kind = match &src {
+    // A source opened by the runtime is known by its fd (its path may be
+    // out of the container's reach).
+    let fd_is_dir = src_fd.map(|fd| {
+        nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+    });
+    let kind = match (&src, fd_is_dir) {
+        (_, Some(true)) => Kind::Dir,
+        (_, Some(false)) => Kind::File,
         // A missing source: the mount itself reports it.
-        Some(s) if bind && !s.exists() => return Ok(()),
-        Some(s) if bind && !s.is_dir() => Kind::File,
+        (Some(s), None) if bind && !s.exists() => return Ok(()),
+        (Some(s), None) if bind && !s.is_dir() => Kind::File,
         _ => Kind::Dir,
     };
     let target = root.ensure(dest, kind).map_err(|e| e.to_string())?;
@@ -286,9 +313,11 @@ fn check_proc_sys_dest(root: &InRoot, m: &Mount, typ: &str, bundle: &Path) -> Re
         &procsys::clean(&Path::new("/").join(inside)),
         typ,
         bind,
-        || {
-            src.as_deref()
-                .map_or(procsys::Source::Other, procsys::source_kind)
+        || match src_fd {
+            Some(fd) => procsys::fd_source_kind(fd),
+            None => src
+                .as_deref()
+                .map_or(procsys::Source::Other, procsys::source_kind),
         },
     )
 }
