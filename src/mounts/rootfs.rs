@@ -176,28 +176,42 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
         } else {
             cfg.bundle.join(src)
         };
-        let is_dir = match &src_fd {
-            Some(fd) => {
-                nix::sys::stat::fstat(fd).map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
-            }
-            None => std::fs::metadata(&src)
-                .map(|m| m.is_dir())
-                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+        let idmapped = opts.idmap.is_some() || m.uid_mappings().is_some();
+        let by_fd = |fd: &OwnedFd| {
+            nix::sys::stat::fstat(fd).map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        };
+        let is_dir = match (std::fs::metadata(&src), &src_fd) {
+            (_, Some(fd)) if idmapped => by_fd(fd),
+            (Ok(m), _) => Ok(m.is_dir()),
+            (Err(_), Some(fd)) => by_fd(fd),
+            (Err(e), None) => Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
         }
         .map_err(|e| invalid(format!("source {}: {e}", src.display())))?;
         let target = root.ensure(dest, if is_dir { Kind::Dir } else { Kind::File })?;
-        match &src_fd {
-            // Opened by the runtime before the clone (`sources`).
-            Some(fd) => super::detached::move_onto(fd, &target).map_err(mount_err)?,
-            None => mount(
+        // By path first, in the container's namespaces: the copied mounts
+        // keep the locks the kernel put on them when the user namespace
+        // took the mount namespace (MNT_LOCKED, locked ro/nosuid/...),
+        // which a tree attached from the runtime's fd would not have.
+        // The fd (`sources`) when the container's root cannot reach the
+        // source, and always for id-mapped mounts.
+        let by_path = || {
+            mount(
                 Some(&src),
                 fd_path(&target).as_str(),
                 None::<&str>,
                 MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC),
                 None::<&str>,
             )
-            .map_err(mount_err)?,
+        };
+        match &src_fd {
+            Some(fd) if idmapped => super::detached::move_onto(fd, &target),
+            Some(fd) => match by_path() {
+                Err(Errno::EACCES | Errno::EPERM) => super::detached::move_onto(fd, &target),
+                r => r,
+            },
+            None => by_path(),
         }
+        .map_err(mount_err)?;
         drop(src_fd);
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         let target = root.open_mounted(dest, &target)?;

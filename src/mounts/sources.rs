@@ -8,7 +8,9 @@
 //! mount namespace, makes it a slave (a clone of a shared mount is a peer
 //! of the original: mounts made in the container would reach the host),
 //! and hands the fds to the child (in `InitContext`'s keep list); the child
-//! attaches each with `move_mount` (`detached::move_onto`). The kernel
+//! binds by path first and, when that fails with EACCES/EPERM, attaches
+//! the copy with `move_mount` (`detached::move_onto`; see `rootfs.rs` for
+//! why not always). The kernel
 //! (6.1 as today) lets a process with CAP_SYS_ADMIN over its own mount
 //! namespace attach a detached tree whatever user namespace made it.
 //! Without open_tree or mount_setattr (before 5.12), or when the container
