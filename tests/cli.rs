@@ -344,12 +344,9 @@ fn features_matches_schema() {
     for m in ["ro", "rw", "bind", "rbind", "nosuid", "rro", "rprivate"] {
         assert!(mo.iter().any(|x| x == m), "mountOptions lacks {m}");
     }
-    // Nothing it refuses may be advertised.
+    // Supported since issue 8 (id-mapped mounts, tmpcopyup).
     for m in ["idmap", "ridmap", "tmpcopyup"] {
-        assert!(
-            !mo.iter().any(|x| x == m),
-            "mountOptions advertises unsupported {m}"
-        );
+        assert!(mo.iter().any(|x| x == m), "mountOptions lacks {m}");
     }
     if let Some(a) = o.get("annotations") {
         for (k, x) in a.as_object().expect("annotations object") {
@@ -410,7 +407,7 @@ fn features_matches_schema() {
     if let Some(me) = linux.get("mountExtensions") {
         if let Some(id) = me.get("idmap") {
             assert_bool_fields(id, "linux.mountExtensions.idmap", &["enabled"]);
-            assert_eq!(id["enabled"], false, "idmap mounts are refused");
+            assert_eq!(id["enabled"], true, "idmap mounts are supported");
         }
     }
 }

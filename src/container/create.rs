@@ -313,6 +313,18 @@ fn spawn(
             .as_ref()
             .ok_or_else(|| ContainerError::Init("config.json: process: missing".into()))?,
     )?;
+    let mount_sources = crate::mounts::MountSources::prepare(
+        &bundle.spec,
+        &bundle.dir,
+        &crate::mounts::SourcePlan {
+            userns: ns.in_userns,
+            joins_mount_ns: ns
+                .join
+                .iter()
+                .any(|j| j.typ == oci_spec::runtime::LinuxNamespaceType::Mount),
+            proc: &proc,
+        },
+    )?;
     let mut ctx = InitContext {
         id: &opts.id,
         bundle,
@@ -335,6 +347,7 @@ fn spawn(
         ),
         console,
         seccomp,
+        mount_sources,
     };
     // Without a mount namespace the init mounts in ours: record what to undo.
     if !ns.mountns() {

@@ -33,6 +33,8 @@ pub struct MountOptions {
     pub data: Vec<String>,
     /// `tmpcopyup` was given.
     pub tmpcopyup: bool,
+    /// `idmap` (Some(false)) or `ridmap` (Some(true)) was given.
+    pub idmap: Option<bool>,
 }
 
 impl Default for MountOptions {
@@ -45,6 +47,7 @@ impl Default for MountOptions {
             rec_clr: 0,
             data: Vec::new(),
             tmpcopyup: false,
+            idmap: None,
         }
     }
 }
@@ -119,9 +122,8 @@ pub fn parse_options(opts: &[String]) -> Result<MountOptions, String> {
                 continue;
             }
             "idmap" | "ridmap" => {
-                return Err(format!(
-                    "option {opt:?}: id-mapped mounts are not supported yet by cuddy"
-                ));
+                o.idmap = Some(opt == "ridmap");
+                continue;
             }
             other => {
                 if let Some((set, clr)) = recursive_attr(other) {
@@ -195,6 +197,7 @@ mod tests {
     fn recursive_attrs_and_unsupported() {
         let o = p(&["rro", "rnosuid"]);
         assert_eq!(o.rec_set, attr::RDONLY | attr::NOSUID);
-        assert!(parse_options(&["idmap".to_string()]).is_err());
+        assert_eq!(p(&["rbind", "ridmap"]).idmap, Some(true));
+        assert_eq!(p(&["idmap"]).idmap, Some(false));
     }
 }

@@ -7,17 +7,21 @@
 //! cuddy mount or create something outside the rootfs.
 
 mod cgroupfs;
+mod copyup;
 pub mod detached;
 mod devices;
 mod flags;
+mod idmap;
 pub mod procsys;
 mod rootfs;
 mod secure;
 pub mod shared_ns;
+mod sources;
 
 pub use flags::{MountOptions, parse_options};
 pub use rootfs::{RootfsConfig, finish_rootfs, prepare_rootfs};
 pub use secure::{InRoot, open_in_root, openat2};
+pub use sources::{MountSources, SourcePlan};
 
 use std::path::PathBuf;
 

@@ -19,7 +19,13 @@
 //! before mounting (an image symlink `/foo -> /proc/sys` makes
 //! `destination: /foo` a mount inside /proc).
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use oci_spec::runtime::Mount;
+
+use super::secure::{InRoot, Kind, fd_path};
 
 /// runc's list (libcontainer/rootfs_linux.go), the files lxcfs provides.
 const PROC_FILES: &[&str] = &[
@@ -118,9 +124,95 @@ pub fn source_kind(src: &Path) -> Source {
     }
 }
 
+/// `source_kind` of a source opened by the runtime (an open_tree fd).
+pub fn fd_source_kind(fd: &std::os::fd::OwnedFd) -> Source {
+    let is_proc = nix::sys::statfs::fstatfs(fd)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
+    match nix::sys::stat::fstat(fd) {
+        Ok(st) if is_proc && st.st_ino == 1 => Source::ProcRoot,
+        _ => Source::Other,
+    }
+}
+
 /// Is the mount a bind mount (type "bind", or a bind/rbind option)?
 pub fn is_bind(typ: &str, options: &[String]) -> bool {
     typ == "bind" || options.iter().any(|o| o == "bind" || o == "rbind")
+}
+
+/// The destination as resolved inside the root, for the /proc and /sys
+/// rules (`procsys`), and proc/sysfs only on a real directory: never through
+/// a symlink (CVE-2019-16884: `/proc -> /host/dir` in the image). Creates
+/// the destination when missing (inside the root, as the mount would).
+pub(super) fn check_dest(
+    root: &InRoot,
+    m: &Mount,
+    typ: &str,
+    bundle: &Path,
+    src_fd: Option<&OwnedFd>,
+) -> Result<(), String> {
+    let dest = m.destination();
+    let opts = m.options().clone().unwrap_or_default();
+    let bind = is_bind(typ, &opts);
+    if matches!(typ, "proc" | "sysfs") && !bind {
+        match super::openat2(
+            root.fd.as_raw_fd(),
+            dest,
+            libc::O_PATH,
+            libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS,
+        ) {
+            Err(Errno::ELOOP) => {
+                return Err(format!(
+                    "a {typ} filesystem must be mounted on a directory, not through a symlink ({} is or goes through one in the rootfs)",
+                    dest.display()
+                ));
+            }
+            Ok(fd) => {
+                let st = nix::sys::stat::fstat(&fd).map_err(|e| format!("fstat: {e}"))?;
+                if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                    return Err(format!(
+                        "a {typ} filesystem must be mounted on a directory, and {} is not one",
+                        dest.display()
+                    ));
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    let src = m.source().clone().map(|s| bundle.join(s));
+    // A source opened by the runtime is known by its fd (its path may be
+    // out of the container's reach).
+    let fd_is_dir = src_fd.map(|fd| {
+        nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+    });
+    let kind = match (&src, fd_is_dir) {
+        (_, Some(true)) => Kind::Dir,
+        (_, Some(false)) => Kind::File,
+        // A missing source: the mount itself reports it.
+        (Some(s), None) if bind && !s.exists() => return Ok(()),
+        (Some(s), None) if bind && !s.is_dir() => Kind::File,
+        _ => Kind::Dir,
+    };
+    let target = root.ensure(dest, kind).map_err(|e| e.to_string())?;
+    let link = |fd: &OwnedFd| {
+        std::fs::read_link(fd_path(fd)).map_err(|e| format!("resolve {}: {e}", dest.display()))
+    };
+    let (top, at) = (link(&root.fd)?, link(&target)?);
+    let inside = at.strip_prefix(&top).map_err(|_| {
+        format!(
+            "{} resolves outside the rootfs ({})",
+            dest.display(),
+            at.display()
+        )
+    })?;
+    check(
+        &clean(&Path::new("/").join(inside)),
+        typ,
+        bind,
+        || match src_fd {
+            Some(fd) => fd_source_kind(fd),
+            None => src.as_deref().map_or(Source::Other, source_kind),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use super::devices::{self, Dev};
 use super::flags::{MountOptions, parse_options};
 use super::procsys;
 use super::secure::{InRoot, Kind, fd_path};
+use super::sources::MountSources;
 use super::{MountError, sys};
 
 /// What the rootfs set-up needs besides the spec.
@@ -32,6 +33,8 @@ pub struct RootfsConfig<'a> {
     /// through its trusted procfs fd.
     pub mountinfo: String,
     pub self_cgroup: String,
+    /// Bind sources opened by the runtime (`sources`), by mount index.
+    pub sources: &'a MountSources,
 }
 
 fn propagation_flags(p: &str) -> MsFlags {
@@ -127,13 +130,25 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
     };
     let opts: MountOptions =
         parse_options(m.options().as_deref().unwrap_or(&[])).map_err(invalid)?;
-    if opts.tmpcopyup {
-        return Err(invalid(
-            "option \"tmpcopyup\" is not supported yet by cuddy".into(),
-        ));
-    }
     let typ = m.typ().as_deref().unwrap_or("");
-    check_proc_sys_dest(root, m, typ, cfg.bundle).map_err(invalid)?;
+    let src_fd = cfg.sources.take(index);
+    procsys::check_dest(root, m, typ, cfg.bundle, src_fd.as_ref()).map_err(invalid)?;
+    let label = cfg
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.mount_label().clone());
+    if opts.tmpcopyup {
+        if typ != "tmpfs" || opts.is_bind() {
+            return Err(invalid(format!(
+                "option \"tmpcopyup\" is only for tmpfs mounts, not {typ:?}"
+            )));
+        }
+        let target = root.ensure(dest, Kind::Dir)?;
+        super::copyup::mount_tmpfs_copy(&target, &shown, &opts, label.as_deref())?;
+        let target = root.open_mounted(dest, &target)?;
+        return finish_mount(&target, &shown, &opts);
+    }
     if typ == "cgroup" {
         return mount_cgroupfs(
             root,
@@ -163,19 +178,43 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
         } else {
             cfg.bundle.join(src)
         };
-        let meta = std::fs::metadata(&src)
-            .map_err(|e| invalid(format!("source {}: {e}", src.display())))?;
-        let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
-        let target = root.ensure(dest, kind)?;
-        let rec = opts.flags & MsFlags::MS_REC;
-        mount(
-            Some(&src),
-            fd_path(&target).as_str(),
-            None::<&str>,
-            MsFlags::MS_BIND | rec,
-            None::<&str>,
-        )
+        let idmapped = opts.idmap.is_some() || m.uid_mappings().is_some();
+        let by_fd = |fd: &OwnedFd| {
+            nix::sys::stat::fstat(fd).map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        };
+        let is_dir = match (std::fs::metadata(&src), &src_fd) {
+            (_, Some(fd)) if idmapped => by_fd(fd),
+            (Ok(m), _) => Ok(m.is_dir()),
+            (Err(_), Some(fd)) => by_fd(fd),
+            (Err(e), None) => Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+        }
+        .map_err(|e| invalid(format!("source {}: {e}", src.display())))?;
+        let target = root.ensure(dest, if is_dir { Kind::Dir } else { Kind::File })?;
+        // By path first, in the container's namespaces: the copied mounts
+        // keep the locks the kernel put on them when the user namespace
+        // took the mount namespace (MNT_LOCKED, locked ro/nosuid/...),
+        // which a tree attached from the runtime's fd would not have.
+        // The fd (`sources`) when the container's root cannot reach the
+        // source, and always for id-mapped mounts.
+        let by_path = || {
+            mount(
+                Some(&src),
+                fd_path(&target).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC),
+                None::<&str>,
+            )
+        };
+        match &src_fd {
+            Some(fd) if idmapped => super::detached::move_onto(fd, &target),
+            Some(fd) => match by_path() {
+                Err(Errno::EACCES | Errno::EPERM) => super::detached::move_onto(fd, &target),
+                r => r,
+            },
+            None => by_path(),
+        }
         .map_err(mount_err)?;
+        drop(src_fd);
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         let target = root.open_mounted(dest, &target)?;
         if !extra.is_empty() {
@@ -191,11 +230,6 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
         .as_ref()
         .map(|s| s.as_path())
         .unwrap_or(Path::new(typ));
-    let label = cfg
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.mount_label().clone());
     let data = with_mount_label(opts.data_string(), typ, label.as_deref());
     let flags = opts.flags & !MsFlags::MS_REC;
     match mount(
@@ -226,69 +260,6 @@ fn mount_one(cfg: &RootfsConfig, root: &InRoot, index: usize, m: &Mount) -> Resu
     finish_mount(&target, &shown, &opts)
 }
 
-/// The destination as resolved inside the root, for the /proc and /sys
-/// rules (`procsys`), and proc/sysfs only on a real directory: never through
-/// a symlink (CVE-2019-16884: `/proc -> /host/dir` in the image). Creates
-/// the destination when missing (inside the root, as the mount would).
-fn check_proc_sys_dest(root: &InRoot, m: &Mount, typ: &str, bundle: &Path) -> Result<(), String> {
-    let dest = m.destination();
-    let opts = m.options().clone().unwrap_or_default();
-    let bind = procsys::is_bind(typ, &opts);
-    if matches!(typ, "proc" | "sysfs") && !bind {
-        match super::openat2(
-            root.fd.as_raw_fd(),
-            dest,
-            libc::O_PATH,
-            libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS,
-        ) {
-            Err(Errno::ELOOP) => {
-                return Err(format!(
-                    "a {typ} filesystem must be mounted on a directory, not through a symlink ({} is or goes through one in the rootfs)",
-                    dest.display()
-                ));
-            }
-            Ok(fd) => {
-                let st = nix::sys::stat::fstat(&fd).map_err(|e| format!("fstat: {e}"))?;
-                if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-                    return Err(format!(
-                        "a {typ} filesystem must be mounted on a directory, and {} is not one",
-                        dest.display()
-                    ));
-                }
-            }
-            Err(_) => {}
-        }
-    }
-    let src = m.source().clone().map(|s| bundle.join(s));
-    let kind = match &src {
-        // A missing source: the mount itself reports it.
-        Some(s) if bind && !s.exists() => return Ok(()),
-        Some(s) if bind && !s.is_dir() => Kind::File,
-        _ => Kind::Dir,
-    };
-    let target = root.ensure(dest, kind).map_err(|e| e.to_string())?;
-    let link = |fd: &OwnedFd| {
-        std::fs::read_link(fd_path(fd)).map_err(|e| format!("resolve {}: {e}", dest.display()))
-    };
-    let (top, at) = (link(&root.fd)?, link(&target)?);
-    let inside = at.strip_prefix(&top).map_err(|_| {
-        format!(
-            "{} resolves outside the rootfs ({})",
-            dest.display(),
-            at.display()
-        )
-    })?;
-    procsys::check(
-        &procsys::clean(&Path::new("/").join(inside)),
-        typ,
-        bind,
-        || {
-            src.as_deref()
-                .map_or(procsys::Source::Other, procsys::source_kind)
-        },
-    )
-}
-
 fn finish_mount(target: &OwnedFd, shown: &Path, opts: &MountOptions) -> Result<(), MountError> {
     for p in &opts.propagation {
         mount(
@@ -313,10 +284,13 @@ pub fn prepare_rootfs(cfg: &RootfsConfig) -> Result<InRoot, MountError> {
     let prop = linux.and_then(|l| l.rootfs_propagation().as_deref());
     // Stop our mounts from propagating to the host (and the host's unmounts
     // from reaching us in a way that breaks pivot_root): make every mount in
-    // this new namespace a slave, or private when asked for.
+    // this new namespace a slave, or private when asked for. "unbindable"
+    // is private for now: the kernel refuses to bind an unbindable mount
+    // (EINVAL), and the rootfs is bound onto itself just below;
+    // `finish_rootfs` makes "/" unbindable after pivot_root.
     let initial = match prop {
         Some(p) if p.ends_with("private") || p.ends_with("unbindable") => {
-            propagation_flags(p) | MsFlags::MS_REC
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC
         }
         _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };

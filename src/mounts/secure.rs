@@ -58,22 +58,43 @@ pub fn openat2(root: RawFd, rel: &Path, flags: i32, resolve: u64) -> nix::Result
         mode: 0,
         resolve,
     };
-    // SAFETY: `c` is a valid NUL-terminated string and `how` a properly
-    // initialised open_how whose size we pass; the kernel only reads them.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root,
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(Errno::last());
+    retry_eagain(|| {
+        // SAFETY: `c` is a valid NUL-terminated string and `how` a properly
+        // initialised open_how whose size we pass; the kernel only reads them.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root,
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: the syscall returned a new file descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    })
+}
+
+/// How many times an openat2 that failed with EAGAIN is tried in all.
+const OPENAT2_TRIES: u32 = 32;
+
+/// openat2(2): with RESOLVE_IN_ROOT or RESOLVE_BENEATH, a rename or mount
+/// anywhere on the system during the walk ("a race with ..rename_lock or
+/// mount_lock") makes the kernel give up with EAGAIN rather than risk an
+/// escape; the man page says to retry. A bounded number of times: a
+/// process that renames in a loop must not make cuddy spin for ever, and
+/// then EAGAIN is reported like any other error.
+fn retry_eagain<T>(mut call: impl FnMut() -> nix::Result<T>) -> nix::Result<T> {
+    let mut tries = 1;
+    loop {
+        match call() {
+            Err(Errno::EAGAIN) if tries < OPENAT2_TRIES => tries += 1,
+            r => return r,
+        }
     }
-    // SAFETY: the syscall returned a new file descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// The magic-link path naming an open fd, usable as a mount(2) source or target.
@@ -280,6 +301,31 @@ mod tests {
             .join(outside.path().strip_prefix("/").unwrap())
             .join("x");
         assert!(inner.is_dir());
+    }
+
+    #[test]
+    fn eagain_is_retried_a_bounded_number_of_times() {
+        // A fake openat2 that loses the rename/mount race twice, then wins.
+        let mut calls = 0;
+        let r = retry_eagain(|| {
+            calls += 1;
+            if calls < 3 { Err(Errno::EAGAIN) } else { Ok(7) }
+        });
+        assert_eq!((r, calls), (Ok(7), 3));
+        // One that always loses: EAGAIN after OPENAT2_TRIES calls, no spin.
+        let mut calls = 0;
+        let r: nix::Result<()> = retry_eagain(|| {
+            calls += 1;
+            Err(Errno::EAGAIN)
+        });
+        assert_eq!((r, calls), (Err(Errno::EAGAIN), OPENAT2_TRIES));
+        // Other errors are not retried.
+        let mut calls = 0;
+        let r: nix::Result<()> = retry_eagain(|| {
+            calls += 1;
+            Err(Errno::EXDEV)
+        });
+        assert_eq!((r, calls), (Err(Errno::EXDEV), 1));
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct InitContext<'a> {
     pub console: Option<OwnedFd>,
     /// linux.seccomp, compiled by the parent.
     pub seccomp: Option<crate::seccomp::Program>,
+    /// Bind sources (and id-mapped mounts) opened by the parent.
+    pub mount_sources: crate::mounts::MountSources,
 }
 
 impl InitContext<'_> {
@@ -58,6 +60,7 @@ impl InitContext<'_> {
         fds.extend(self.proc.as_ref().map(ProcFs::as_raw_fd));
         fds.extend(self.console.as_ref().map(AsRawFd::as_raw_fd));
         fds.extend(self.ns.join.iter().map(|j| j.fd.as_raw_fd()));
+        fds.extend(self.mount_sources.raw_fds());
         Keep {
             preserve: self.preserve_fds,
             fds,
@@ -240,8 +243,10 @@ fn setup_container(ctx: &mut InitContext) -> Result<Prepared, String> {
         self_cgroup: host_proc
             .read_to_string("self/cgroup")
             .map_err(|e| e.to_string())?,
+        sources: &ctx.mount_sources,
     };
     let root = prepare_rootfs(&cfg).map_err(|e| e.to_string())?;
+    ctx.mount_sources.close();
     // sysctl through the verified host procfs handle (never the
     // container's /proc, which its config or image may redirect): the
     // values are those of the namespaces of the writer (us).

@@ -398,6 +398,7 @@ fn mount_errors() {
         ],
     );
 
+    // idmap with no mappings anywhere (no user namespace either).
     let c = with(
         json!({"destination": "/idm", "type": "bind", "source": "/tmp", "options": ["bind", "idmap"]}),
     );
@@ -405,7 +406,7 @@ fn mount_errors() {
         &ctx,
         "idmap",
         &c,
-        &[&format!("mounts[{n}]"), "/idm", "idmap", "not supported"],
+        &[&format!("mounts[{n}]"), "/idm", "idmap", "uidMappings"],
     );
 
     let missing = ctx.dir.path().join("no-such-source");
@@ -437,9 +438,9 @@ fn mount_errors() {
     );
     assert_eq!(e.matches("/banana").count(), 1, "{e}");
 
-    // Unsupported option in the child: tmpcopyup.
+    // An option refused in the child: tmpcopyup on a bind mount.
     let c = with(
-        json!({"destination": "/tcu", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}),
+        json!({"destination": "/tcu", "type": "bind", "source": "/tmp", "options": ["bind", "tmpcopyup"]}),
     );
     create_fails(
         &ctx,

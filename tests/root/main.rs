@@ -14,6 +14,7 @@ mod hooks;
 mod library;
 mod lifecycle;
 mod mounts;
+mod mounts_conformance;
 mod ns_conformance;
 mod process;
 mod process_conformance;
