@@ -194,10 +194,15 @@ pub(crate) fn create_bundle(
         status: Status::Creating,
         hooks: bundle.spec.hooks().clone(),
     };
-    if let Err(e) = root.save(&state) {
-        undo.run();
-        return Err(e);
-    }
+    // Locked until create returns: `state`, `list` and every verb see no
+    // container until then, and a crashed create is told by its free lock.
+    let _creating = match root.save_creating(&state) {
+        Ok(l) => l,
+        Err(e) => {
+            undo.run();
+            return Err(e);
+        }
+    };
     let res = spawn(
         root, opts, &bundle, &ns, &cgroup, &mut undo, &mut state, console,
     );
