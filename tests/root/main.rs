@@ -12,6 +12,7 @@ mod exec;
 mod hooks;
 mod library;
 mod lifecycle;
+mod lifecycle_conformance;
 mod mounts;
 mod process;
 mod schema;
