@@ -107,7 +107,7 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
 pub(crate) fn create_bundle(
     root: &Root,
     opts: &CreateOptions,
-    bundle: spec::Bundle,
+    mut bundle: spec::Bundle,
 ) -> Result<Created> {
     // The init is forked from this program: its binary must be sealed.
     crate::exeseal::check_sealed()?;
@@ -151,6 +151,10 @@ pub(crate) fn create_bundle(
         child: None,
         poststop: None,
     };
+    if let Err(e) = super::notify::prepare(&mut bundle.spec, &dir) {
+        undo.run();
+        return Err(e.into());
+    }
     // Held until create returns: a concurrent `delete` of this id waits.
     let _lock = match root.lock(&opts.id) {
         Ok(l) => l,

@@ -14,6 +14,7 @@ mod events;
 mod exec;
 mod kill;
 mod list;
+mod notify;
 mod pause;
 mod ps;
 mod run;
@@ -73,6 +74,8 @@ pub enum ContainerError {
     Exeseal(#[from] crate::exeseal::ExesealError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    Notify(#[from] notify::NotifyError),
     #[error("exec failed: {0}")]
     Exec(String),
     #[error("container {0:?} does not exist")]
