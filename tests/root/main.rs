@@ -14,6 +14,7 @@ mod library;
 mod lifecycle;
 mod lifecycle_conformance;
 mod mounts;
+mod notify;
 mod process;
 mod schema;
 mod seccomp;
