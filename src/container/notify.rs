@@ -121,9 +121,7 @@ fn connect_host(sock: &UnixDatagram, path: &Path) -> std::io::Result<()> {
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::ffi::OsStrExt;
     match path.as_os_str().as_bytes().strip_prefix(b"@") {
-        Some(name) => {
-            sock.connect_addr(&std::os::unix::net::SocketAddr::from_abstract_name(name)?)
-        }
+        Some(name) => sock.connect_addr(&std::os::unix::net::SocketAddr::from_abstract_name(name)?),
         None => sock.connect(path),
     }
 }
@@ -170,7 +168,10 @@ impl Relay {
             }
             let e = nix::errno::Errno::last();
             if e != nix::errno::Errno::EINTR {
-                return Err(NotifyError::Sys { op: "poll", source: e });
+                return Err(NotifyError::Sys {
+                    op: "poll",
+                    source: e,
+                });
             }
         }
     }
@@ -232,10 +233,7 @@ mod tests {
     #[test]
     fn ready_lines() {
         assert_eq!(ready_line(b"READY=1"), Some(&b"READY=1"[..]));
-        assert_eq!(
-            ready_line(b"STATUS=up\nREADY=1\n"),
-            Some(&b"READY=1"[..])
-        );
+        assert_eq!(ready_line(b"STATUS=up\nREADY=1\n"), Some(&b"READY=1"[..]));
         assert_eq!(ready_line(b"STATUS=starting"), None);
         assert_eq!(ready_line(b"XREADY=1"), None);
     }

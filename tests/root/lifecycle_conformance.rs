@@ -72,7 +72,11 @@ fn listed(ctx: &Ctx, id: &str) -> Option<Value> {
     let out = ctx.cuddy(&["list", "--format", "json"]);
     assert_ok(&out, "list");
     let all: Value = serde_json::from_slice(&out.stdout).unwrap();
-    all.as_array().unwrap().iter().find(|c| c["id"] == id).cloned()
+    all.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .cloned()
 }
 
 fn kill_pid(pid: i32) {
@@ -91,11 +95,18 @@ fn a_create_in_progress_is_not_a_container_yet() {
     let slow = SlowCreate::new(&ctx);
     let id = ctx.id("c");
     let mut create = slow.spawn(&ctx, &id, &slow.config(&ctx));
-    assert!(ctx.root.join(&id).exists(), "the state dir exists meanwhile");
+    assert!(
+        ctx.root.join(&id).exists(),
+        "the state dir exists meanwhile"
+    );
 
     let st = ctx.cuddy(&["state", &id]);
     assert_fails_with(&st, "does not exist yet: it is being created");
-    assert_eq!(listed(&ctx, &id), None, "list shows a half-created container");
+    assert_eq!(
+        listed(&ctx, &id),
+        None,
+        "list shows a half-created container"
+    );
     let q = ctx.cuddy(&["list", "-q"]);
     assert!(!stdout(&q).contains(&id), "list -q: {}", stdout(&q));
     for verb in [

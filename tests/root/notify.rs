@@ -125,7 +125,10 @@ fn detached_and_create_start_relay_the_init_pid() {
             assert!(c.wait().unwrap().success(), "create");
             let sockdir = ctx.root.join(&id).join("notify");
             assert!(sockdir.is_dir(), "create makes the notify dir");
-            assert!(!sockdir.join("notify.sock").exists(), "create binds nothing");
+            assert!(
+                !sockdir.join("notify.sock").exists(),
+                "create binds nothing"
+            );
             spawn(&ctx, &path, &["start", &id], &out)
         } else {
             spawn(&ctx, &path, &["run", "-d", "--bundle", b, &id], &out)
