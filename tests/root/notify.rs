@@ -143,3 +143,38 @@ fn detached_and_create_start_relay_the_init_pid() {
         ctx.assert_no_leftovers(&id);
     }
 }
+
+// runc notify_socket.go; config-linux.md#user-namespace-mappings,
+// config.md#root (readonly): a non-root container user in a user namespace
+// with a read-only rootfs can still send (socket mode 0777, the mount is
+// made before the rootfs turns read-only).
+#[test]
+fn userns_readonly_rootfs_and_non_root_user_can_notify() {
+    require_root!();
+    let ctx = Ctx::new("nt-userns");
+    let (sock, path) = host_socket(&ctx);
+    let id = ctx.id("c");
+    let mut c = config(&ctx, false);
+    c["root"]["readonly"] = json!(true);
+    c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let b = ctx.bundle(&id, &c);
+    let out = ctx.dir.path().join("out");
+    let mut child = spawn(
+        &ctx,
+        &path,
+        &["run", "--bundle", b.to_str().unwrap(), &id],
+        &out,
+    );
+    assert_eq!(relayed(&sock), i64::from(child.id()));
+    assert!(child.wait().unwrap().success());
+    let probe: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(probe["uid"], 1000);
+    assert_saw_socket(&probe);
+    ctx.assert_no_leftovers(&id);
+}
