@@ -51,8 +51,14 @@ impl SlowCreate {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let child = c.spawn().unwrap();
-        wait_until("the createRuntime hook", || self.mark.exists());
-        child
+        // Bounded (a hang guard, generous for the slow QEMU tier).
+        for _ in 0..6000 {
+            if self.mark.exists() {
+                return child;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("the createRuntime hook never ran");
     }
 
     fn hook_pid(&self) -> i32 {
