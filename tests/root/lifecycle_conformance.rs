@@ -50,7 +50,7 @@ impl SlowCreate {
         c.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = c.spawn().unwrap();
+        let mut child = c.spawn().unwrap();
         // Bounded (a hang guard, generous for the slow QEMU tier).
         for _ in 0..6000 {
             if self.mark.exists() {
@@ -58,6 +58,8 @@ impl SlowCreate {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the createRuntime hook never ran");
     }
 
