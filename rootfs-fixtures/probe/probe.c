@@ -10,6 +10,8 @@
  *   --sleep       print, then pause() until a signal (SIGTERM -> 143; as
  *                 PID 1 a handler does _exit(128+sig) for TERM/INT/HUP)
  *   --write FILE  write the JSON to FILE instead of stdout
+ *   --notify MSG  first send MSG as one datagram to $NOTIFY_SOCKET (what
+ *                 sd_notify does; busybox cannot), reported as "notify_errno"
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -17,6 +19,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +29,8 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -258,8 +263,24 @@ static void path_info(const char *p) {
 
 static void on_signal(int sig) { _exit(128 + sig); }
 
+/* sd_notify's wire format: one SOCK_DGRAM datagram to the path (or '@'
+ * abstract name) in $NOTIFY_SOCKET. Returns 0 or the errno. */
+static int notify(const char *msg) {
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (!path || !*path || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) return EINVAL;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    memcpy(a.sun_path, path, strlen(path));
+    if (a.sun_path[0] == '@') a.sun_path[0] = 0;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return errno;
+    socklen_t len = offsetof(struct sockaddr_un, sun_path) + strlen(path);
+    int r = sendto(fd, msg, strlen(msg), 0, (struct sockaddr *)&a, len) < 0 ? errno : 0;
+    close(fd);
+    return r;
+}
+
 int main(int argc, char **argv) {
-    int exit_code = 0, do_sleep = 0;
+    int exit_code = 0, do_sleep = 0, notify_errno = -1;
     const char *write_to = NULL;
     /* --syscall NR [ARG...]: one raw syscall, printed as {"ret":R,"errno":E}
      * and nothing else (the seccomp tests: errno, ENOSYS, notify answers). */
@@ -275,6 +296,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--exit") && i + 1 < argc) exit_code = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--sleep")) do_sleep = 1;
         else if (!strcmp(argv[i], "--write") && i + 1 < argc) write_to = argv[++i];
+        else if (!strcmp(argv[i], "--notify") && i + 1 < argc) notify_errno = notify(argv[++i]);
     }
     /* SIGTERM's default action ends us with 143. As PID 1 of a pid namespace
      * the kernel ignores signals that have no handler, so only there a
@@ -297,6 +319,7 @@ int main(int argc, char **argv) {
     first = 1;
     knum("pid", getpid());
     knum("ppid", getppid());
+    if (notify_errno >= 0) knum("notify_errno", notify_errno);
     knum("uid", getuid());
     knum("gid", getgid());
     knum("euid", geteuid());
@@ -423,7 +446,7 @@ int main(int argc, char **argv) {
 
     open_obj("paths");
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--write") || !strcmp(argv[i], "--exit")) { i++; continue; }
+        if (!strcmp(argv[i], "--write") || !strcmp(argv[i], "--exit") || !strcmp(argv[i], "--notify")) { i++; continue; }
         if (argv[i][0] == '/') path_info(argv[i]);
     }
     close_obj();

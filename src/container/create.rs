@@ -128,7 +128,7 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
 pub(crate) fn create_bundle(
     root: &Root,
     opts: &CreateOptions,
-    bundle: spec::Bundle,
+    mut bundle: spec::Bundle,
 ) -> Result<Created> {
     // The init is forked from this program: its binary must be sealed.
     crate::exeseal::check_sealed()?;
@@ -172,6 +172,10 @@ pub(crate) fn create_bundle(
         child: None,
         poststop: None,
     };
+    if let Err(e) = super::notify::prepare(&mut bundle.spec, &dir) {
+        undo.run();
+        return Err(e.into());
+    }
     // Held until create returns: a concurrent `delete` of this id waits.
     let _lock = match root.lock(&opts.id) {
         Ok(l) => l,
@@ -222,10 +226,15 @@ pub(crate) fn create_bundle(
         status: Status::Creating,
         hooks: bundle.spec.hooks().clone(),
     };
-    if let Err(e) = root.save(&state) {
-        undo.run();
-        return Err(e);
-    }
+    // Locked until create returns: `state`, `list` and every verb see no
+    // container until then, and a crashed create is told by its free lock.
+    let _creating = match root.save_creating(&state) {
+        Ok(l) => l,
+        Err(e) => {
+            undo.run();
+            return Err(e);
+        }
+    };
     let res = spawn(
         root,
         opts,

@@ -46,7 +46,9 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
         tracing::warn!("delete --force {id}: {e}");
     }
     if let Some(cg) = &st.cgroup {
-        if status != Status::Stopped {
+        // An abandoned create ("creating" on disk, derived stopped) may have
+        // left an init behind whose pid was never saved.
+        if status != Status::Stopped || st.status == Status::Creating {
             // Every process, not only init (a container without its own PID
             // namespace does not die with its init).
             cg.kill_all(Signal::SIGKILL as i32)?;

@@ -14,6 +14,7 @@ mod events;
 mod exec;
 mod kill;
 mod list;
+mod notify;
 mod pause;
 mod ps;
 mod run;
@@ -34,7 +35,9 @@ pub use update::{parse_bytes, resources_from_args, update};
 
 use std::collections::HashMap;
 use std::fs;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use nix::errno::Errno;
@@ -71,10 +74,16 @@ pub enum ContainerError {
     Exeseal(#[from] crate::exeseal::ExesealError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    Notify(#[from] notify::NotifyError),
     #[error("exec failed: {0}")]
     Exec(String),
     #[error("container {0:?} does not exist")]
     NotFound(String),
+    /// runc has no state.json yet while it creates, so `runc state` says the
+    /// container does not exist; cuddy says the same, and why.
+    #[error("container {0:?} does not exist yet: it is being created (a `create` holds it)")]
+    Creating(String),
     #[error("container {0:?} already exists")]
     Exists(String),
     #[error(
@@ -203,18 +212,67 @@ impl Root {
         self.path.join(id)
     }
 
-    /// Loads a container's saved state.
+    /// Loads a container's saved state. A container whose `create` is still
+    /// running is refused ([`ContainerError::Creating`]): no verb, `state` and
+    /// `list` included, sees it before create returns (runtime.md "State":
+    /// runc never reports "creating"). One whose create died half-way (its
+    /// creating lock is free) loads, and [`Root::status`] calls it stopped.
     pub fn load(&self, id: &str) -> Result<State> {
         validate_id(id)?;
         let p = self.dir(id).join(STATE_FILE);
-        let text = match fs::read(&p) {
-            Ok(t) => t,
+        let file = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(&p)
+        {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ContainerError::NotFound(id.to_string()));
             }
-            Err(e) => return Err(io_err("read", p)(e)),
+            Err(e) => return Err(io_err("open", p)(e)),
         };
+        // The creating state.json is locked by its writer from before it is
+        // visible until create returns (`save_creating`): a shared lock
+        // taken on this very inode tells a live create from a dead one, and
+        // what is read under it is that inode's content.
+        let mut file = match Flock::lock(OwnedFd::from(file), FlockArg::LockSharedNonblock) {
+            Ok(l) => fs::File::from(l.unlock().map_err(|(_, e)| sys_err("unlock state")(e))?),
+            Err((_, Errno::EWOULDBLOCK)) => return Err(ContainerError::Creating(id.to_string())),
+            Err((_, e)) => return Err(sys_err(format!("lock {}", p.display()))(e)),
+        };
+        let mut text = Vec::new();
+        file.read_to_end(&mut text).map_err(io_err("read", &p))?;
         serde_json::from_slice(&text).map_err(|e| io_err("parse", p)(std::io::Error::other(e)))
+    }
+
+    /// Writes the first, "creating" state.json and returns its lock: the file
+    /// is made under a temporary name, locked, then renamed into place, so a
+    /// creating state is never visible unlocked while its create lives. The
+    /// kernel drops the lock when the create process dies (a crash, SIGKILL),
+    /// which is how `load` tells an abandoned create.
+    pub(crate) fn save_creating(&self, st: &State) -> Result<Flock<OwnedFd>> {
+        let dir = self.dir(&st.id);
+        let tmp = dir.join(".state.json.creating");
+        let data = serde_json::to_vec(st)
+            .map_err(|e| io_err("serialize", &tmp)(std::io::Error::other(e)))?;
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(io_err("create", &tmp))?;
+        let lock = Flock::lock(OwnedFd::from(file), FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| sys_err(format!("lock {}", tmp.display()))(e))?;
+        let written = fs::File::from(lock.try_clone().map_err(io_err("dup", &tmp))?)
+            .write_all(&data)
+            .map_err(io_err("write", &tmp))
+            .and_then(|()| fs::rename(&tmp, dir.join(STATE_FILE)).map_err(io_err("rename", &tmp)));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(lock)
     }
 
     pub fn save(&self, st: &State) -> Result<()> {
@@ -248,10 +306,21 @@ impl Root {
                 }
             }
         })?;
-        Flock::lock(fd, FlockArg::LockExclusive).map_err(|(_, e)| ContainerError::Sys {
-            op: format!("lock {}", d.display()),
-            source: e,
-        })
+        // A verb does not wait for a create in progress (it can take as long
+        // as its hooks): it is refused as `state` would refuse it. Anything
+        // else holding the lock (another verb) is waited for.
+        let fd = match Flock::lock(fd, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(l),
+            Err((fd, Errno::EWOULDBLOCK)) => match self.load(id) {
+                Err(e @ (ContainerError::Creating(_) | ContainerError::NotFound(_))) => {
+                    return Err(e);
+                }
+                _ => fd,
+            },
+            Err((_, e)) => return Err(sys_err(format!("lock {}", d.display()))(e)),
+        };
+        Flock::lock(fd, FlockArg::LockExclusive)
+            .map_err(|(_, e)| sys_err(format!("lock {}", d.display()))(e))
     }
 
     /// Is the saved init still the same live process (not a zombie)?
@@ -262,8 +331,12 @@ impl Root {
 
     /// The live status.
     pub fn status(&self, st: &State) -> Status {
+        // `load` refuses a create in progress, so a loaded "creating" state
+        // is one whose create died half-way: nothing will ever start it, and
+        // `delete` may remove it (runc: such a directory has no state.json
+        // and `delete` removes it).
         if st.status == Status::Creating {
-            return Status::Creating;
+            return Status::Stopped;
         }
         if !self.init_alive(st) {
             return Status::Stopped;
@@ -401,5 +474,27 @@ mod tests {
             Err(ContainerError::NotFound(_))
         ));
         assert_eq!(root.ids().unwrap(), vec!["c".to_string()]);
+    }
+
+    /// A create in progress (its creating lock held) is invisible to `load`;
+    /// once its process is gone (lock dropped) it loads and derives stopped.
+    #[test]
+    fn creating_is_hidden_then_abandoned() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root {
+            path: d.path().join("run"),
+            proc: d.path().join("proc"),
+        };
+        fs::create_dir_all(root.dir("c")).unwrap();
+        let mut st = state("c", 0, 0);
+        st.status = Status::Creating;
+        let lock = root.save_creating(&st).unwrap();
+        assert!(matches!(root.load("c"), Err(ContainerError::Creating(_))));
+        assert!(root.lock("c").is_ok(), "dir lock is separate");
+        drop(lock);
+        let st = root.load("c").unwrap();
+        assert_eq!(st.status, Status::Creating);
+        assert_eq!(root.status(&st), Status::Stopped);
+        assert!(!root.dir("c").join(".state.json.creating").exists());
     }
 }

@@ -14,7 +14,7 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 
 use super::create::{CreateOptions, create_bundle};
-use super::{Result, Root, delete, io_err, start};
+use super::{Result, Root, delete, io_err};
 
 pub(crate) fn forwardable() -> SigSet {
     let mut set = SigSet::all();
@@ -131,7 +131,10 @@ fn run_inner(
         None => None,
     };
     drop(relay);
-    if let Err(e) = start(root, &opts.id) {
+    // sd_notify: in the foreground cuddy stays the process systemd watches
+    // (MAINPID is cuddy's pid, as runc); detached, the init's.
+    let mainpid = (!detach).then(|| std::process::id() as i32);
+    if let Err(e) = super::start::start_notify(root, &opts.id, mainpid) {
         let _ = delete(root, &opts.id, true);
         return Err(e);
     }

@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 
@@ -11,7 +11,28 @@ use crate::hooks;
 use super::{ContainerError, EXEC_FIFO, Result, Root, Status, init_pidfd, io_err};
 
 pub fn start(root: &Root, id: &str) -> Result<()> {
-    let _lock = root.lock(id)?;
+    start_notify(root, id, None)
+}
+
+/// `start`; with `NOTIFY_SOCKET` it then relays the container's READY with
+/// `MAINPID=mainpid` (default: the init's pid), see `super::notify`. The
+/// wait happens after the container lock is released.
+pub(crate) fn start_notify(root: &Root, id: &str, mainpid: Option<i32>) -> Result<()> {
+    let (relay, pidfd, pid) = {
+        let _lock = root.lock(id)?;
+        start_locked(root, id)?
+    };
+    // The container runs by now: a caller's socket that fails is reported,
+    // not turned into a failed start.
+    if let Some(Err(e)) = relay.map(|r| r.wait_ready(&pidfd, mainpid.unwrap_or(pid))) {
+        tracing::warn!("{e}");
+    }
+    Ok(())
+}
+
+type Started = (Option<super::notify::Relay>, OwnedFd, i32);
+
+fn start_locked(root: &Root, id: &str) -> Result<Started> {
     let st = root.load(id)?;
     match root.status(&st) {
         Status::Created => {}
@@ -32,6 +53,8 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     }
     let pidfd = init_pidfd(root, &st)
         .ok_or_else(|| ContainerError::Init("container init is gone".into()))?;
+    // Bound before the init is released, so it may notify at once.
+    let relay = super::notify::bind(&root.dir(id))?;
     let path = root.dir(id).join(EXEC_FIFO);
     // Non-blocking open never waits for a writer; init is already blocked in
     // its open for writing and is released by this open.
@@ -104,7 +127,7 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
             state.to_string().as_bytes(),
         );
     }
-    Ok(())
+    Ok((relay, pidfd, st.pid))
 }
 
 trait NonBlock {
