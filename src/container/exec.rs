@@ -245,17 +245,6 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         }
     }
     let bundle = spec::load_for_state(&st.bundle, &root.dir(&opts.id))?;
-    if root
-        .dir(&opts.id)
-        .join(crate::mounts::shared_ns::RECORD)
-        .exists()
-    {
-        // Its root is a chroot in our mount namespace, which setns cannot
-        // join: the process would see the host's root (mounts/shared_ns.rs).
-        return Err(bad(
-            "exec into a container without a mount namespace is not supported (its root is a chroot in the runtime's mount namespace)",
-        ));
-    }
     let process = build_process(opts, &bundle)?;
     let terminal = process.terminal().unwrap_or(false);
     if opts.console_socket.is_some() && !terminal {
@@ -303,6 +292,7 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         }
         join.push(JoinNs { typ: t, path, fd });
     }
+    let chroot = chroot_dir(root, &opts.id, &st)?;
     if !root.init_alive(&st) {
         return Err(ContainerError::BadStatus {
             id: opts.id.clone(),
@@ -352,7 +342,7 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
         opts,
         &st,
         process,
-        join,
+        (join, chroot),
         in_userns,
         console_child,
         relay,
@@ -373,13 +363,31 @@ pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
     res
 }
 
+/// A container without a mount namespace has its root as a chroot in the
+/// runtime's mount namespace (mounts/shared_ns.rs), which no setns joins:
+/// the exec'd process chroots into the init's root instead, opened here
+/// from /proc/<init>/root (before the pid-reuse check that follows).
+fn chroot_dir(root: &Root, id: &str, st: &super::State) -> Result<Option<OwnedFd>> {
+    if !root.dir(id).join(crate::mounts::shared_ns::RECORD).exists() {
+        return Ok(None);
+    }
+    let path = root.proc.join(st.pid.to_string()).join("root");
+    let fd = nix::fcntl::open(
+        &path,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(sys_err(format!("open {}", path.display())))?;
+    Ok(Some(fd))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn spawn(
     root: &Root,
     opts: &ExecOptions,
     st: &super::State,
     process: Process,
-    join: Vec<JoinNs>,
+    (join, chroot): (Vec<JoinNs>, Option<OwnedFd>),
     in_userns: bool,
     console_child: Option<OwnedFd>,
     relay: Option<OwnedFd>,
@@ -400,6 +408,7 @@ fn spawn(
     let mut ctx = ExecContext {
         process: &process,
         join,
+        chroot,
         in_userns,
         chan: child_chan,
         console: console_child,

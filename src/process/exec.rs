@@ -37,6 +37,9 @@ pub struct ExecContext<'a> {
     pub process: &'a Process,
     /// The container's namespaces (opened from /proc/<init>/ns), user first.
     pub join: Vec<JoinNs>,
+    /// The container's root directory when it has no mount namespace: the
+    /// joiner chroots into it (O_PATH, from /proc/<init>/root).
+    pub chroot: Option<OwnedFd>,
     /// The container is in a user namespace.
     pub in_userns: bool,
     pub chan: Channel,
@@ -62,6 +65,7 @@ impl ExecContext<'_> {
         let mut fds = vec![self.chan.as_fd().as_raw_fd()];
         fds.extend(self.console.as_ref().map(AsRawFd::as_raw_fd));
         fds.extend(self.join.iter().map(|j| j.fd.as_raw_fd()));
+        fds.extend(self.chroot.as_ref().map(AsRawFd::as_raw_fd));
         Keep {
             preserve: self.preserve_fds,
             fds,
@@ -104,6 +108,12 @@ pub fn run_joiner(mut ctx: ExecContext) -> ! {
             exit(1);
         }
     }
+    if let Some(dir) = ctx.chroot.take() {
+        if let Err(e) = chroot_into(dir) {
+            let _ = ctx.chan.send(&Msg::Error(e));
+            exit(1);
+        }
+    }
     // Joined: the namespace fds are of no use to the process, which the
     // container can see from its birth.
     ctx.join.clear();
@@ -120,6 +130,15 @@ pub fn run_joiner(mut ctx: ExecContext) -> ! {
             exit(1)
         }
     }
+}
+
+/// fchdir + chroot(".") into the container's root (no mount namespace to
+/// join); the fd is closed before the process is forked.
+fn chroot_into(dir: OwnedFd) -> Result<(), String> {
+    nix::unistd::fchdir(&dir).map_err(|e| format!("fchdir to the container's root: {e}"))?;
+    nix::unistd::chroot(".").map_err(|e| format!("chroot into the container's root: {e}"))?;
+    drop(dir);
+    Ok(())
 }
 
 fn run_process(mut ctx: ExecContext) -> ! {

@@ -81,7 +81,7 @@ fn rootfs_under(points: &[String]) -> Vec<&String> {
 /// config-linux.md#namespaces (mount): without a mount namespace the
 /// container runs chrooted in the rootfs; its mounts are made in the
 /// caller's namespace (seen there while it lives) and are all gone after
-/// delete; `exec` is refused; nothing ever reaches the host's namespace.
+/// delete; `exec` runs chrooted in the same root; nothing ever reaches the host's namespace.
 #[test]
 fn no_mount_namespace_chroots_and_cleans_up() {
     require_root!();
@@ -128,9 +128,18 @@ fn no_mount_namespace_chroots_and_cleans_up() {
         !host.contains(&r),
         "a container mount reached the host's namespace"
     );
-    // exec cannot join a chroot: refused, not run with the host's root.
-    let out = ns.cuddy(&ctx, &["exec", &id, "true"]);
-    assert_fails_with(&out, "without a mount namespace");
+    // exec: no mount namespace to join; the process is chrooted into the
+    // init's root, so it sees the rootfs as "/", never the host's.
+    let out = ns.cuddy(
+        &ctx,
+        &["exec", &id, "sh", "-c", "stat -c %d:%i /; ls /bin/probe"],
+    );
+    assert_ok(&out, "exec without a mount namespace");
+    assert_eq!(
+        stdout(&out),
+        want,
+        "exec: the process's / is not the rootfs"
+    );
     // delete from another mount namespace (the host's) unmounts nothing
     // there and leaves the container whole.
     let out = ctx.cuddy(&["delete", &id]);
