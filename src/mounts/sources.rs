@@ -16,6 +16,9 @@
 //! Without open_tree or mount_setattr (before 5.12), or when the container
 //! joins an existing mount namespace (sources resolve in that one), the
 //! child mounts by path as before. id-mapped mounts are always made here.
+//! A container given CAP_SYS_ADMIN gets no fd for a read-only, nosuid,
+//! nodev, noexec or recursive bind (`undoable_by_container`): the kernel
+//! would not lock those flags on an attached tree.
 
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -75,6 +78,26 @@ impl MountSources {
     }
 }
 
+/// A tree attached from the runtime's fd carries none of the locks the
+/// kernel puts on mounts copied into a less privileged user namespace's
+/// mount namespace (MNT_LOCK_READONLY/NOSUID/NODEV/NOEXEC, MNT_LOCKED
+/// submounts). A container process holding CAP_SYS_ADMIN in its user
+/// namespace could then remount it read-write or unmount its submounts.
+/// Such mounts are not offered the fd path when the config gives the
+/// container CAP_SYS_ADMIN: they bind by path as before (and fail where the
+/// container's root cannot reach the source).
+fn undoable_by_container(spec: &Spec, opts: &super::MountOptions) -> bool {
+    let guarded = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let protects = opts.flags.intersects(guarded) || opts.flags.contains(MsFlags::MS_REC);
+    let sys_admin = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+        .and_then(|c| c.bounding().as_ref())
+        .is_some_and(|b| b.contains(&oci_spec::runtime::Capability::SysAdmin));
+    protects && sys_admin
+}
+
 fn prepare_one(
     spec: &Spec,
     bundle: &Path,
@@ -117,6 +140,9 @@ fn prepare_one(
         userns_fd: 0,
     };
     if !idmapped {
+        if undoable_by_container(spec, &opts) {
+            return Ok(None);
+        }
         // Best effort: the child mounts by path when this is not possible.
         let Ok(fd) = detached::clone_tree(&src, rec) else {
             return Ok(None);

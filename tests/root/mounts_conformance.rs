@@ -255,7 +255,7 @@ fn bind_source_behind_mode_000_dir_in_userns() {
     let out = sh(
         &ctx,
         "docker",
-        c,
+        c.clone(),
         "cat /mnt/f; echo; grep ' /mnt ' /proc/self/mountinfo",
     );
     let mut lines = out.lines();
@@ -263,6 +263,27 @@ fn bind_source_behind_mode_000_dir_in_userns() {
     // Not a peer of any host mount (the detached copy was made a slave).
     let mi = lines.next().unwrap_or_default();
     assert!(!mi.contains("shared:"), "{mi}");
+
+    // With CAP_SYS_ADMIN the container could undo an attached tree's flags
+    // or unmount its submounts (no kernel locks on it): a recursive or
+    // read-only bind is then not attached from the runtime's fd, and the
+    // unreachable source fails as it would by path.
+    for set in ["bounding", "effective", "permitted"] {
+        c["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_SYS_ADMIN"));
+    }
+    c["process"]["args"] = json!(["/bin/true"]);
+    let id = ctx.id("sysadmin");
+    let out = ctx.run(&id, &c);
+    assert!(
+        !out.status.success(),
+        "attached with CAP_SYS_ADMIN: {}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("/mnt"), "{}", stderr(&out));
+    ctx.assert_no_leftovers(&id);
 }
 
 /// The filesystem type of `p` (for the id-mapped mount tests: tmpfs before
