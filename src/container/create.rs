@@ -166,7 +166,11 @@ pub(crate) fn create_bundle(
         linux.and_then(|l| l.cgroups_path().as_deref()),
         &opts.id,
     ) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            // What pids.limit 0 means depends on it (create and update).
+            c.set_oci_version(bundle.spec.version());
+            c
+        }
         Err(e) => {
             undo.run();
             return Err(e.into());
