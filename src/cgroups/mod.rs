@@ -757,3 +757,5 @@ fn remove_parent(dir: &Path) -> Result<(), CgroupError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_update;

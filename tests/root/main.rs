@@ -14,6 +14,7 @@ mod library;
 mod lifecycle;
 mod mounts;
 mod process;
+mod resources_conformance;
 mod schema;
 mod seccomp;
 mod seccomp_docker;
