@@ -58,7 +58,7 @@ fn non_empty(v: &Option<String>) -> Option<String> {
 }
 
 fn memory(m: &LinuxMemory) -> LinuxMemory {
-    let mut m = m.clone();
+    let mut m = *m;
     m.set_limit(nz_i64(m.limit()));
     m.set_reservation(nz_i64(m.reservation()));
     m.set_swap(nz_i64(m.swap()));
@@ -169,7 +169,7 @@ mod tests {
         )
         .unwrap();
         let n = normalize(&r);
-        let m = n.memory().clone().unwrap();
+        let m = n.memory().unwrap();
         assert!(m.limit().is_none() && m.reservation().is_none() && m.swappiness().is_none());
         let c = n.cpu().clone().unwrap();
         assert!(c.shares().is_none() && c.quota().is_none() && c.period().is_none());

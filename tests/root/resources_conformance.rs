@@ -246,6 +246,22 @@ fn docker_update_zero_fields_change_nothing() {
     for (f, v) in &before {
         assert_eq!(&read(f), v, "{} changed", f.display());
     }
+    // A real weight is written: BFQ takes it as is, io.weight converted.
+    assert_ok(
+        &ctx.cuddy(&["update", "--blkio-weight", "300", &id]),
+        "update --blkio-weight 300",
+    );
+    let weights = [
+        ("blkio", "blkio.bfq.weight", "io.bfq.weight", "300"),
+        ("blkio", "blkio.weight", "io.weight", "2930"),
+    ];
+    if let Some((f, want)) = weights
+        .iter()
+        .map(|(c, v1, v2, w)| (cg_file(&id, c, v1, v2), *w))
+        .find(|(f, _)| f.exists())
+    {
+        assert!(read(&f).contains(want), "{}: {}", f.display(), read(&f));
+    }
     // Empty cpuset strings are "not set" too (not an empty cpuset).
     let out = update_stdin(&ctx, &id, r#"{"cpu":{"cpus":"","mems":""}}"#);
     assert_ok(&out, "update with empty cpus/mems");
@@ -326,6 +342,26 @@ fn pids_limit_from_1_3_follows_the_spec() {
     );
     assert_eq!(read(&pids), "max");
     delete(&ctx, &id);
+}
+
+/// Spec 1.3.0 `"pids":{"limit":0}` on create: pids.max is 0 inside the
+/// container and fork fails there (the shell's builtins still run).
+// config-linux.md#pids ("0 is a valid limit value ... SHOULD be treated as such")
+#[test]
+fn pids_limit_zero_from_1_3_is_enforced_inside() {
+    require_root!();
+    let ctx = Ctx::new("rcpid0");
+    let id = ctx.id("a");
+    let f = if is_v2() { "pids.max" } else { "pids/pids.max" };
+    let script = format!("read v < /sys/fs/cgroup/{f}; echo pids=$v; /bin/true; echo forked");
+    let mut c = ctx.config(&["/bin/sh", "-c", &script]);
+    c["ociVersion"] = json!("1.3.0");
+    c["linux"]["resources"] = json!({"pids": {"limit": 0}});
+    let out = ctx.run(&id, &c);
+    let (o, e) = (stdout(&out), stderr(&out));
+    assert!(o.contains("pids=0") && !o.contains("forked"), "{o} {e}");
+    assert!(e.contains("fork"), "the shell cannot fork: {e}");
+    ctx.assert_no_leftovers(&id);
 }
 
 /// A node one past the last online NUMA node (refused by the kernel's cpuset).
