@@ -52,6 +52,23 @@ impl Cgroup {
         }
     }
 
+    /// What [`Cgroup::apply`] leaves until the init is in the cgroup and set
+    /// up: a `pids.limit` of 0 (spec 1.3.0), which would make the kernel
+    /// refuse to fork the init (pids_can_fork). runc applies every limit at
+    /// that point.
+    pub fn apply_after_init(&self, res: &LinuxResources) -> Result<(), CgroupError> {
+        let Some(p) = res.pids() else {
+            return Ok(());
+        };
+        let v = pids_value(p.limit(), self.zero_pids_unlimited());
+        if v != "0" {
+            return Ok(());
+        }
+        match self.target("pids", "linux.resources.pids")? {
+            Target::V1(d) | Target::V2(d) => v1::pids(d, &v),
+        }
+    }
+
     /// Pure v2, as runc: every controller the hierarchy offers is enabled
     /// down to the container (best effort), so stats, update and ps work for
     /// controllers the config did not mention.
@@ -184,10 +201,16 @@ impl Cgroup {
             }
         }
         if let Some(p) = res.pids() {
-            let d = match self.target("pids", "linux.resources.pids")? {
-                Target::V1(d) | Target::V2(d) => d,
-            };
-            v1::pids(d, &pids_value(p.limit(), self.zero_pids_unlimited()))?;
+            let v = pids_value(p.limit(), self.zero_pids_unlimited());
+            // On create a limit of 0 waits for `apply_after_init`: the init
+            // could not be forked into (clone3 CLONE_INTO_CGROUP) or from
+            // within the cgroup otherwise.
+            if update || v != "0" {
+                let d = match self.target("pids", "linux.resources.pids")? {
+                    Target::V1(d) | Target::V2(d) => d,
+                };
+                v1::pids(d, &v)?;
+            }
         }
         if let Some(c) = res.cpu() {
             if v1::cpu_is_set(c) {

@@ -119,3 +119,27 @@ fn zero_means_not_set_and_pids_follow_the_oci_version() {
     strip_files(&f.root);
     cg.destroy().unwrap();
 }
+
+#[test]
+fn create_leaves_a_zero_pids_limit_until_the_init_is_set_up() {
+    let (f, mut cg) = setup();
+    cg.set_oci_version("1.3.0");
+    touch(
+        &f.root.join("devices/cuddy/c"),
+        &[("devices.allow", ""), ("devices.deny", "")],
+    );
+    let pids = f.root.join("pids/cuddy/c/pids.max");
+    let r = res(r#"{"pids":{"limit":0}}"#);
+    cg.apply(&r).unwrap();
+    assert_eq!(rd(&pids), "50\n", "not written before the init exists");
+    cg.apply_after_init(&r).unwrap();
+    assert_eq!(rd(&pids), "0");
+    // Any other limit is written at once; nothing is left for later.
+    let r = res(r#"{"pids":{"limit":9}}"#);
+    cg.apply(&r).unwrap();
+    assert_eq!(rd(&pids), "9");
+    cg.apply_after_init(&r).unwrap();
+    assert_eq!(rd(&pids), "9");
+    strip_files(&f.root);
+    cg.destroy().unwrap();
+}

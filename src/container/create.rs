@@ -420,7 +420,7 @@ fn spawn(
         }
     }
     match msg {
-        Ok(Some(Msg::Ready)) => {}
+        Ok(Some(Msg::Ready)) => cgroup.apply_after_init(&res)?,
         Ok(Some(Msg::Error(e))) => return Err(ContainerError::Init(e)),
         Ok(other) => {
             return Err(ContainerError::Init(format!(
