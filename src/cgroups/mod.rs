@@ -24,6 +24,7 @@ mod fsutil;
 mod journal;
 mod normalize;
 pub mod stats;
+mod teardown;
 mod v1;
 mod v2;
 
@@ -32,7 +33,7 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,7 @@ pub use detect::CgroupKind;
 pub use devices::{allow_rules_for, default_allowed_devices};
 pub use normalize::pids_zero_is_unlimited;
 pub use stats::Stats;
+use teardown::{collect_pids, read_procs, remove_parent, remove_subtree};
 pub use v2::{blkio_weight_to_io_weight, shares_to_weight};
 
 /// Errors of the cgroups module. Each names the operation or the configuration
@@ -655,103 +657,6 @@ impl Cgroup {
     /// Resource usage in runc's `events --stats` shape.
     pub fn stats(&self) -> Result<Stats, CgroupError> {
         stats::collect(self)
-    }
-}
-
-/// Parse a cgroup.procs file; a missing file is empty.
-fn read_procs(path: &Path) -> Result<Vec<i32>, CgroupError> {
-    Ok(fsutil::read_opt(path)?
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect())
-}
-
-/// Pids of `dir` and of every cgroup below it.
-fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupError> {
-    out.extend(read_procs(&dir.join("cgroup.procs"))?);
-    for sub in subdirs(dir)? {
-        collect_pids(&sub, out)?;
-    }
-    Ok(())
-}
-
-/// Child cgroup directories of `dir` (none if `dir` is gone).
-fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(CgroupError::Io {
-                op: "readdir",
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
-    };
-    let mut out = Vec::new();
-    for ent in rd.flatten() {
-        if ent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            out.push(ent.path());
-        }
-    }
-    Ok(out)
-}
-
-/// rmdir `dir` and everything below it, deepest first, retrying on EBUSY while
-/// tasks exit.
-fn remove_subtree(dir: &Path) -> Result<(), CgroupError> {
-    for sub in subdirs(dir)? {
-        remove_subtree(&sub)?;
-    }
-    let deadline = Instant::now() + RMDIR_TIMEOUT;
-    let mut delay = Duration::from_millis(2);
-    loop {
-        match fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if fsutil::is_errno(&e, libc::EBUSY) && Instant::now() < deadline => {
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_millis(100));
-            }
-            Err(e) if fsutil::is_errno(&e, libc::EBUSY) => {
-                let pids = read_procs(&dir.join("cgroup.procs")).unwrap_or_default();
-                return Err(CgroupError::State {
-                    op: "rmdir",
-                    path: dir.to_path_buf(),
-                    reason: format!("still busy after {RMDIR_TIMEOUT:?} (pids {pids:?}): {e}"),
-                });
-            }
-            Err(source) => {
-                return Err(CgroupError::Io {
-                    op: "rmdir",
-                    path: dir.to_path_buf(),
-                    source,
-                });
-            }
-        }
-    }
-}
-
-/// rmdir a parent directory we created, unless it now holds other cgroups.
-fn remove_parent(dir: &Path) -> Result<(), CgroupError> {
-    if !subdirs(dir)?.is_empty() {
-        tracing::debug!("leaving {} in place: it holds other cgroups", dir.display());
-        return Ok(());
-    }
-    match fs::remove_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        // Another runtime created a child meanwhile, or a task was put there.
-        Err(e) if fsutil::is_errno(&e, libc::EBUSY) || fsutil::is_errno(&e, libc::ENOTEMPTY) => {
-            tracing::debug!("leaving {} in place: {e}", dir.display());
-            Ok(())
-        }
-        Err(source) => Err(CgroupError::Io {
-            op: "rmdir",
-            path: dir.to_path_buf(),
-            source,
-        }),
     }
 }
 
