@@ -361,7 +361,9 @@ const FORBIDDEN_CORE: &[&str] = &[
 /// linux.resources.unified: each key must be a file of an available
 /// controller, or a cgroup core setting the runtime does not manage.
 pub(crate) fn check_unified(u: &V2Dir, map: &HashMap<String, String>) -> Result<(), CgroupError> {
-    for key in map.keys() {
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    for key in keys {
         let field = format!("linux.resources.unified[{key:?}]");
         let Some((controller, _)) = key.split_once('.') else {
             return Err(CgroupError::Invalid {
