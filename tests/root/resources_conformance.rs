@@ -70,23 +70,21 @@ fn delete(ctx: &Ctx, id: &str) {
     ctx.assert_no_leftovers(id);
 }
 
-/// `cuddy update -r -` with `json` on stdin, as containerd's runc shim runs it.
+/// `cuddy update -r -` with `json` on stdin, as containerd's runc shim runs
+/// it (under the harness's hang guard).
 fn update_stdin(ctx: &Ctx, id: &str, json: &str) -> std::process::Output {
     let f = ctx.dir.path().join(format!("update-{id}.json"));
     std::fs::write(&f, json).unwrap();
-    let mut c = ctx.cmd();
-    c.args(["update", "-r", "-", id])
-        .stdin(std::fs::File::open(&f).unwrap());
-    let dir = tempfile::tempdir().unwrap();
-    let (op, ep) = (dir.path().join("o"), dir.path().join("e"));
-    c.stdout(std::fs::File::create(&op).unwrap())
-        .stderr(std::fs::File::create(&ep).unwrap());
-    let status = c.status().unwrap();
-    std::process::Output {
-        status,
-        stdout: std::fs::read(&op).unwrap_or_default(),
-        stderr: std::fs::read(&ep).unwrap_or_default(),
-    }
+    let mut c = std::process::Command::new("sh");
+    c.args([
+        "-c",
+        "exec \"$0\" --root \"$1\" update -r - \"$2\" < \"$3\"",
+        CUDDY,
+        ctx.root.to_str().unwrap(),
+        id,
+        f.to_str().unwrap(),
+    ]);
+    output_with_timeout(c, 60)
 }
 
 /// The unlimited value of memory.limit_in_bytes / memory.max.
