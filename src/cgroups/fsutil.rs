@@ -73,9 +73,16 @@ pub(crate) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
 
 /// Write a resource setting: a missing file or a refused value is an error naming
 /// the configuration field and the file.
+///
+/// While an update journal is open ([`super::journal`]), the file's old
+/// content is recorded before the write, so a failed update can restore it.
 pub(crate) fn set(field: &str, path: &Path, value: &str) -> Result<(), CgroupError> {
+    super::journal::before_write(path);
     match write_raw(path, value) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            super::journal::wrote(path, value);
+            Ok(())
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(CgroupError::Unavailable {
             field: field.to_string(),
             path: path.to_path_buf(),

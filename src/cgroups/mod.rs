@@ -16,11 +16,15 @@
 //! → [`Cgroup::clone_into_fd`] (pure v2) or [`Cgroup::add_process`] → ... →
 //! [`Cgroup::kill_all`] → [`Cgroup::destroy`]. `Cgroup` serializes into state.json.
 
+mod apply;
 mod bpf;
 mod detect;
 mod devices;
 mod fsutil;
+mod journal;
+mod normalize;
 pub mod stats;
+mod teardown;
 mod v1;
 mod v2;
 
@@ -29,14 +33,16 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
 pub use detect::CgroupKind;
 pub use devices::{allow_rules_for, default_allowed_devices};
+pub use normalize::pids_zero_is_unlimited;
 pub use stats::Stats;
+use teardown::{collect_pids, read_procs, remove_parent, remove_subtree};
 pub use v2::{blkio_weight_to_io_weight, shares_to_weight};
 
 /// Errors of the cgroups module. Each names the operation or the configuration
@@ -90,6 +96,14 @@ pub enum CgroupError {
         op: &'static str,
         path: PathBuf,
         reason: String,
+    },
+    /// An `update` failed part-way; `restored` says what became of the values
+    /// it had already written.
+    #[error("{source}; {restored}")]
+    Update {
+        restored: String,
+        #[source]
+        source: Box<CgroupError>,
     },
     /// Loading or attaching the v2 device-control eBPF program failed.
     #[error("cgroup {op} {path}: {source}")]
@@ -155,6 +169,10 @@ pub struct Cgroup {
     /// Directories created by us, in creation order (parents first).
     #[serde(default)]
     created: Vec<PathBuf>,
+    /// The config's `ociVersion`, which decides what `pids.limit` 0 means
+    /// (on create and on every later update).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    oci_version: Option<String>,
 }
 
 /// Where one controller is handled.
@@ -207,6 +225,7 @@ impl Cgroup {
             v1: Vec::new(),
             unified: None,
             created: Vec::new(),
+            oci_version: None,
         };
         for m in &layout.v1 {
             let own_path = own
@@ -309,6 +328,18 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Record the config's `ociVersion` (before [`Cgroup::apply`]): below
+    /// 1.3.0 a `pids.limit` of 0 means "no limit" (see
+    /// [`pids_zero_is_unlimited`]); it is kept in state.json for `update`.
+    pub fn set_oci_version(&mut self, version: &str) {
+        self.oci_version = Some(version.to_string());
+    }
+
+    /// The recorded `ociVersion`, if any.
+    pub fn oci_version(&self) -> Option<&str> {
+        self.oci_version.as_deref()
+    }
+
     /// The host's cgroup setup this cgroup lives on.
     pub fn kind(&self) -> CgroupKind {
         self.kind
@@ -373,28 +404,31 @@ impl Cgroup {
                 Ok(Target::V2(d))
             }
             Some(t) => Ok(t),
-            None => {
-                let path = match &self.unified {
-                    Some(u) => u
-                        .dir
-                        .parent()
-                        .unwrap_or(&u.mountpoint)
-                        .join("cgroup.controllers"),
-                    None => self
-                        .v1
-                        .first()
-                        .map(|d| d.mountpoint.parent().unwrap_or(&d.mountpoint).to_path_buf())
-                        .unwrap_or_default(),
-                };
-                Err(CgroupError::Unavailable {
-                    field: field.to_string(),
-                    path,
-                    reason: format!(
-                        "the {controller} controller is not available on this host \
-                         (no v1 hierarchy mounts it and cgroup v2 does not offer it)"
-                    ),
-                })
-            }
+            None => Err(self.unavailable(controller, field)),
+        }
+    }
+
+    /// The error for a controller this host does not offer.
+    fn unavailable(&self, controller: &str, field: &str) -> CgroupError {
+        let path = match &self.unified {
+            Some(u) => u
+                .dir
+                .parent()
+                .unwrap_or(&u.mountpoint)
+                .join("cgroup.controllers"),
+            None => self
+                .v1
+                .first()
+                .map(|d| d.mountpoint.parent().unwrap_or(&d.mountpoint).to_path_buf())
+                .unwrap_or_default(),
+        };
+        CgroupError::Unavailable {
+            field: field.to_string(),
+            path,
+            reason: format!(
+                "the {controller} controller is not available on this host \
+                 (no v1 hierarchy mounts it and cgroup v2 does not offer it)"
+            ),
         }
     }
 
@@ -405,179 +439,21 @@ impl Cgroup {
     /// [`allow_rules_for`]`(linux.devices)` to `devices` so the container can use
     /// the devices its config gives it. On error the cgroup may be
     /// partly configured; the caller destroys it.
+    ///
+    /// Values are read as runc reads them (0 and "" mean "not set", see
+    /// `normalize.rs`), and the whole request is checked before the first write.
     pub fn apply(&self, res: &LinuxResources) -> Result<(), CgroupError> {
         self.apply_resources(res, false)
     }
 
     /// Apply a partial change of resources (`runc update`): only the fields set
     /// are written; memory.checkBeforeUpdate is honoured.
+    ///
+    /// Atomic as far as the kernel lets it be: the request is checked whole
+    /// before any write, and when a write fails every value already written
+    /// is put back (read before it was written) before the error is returned.
     pub fn update(&self, res: &LinuxResources) -> Result<(), CgroupError> {
         self.apply_resources(res, true)
-    }
-
-    fn apply_resources(&self, res: &LinuxResources, update: bool) -> Result<(), CgroupError> {
-        // Pure v2, as runc: every controller the hierarchy offers is enabled
-        // down to the container (best effort), so stats, update and ps work
-        // for controllers the config did not mention.
-        if !update && self.kind == CgroupKind::V2 {
-            if let Some(u) = &self.unified {
-                let offered = fsutil::read_opt(&u.mountpoint.join("cgroup.controllers"))?;
-                for c in offered.unwrap_or_default().split_whitespace() {
-                    if let Err(e) = v2::enable_controller(u, c, "the default controllers") {
-                        tracing::debug!("{e}");
-                    }
-                }
-            }
-        }
-        // On create the device policy is always set (no rules: deny-all plus the
-        // default allow-list, as runc); an update leaves it alone unless given.
-        let no_rules = Vec::new();
-        let rules = match res.devices() {
-            Some(r) => Some(r),
-            None if !update => Some(&no_rules),
-            None => None,
-        };
-        if let Some(rules) = rules {
-            // Without a rule of type "a", start from deny-all (as runc), so v1
-            // and v2 agree whatever the parent allows.
-            let mut all = Vec::with_capacity(rules.len() + 12);
-            if !rules
-                .iter()
-                .any(|r| r.typ().unwrap_or_default() == oci_spec::runtime::LinuxDeviceType::A)
-            {
-                all.extend(devices::deny_all());
-            }
-            all.extend(rules.iter().cloned());
-            all.extend(default_allowed_devices());
-            match self.locate("devices")? {
-                Some(Target::V1(d)) => devices::apply_v1(d, &all)?,
-                _ => match &self.unified {
-                    Some(u) => devices::apply_v2(&u.dir, &all)?,
-                    None => {
-                        return Err(CgroupError::Unavailable {
-                            field: "linux.resources.devices".to_string(),
-                            path: PathBuf::from("devices"),
-                            reason: "no devices cgroup v1 hierarchy and no cgroup v2".to_string(),
-                        });
-                    }
-                },
-            }
-        }
-        if let Some(m) = res.memory() {
-            // -1 means unlimited; any other negative value is a mistake (v1
-            // and v2 would disagree on it: EINVAL vs "max").
-            for (name, v) in [
-                ("limit", m.limit()),
-                ("reservation", m.reservation()),
-                ("swap", m.swap()),
-            ] {
-                if let Some(v) = v.filter(|v| *v < -1) {
-                    return Err(CgroupError::Invalid {
-                        field: format!("linux.resources.memory.{name}"),
-                        reason: format!("{v} is negative (use -1 for unlimited)"),
-                    });
-                }
-            }
-            if v1::memory_is_set(m) {
-                match self.target("memory", "linux.resources.memory")? {
-                    Target::V1(d) => v1::memory(d, m)?,
-                    Target::V2(d) => v2::memory(d, m)?,
-                }
-            }
-        }
-        if let Some(c) = res.cpu() {
-            if v1::cpu_is_set(c) {
-                match self.target("cpu", "linux.resources.cpu")? {
-                    Target::V1(d) => v1::cpu(d, c)?,
-                    Target::V2(d) => v2::cpu(d, c)?,
-                }
-            }
-            if c.cpus().is_some() || c.mems().is_some() {
-                match self.target("cpuset", "linux.resources.cpu.cpus/mems")? {
-                    Target::V1(d) | Target::V2(d) => v1::cpuset(d, c)?,
-                }
-            }
-        }
-        if let Some(p) = res.pids() {
-            let d = match self.target("pids", "linux.resources.pids")? {
-                Target::V1(d) | Target::V2(d) => d,
-            };
-            v1::pids(d, p.limit())?;
-        }
-        if let Some(b) = res.block_io() {
-            if v1::blkio_is_set(b) {
-                match self.locate("blkio")? {
-                    Some(Target::V1(d)) => v1::blkio(d, b)?,
-                    _ => match self.target("io", "linux.resources.blockIO")? {
-                        Target::V1(d) | Target::V2(d) => v2::io(d, b)?,
-                    },
-                }
-            }
-        }
-        if let Some(h) = res.hugepage_limits() {
-            if !h.is_empty() {
-                match self.target("hugetlb", "linux.resources.hugepageLimits")? {
-                    Target::V1(d) => v1::hugetlb(d, h)?,
-                    Target::V2(d) => v2::hugetlb(d, h)?,
-                }
-            }
-        }
-        if let Some(n) = res.network() {
-            if let Some(class_id) = n.class_id() {
-                let d = self.v1_only("net_cls", "linux.resources.network.classID")?;
-                fsutil::set(
-                    "linux.resources.network.classID",
-                    &d.join("net_cls.classid"),
-                    &class_id.to_string(),
-                )?;
-            }
-            if let Some(prios) = n.priorities() {
-                if !prios.is_empty() {
-                    let d = self.v1_only("net_prio", "linux.resources.network.priorities")?;
-                    for p in prios {
-                        fsutil::set(
-                            "linux.resources.network.priorities",
-                            &d.join("net_prio.ifpriomap"),
-                            &format!("{} {}", p.name(), p.priority()),
-                        )?;
-                    }
-                }
-            }
-        }
-        if let Some(r) = res.rdma() {
-            if !r.is_empty() {
-                let d = match self.target("rdma", "linux.resources.rdma")? {
-                    Target::V1(d) | Target::V2(d) => d,
-                };
-                v1::rdma(d, r)?;
-            }
-        }
-        if let Some(u) = res.unified() {
-            if !u.is_empty() {
-                match &self.unified {
-                    Some(dir) if self.kind != CgroupKind::V1 => v2::unified(dir, u)?,
-                    _ => {
-                        return Err(CgroupError::Unsupported {
-                            field: "linux.resources.unified".to_string(),
-                            reason: "on a cgroup v1 host (no cgroup2 hierarchy is mounted)"
-                                .to_string(),
-                        });
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn v1_only(&self, controller: &str, field: &str) -> Result<&Path, CgroupError> {
-        self.v1_dir(controller)
-            .ok_or_else(|| CgroupError::Unsupported {
-                field: field.to_string(),
-                reason: format!(
-                    "on this host: the {controller} controller is not mounted as a cgroup v1 \
-                 hierarchy, and cgroup v2 has no equivalent"
-                ),
-            })
     }
 
     /// Move `pid` into the cgroup in every hierarchy.
@@ -784,102 +660,7 @@ impl Cgroup {
     }
 }
 
-/// Parse a cgroup.procs file; a missing file is empty.
-fn read_procs(path: &Path) -> Result<Vec<i32>, CgroupError> {
-    Ok(fsutil::read_opt(path)?
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect())
-}
-
-/// Pids of `dir` and of every cgroup below it.
-fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupError> {
-    out.extend(read_procs(&dir.join("cgroup.procs"))?);
-    for sub in subdirs(dir)? {
-        collect_pids(&sub, out)?;
-    }
-    Ok(())
-}
-
-/// Child cgroup directories of `dir` (none if `dir` is gone).
-fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(CgroupError::Io {
-                op: "readdir",
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
-    };
-    let mut out = Vec::new();
-    for ent in rd.flatten() {
-        if ent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            out.push(ent.path());
-        }
-    }
-    Ok(out)
-}
-
-/// rmdir `dir` and everything below it, deepest first, retrying on EBUSY while
-/// tasks exit.
-fn remove_subtree(dir: &Path) -> Result<(), CgroupError> {
-    for sub in subdirs(dir)? {
-        remove_subtree(&sub)?;
-    }
-    let deadline = Instant::now() + RMDIR_TIMEOUT;
-    let mut delay = Duration::from_millis(2);
-    loop {
-        match fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if fsutil::is_errno(&e, libc::EBUSY) && Instant::now() < deadline => {
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_millis(100));
-            }
-            Err(e) if fsutil::is_errno(&e, libc::EBUSY) => {
-                let pids = read_procs(&dir.join("cgroup.procs")).unwrap_or_default();
-                return Err(CgroupError::State {
-                    op: "rmdir",
-                    path: dir.to_path_buf(),
-                    reason: format!("still busy after {RMDIR_TIMEOUT:?} (pids {pids:?}): {e}"),
-                });
-            }
-            Err(source) => {
-                return Err(CgroupError::Io {
-                    op: "rmdir",
-                    path: dir.to_path_buf(),
-                    source,
-                });
-            }
-        }
-    }
-}
-
-/// rmdir a parent directory we created, unless it now holds other cgroups.
-fn remove_parent(dir: &Path) -> Result<(), CgroupError> {
-    if !subdirs(dir)?.is_empty() {
-        tracing::debug!("leaving {} in place: it holds other cgroups", dir.display());
-        return Ok(());
-    }
-    match fs::remove_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        // Another runtime created a child meanwhile, or a task was put there.
-        Err(e) if fsutil::is_errno(&e, libc::EBUSY) || fsutil::is_errno(&e, libc::ENOTEMPTY) => {
-            tracing::debug!("leaving {} in place: {e}", dir.display());
-            Ok(())
-        }
-        Err(source) => Err(CgroupError::Io {
-            op: "rmdir",
-            path: dir.to_path_buf(),
-            source,
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_update;

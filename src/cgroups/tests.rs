@@ -10,10 +10,10 @@ use super::fsutil::test_log;
 use super::*;
 
 /// A fake cgroup filesystem: plain directories and files under a tempdir.
-struct Fake {
+pub(super) struct Fake {
     _tmp: tempfile::TempDir,
-    root: PathBuf,
-    roots: Roots,
+    pub(super) root: PathBuf,
+    pub(super) roots: Roots,
 }
 
 const V1_HIERS: &[(&str, &str)] = &[
@@ -28,7 +28,7 @@ const V1_HIERS: &[(&str, &str)] = &[
     ("systemd", "name=systemd"),
 ];
 
-fn touch(dir: &Path, files: &[(&str, &str)]) {
+pub(super) fn touch(dir: &Path, files: &[(&str, &str)]) {
     fs::create_dir_all(dir).unwrap();
     for (name, content) in files {
         fs::write(dir.join(name), content).unwrap();
@@ -36,7 +36,7 @@ fn touch(dir: &Path, files: &[(&str, &str)]) {
 }
 
 /// Remove the regular files a test put into the fake, so rmdir works as on cgroupfs.
-fn strip_files(dir: &Path) {
+pub(super) fn strip_files(dir: &Path) {
     if let Ok(rd) = fs::read_dir(dir) {
         for e in rd.flatten() {
             let p = e.path();
@@ -116,7 +116,7 @@ impl Fake {
         }
     }
 
-    fn hybrid() -> Fake {
+    pub(super) fn hybrid() -> Fake {
         Fake::new(
             true,
             true,
@@ -124,12 +124,12 @@ impl Fake {
         )
     }
 
-    fn v2() -> Fake {
+    pub(super) fn v2() -> Fake {
         Fake::new(false, true, "0::/user.slice/me\n")
     }
 }
 
-fn res(json: &str) -> LinuxResources {
+pub(super) fn res(json: &str) -> LinuxResources {
     serde_json::from_str(json).unwrap()
 }
 

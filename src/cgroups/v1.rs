@@ -80,6 +80,26 @@ pub(crate) fn try_kernel_limit(field: &str, path: &Path, value: i64) {
     }
 }
 
+/// v1 memory values that are wrong whatever the kernel says.
+pub(crate) fn check_memory(m: &LinuxMemory) -> Result<(), CgroupError> {
+    const F: &str = "linux.resources.memory";
+    if let Some(s) = m.swappiness().filter(|s| *s > 100) {
+        return Err(CgroupError::Invalid {
+            field: format!("{F}.swappiness"),
+            reason: format!("{s} is not within 0..=100"),
+        });
+    }
+    if let (Some(l), Some(s)) = (m.limit(), m.swap()) {
+        if l > 0 && s > 0 && s < l {
+            return Err(CgroupError::Invalid {
+                field: format!("{F}.swap"),
+                reason: format!("memory+swap {s} must be >= memory {l}"),
+            });
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
     const F: &str = "linux.resources.memory";
     if let Some(h) = m.use_hierarchy() {
@@ -89,7 +109,6 @@ pub(crate) fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
             if h { "1" } else { "0" },
         )?;
     }
-    check_before_update(m, &dir.join("memory.usage_in_bytes"))?;
     let limit = m.limit().filter(|v| *v != 0);
     let swap = m.swap().filter(|v| *v != 0);
     let limit_file = dir.join("memory.limit_in_bytes");
@@ -142,12 +161,6 @@ pub(crate) fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
         );
     }
     if let Some(s) = m.swappiness() {
-        if s > 100 {
-            return Err(CgroupError::Invalid {
-                field: format!("{F}.swappiness"),
-                reason: format!("{s} is not within 0..=100"),
-            });
-        }
         set(
             &format!("{F}.swappiness"),
             &dir.join("memory.swappiness"),
@@ -166,23 +179,13 @@ pub(crate) fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
 
 pub(crate) fn cpu(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
     const F: &str = "linux.resources.cpu";
-    if let Some(s) = c.shares().filter(|v| *v != 0) {
-        let file = dir.join("cpu.shares");
-        set(&format!("{F}.shares"), &file, &s.to_string())?;
-        // The kernel clamps silently; say so instead.
-        if let Some(got) = fsutil::read_u64_opt(&file)? {
-            if got != s {
-                return Err(CgroupError::Invalid {
-                    field: format!("{F}.shares"),
-                    reason: format!(
-                        "the kernel set {got} instead of {s} in {} (allowed range 2..=262144)",
-                        file.display()
-                    ),
-                });
-            }
-        }
+    if let Some(s) = c.shares() {
+        set(
+            &format!("{F}.shares"),
+            &dir.join("cpu.shares"),
+            &s.to_string(),
+        )?;
     }
-    validate_burst(c)?;
     let period = c.period().filter(|v| *v != 0);
     let quota = c.quota().filter(|v| *v != 0);
     let period_file = dir.join("cpu.cfs_period_us");
@@ -232,6 +235,37 @@ pub(crate) fn cpu(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// CPU values checked before any write: shares within the kernel's range
+/// (it would clamp silently), burst within quota.
+pub(crate) fn check_cpu(c: &LinuxCpu) -> Result<(), CgroupError> {
+    if let Some(s) = c.shares().filter(|s| !(2..=262_144).contains(s)) {
+        return Err(CgroupError::Invalid {
+            field: "linux.resources.cpu.shares".to_string(),
+            reason: format!("{s} is outside the kernel's range 2..=262144"),
+        });
+    }
+    validate_burst(c)
+}
+
+/// cpus/mems must be a kernel list ("0-3,5", strides "0-7:2/4"); whether the
+/// CPUs exist and lie within the parent's set is the kernel's to say.
+pub(crate) fn check_cpuset(c: &LinuxCpu) -> Result<(), CgroupError> {
+    for (name, v) in [("cpus", c.cpus()), ("mems", c.mems())] {
+        let Some(v) = v else { continue };
+        let ok = v
+            .trim()
+            .chars()
+            .all(|ch| ch.is_ascii_digit() || ",-:/".contains(ch));
+        if !ok {
+            return Err(CgroupError::Invalid {
+                field: format!("linux.resources.cpu.{name}"),
+                reason: format!("{v:?} is not a list like 0-3,5"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The spec: a positive quota must be no smaller than burst.
 pub(crate) fn validate_burst(c: &LinuxCpu) -> Result<(), CgroupError> {
     if let (Some(b), Some(q)) = (c.burst(), c.quota()) {
@@ -276,14 +310,10 @@ pub(crate) fn copy_cpuset_from_parent(parent: &Path, dir: &Path) -> Result<(), C
     Ok(())
 }
 
-/// pids.max (same file on v1 and v2); a negative limit is "max", 0 is a real limit.
-pub(crate) fn pids(dir: &Path, limit: i64) -> Result<(), CgroupError> {
-    let v = if limit < 0 {
-        "max".to_string()
-    } else {
-        limit.to_string()
-    };
-    set("linux.resources.pids.limit", &dir.join("pids.max"), &v)
+/// pids.max (same file on v1 and v2): `value` is "max" or a number (see
+/// `normalize::pids_value` for what 0 means).
+pub(crate) fn pids(dir: &Path, value: &str) -> Result<(), CgroupError> {
+    set("linux.resources.pids.limit", &dir.join("pids.max"), value)
 }
 
 pub(crate) fn blkio(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
@@ -382,16 +412,9 @@ pub(crate) fn hugetlb_files(
     rsvd_suffix: &str,
 ) -> Result<(), CgroupError> {
     const F: &str = "linux.resources.hugepageLimits";
+    check_hugetlb(dir, h, suffix)?;
     for l in h {
-        validate_page_size(l.page_size())?;
         let file = dir.join(format!("hugetlb.{}.{suffix}", l.page_size()));
-        if !file.exists() {
-            return Err(CgroupError::Unavailable {
-                field: format!("{F}[{}]", l.page_size()),
-                path: file,
-                reason: "this hugepage size is not supported by the kernel".to_string(),
-            });
-        }
         let v = if l.limit() < 0 && suffix == "max" {
             "max".to_string()
         } else {
@@ -406,16 +429,33 @@ pub(crate) fn hugetlb_files(
     Ok(())
 }
 
+/// Page sizes well formed and known to the kernel (`hugetlb.<size>.<suffix>` exists).
+pub(crate) fn check_hugetlb(
+    dir: &Path,
+    h: &[LinuxHugepageLimit],
+    suffix: &str,
+) -> Result<(), CgroupError> {
+    for l in h {
+        validate_page_size(l.page_size())?;
+        let file = dir.join(format!("hugetlb.{}.{suffix}", l.page_size()));
+        if !file.exists() {
+            return Err(CgroupError::Unavailable {
+                field: format!("linux.resources.hugepageLimits[{}]", l.page_size()),
+                path: file,
+                reason: "this hugepage size is not supported by the kernel".to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn hugetlb(dir: &Path, h: &[LinuxHugepageLimit]) -> Result<(), CgroupError> {
     hugetlb_files(dir, h, "limit_in_bytes", "rsvd.limit_in_bytes")
 }
 
-/// rdma.max (same format on v1 and v2).
-pub(crate) fn rdma(dir: &Path, r: &HashMap<String, LinuxRdma>) -> Result<(), CgroupError> {
-    let mut names: Vec<&String> = r.keys().collect();
-    names.sort();
-    for name in names {
-        let l = &r[name];
+/// rdma entries: a device name without spaces, and at least one limit.
+pub(crate) fn check_rdma(r: &HashMap<String, LinuxRdma>) -> Result<(), CgroupError> {
+    for (name, l) in r {
         let field = format!("linux.resources.rdma[{name}]");
         if name.is_empty() || name.contains(char::is_whitespace) {
             return Err(CgroupError::Invalid {
@@ -423,18 +463,30 @@ pub(crate) fn rdma(dir: &Path, r: &HashMap<String, LinuxRdma>) -> Result<(), Cgr
                 reason: "the device name must be non-empty and without spaces".to_string(),
             });
         }
+        if l.hca_handles().is_none() && l.hca_objects().is_none() {
+            return Err(CgroupError::Invalid {
+                field,
+                reason: "set at least one of hcaHandles and hcaObjects".to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// rdma.max (same format on v1 and v2).
+pub(crate) fn rdma(dir: &Path, r: &HashMap<String, LinuxRdma>) -> Result<(), CgroupError> {
+    check_rdma(r)?;
+    let mut names: Vec<&String> = r.keys().collect();
+    names.sort();
+    for name in names {
+        let l = &r[name];
+        let field = format!("linux.resources.rdma[{name}]");
         let mut line = name.clone();
         if let Some(h) = l.hca_handles() {
             line.push_str(&format!(" hca_handle={h}"));
         }
         if let Some(o) = l.hca_objects() {
             line.push_str(&format!(" hca_object={o}"));
-        }
-        if line == *name {
-            return Err(CgroupError::Invalid {
-                field,
-                reason: "set at least one of hcaHandles and hcaObjects".to_string(),
-            });
         }
         set(&field, &dir.join("rdma.max"), &line)?;
     }

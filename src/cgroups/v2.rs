@@ -122,7 +122,8 @@ fn max_or(v: i64) -> String {
     }
 }
 
-pub(crate) fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
+/// Memory fields cgroup v2 cannot express, and the swap conversion.
+pub(crate) fn check_memory(m: &LinuxMemory) -> Result<(), CgroupError> {
     const F: &str = "linux.resources.memory";
     if m.swappiness().is_some() {
         return Err(CgroupError::Unsupported {
@@ -142,13 +143,17 @@ pub(crate) fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
             reason: "on cgroup v2 (accounting is always hierarchical)".to_string(),
         });
     }
+    convert_memory_swap(m.swap(), m.limit()).map(|_| ())
+}
+
+pub(crate) fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
+    const F: &str = "linux.resources.memory";
     for (name, v) in [("kernel", m.kernel()), ("kernelTCP", m.kernel_tcp())] {
         if v.is_some() {
             tracing::warn!("{F}.{name} ignored: cgroup v2 has no kernel memory limit");
         }
     }
     let swap = convert_memory_swap(m.swap(), m.limit())?;
-    v1::check_before_update(m, &dir.join("memory.current"))?;
     if let Some(l) = m.limit().filter(|v| *v != 0) {
         set(&format!("{F}.limit"), &dir.join("memory.max"), &max_or(l))?;
     }
@@ -197,23 +202,21 @@ pub fn blkio_weight_to_io_weight(w: u64) -> u64 {
     1 + (w - 10) * 9999 / 990
 }
 
-pub(crate) fn cpu(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
-    const F: &str = "linux.resources.cpu";
-    if c.realtime_runtime().is_some_and(|v| v != 0) || c.realtime_period().is_some_and(|v| v != 0) {
+/// CPU fields cgroup v2 cannot express.
+pub(crate) fn check_cpu(c: &LinuxCpu) -> Result<(), CgroupError> {
+    if c.realtime_runtime().is_some() || c.realtime_period().is_some() {
         return Err(CgroupError::Unsupported {
-            field: format!("{F}.realtimeRuntime/realtimePeriod"),
+            field: "linux.resources.cpu.realtimeRuntime/realtimePeriod".to_string(),
             reason: "on cgroup v2 (the cpu controller has no realtime group scheduling)"
                 .to_string(),
         });
     }
-    v1::validate_burst(c)?;
-    if let Some(s) = c.shares().filter(|v| *v != 0) {
-        if s > 262_144 {
-            return Err(CgroupError::Invalid {
-                field: format!("{F}.shares"),
-                reason: format!("{s} is above the maximum 262144"),
-            });
-        }
+    Ok(())
+}
+
+pub(crate) fn cpu(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
+    const F: &str = "linux.resources.cpu";
+    if let Some(s) = c.shares() {
         set(
             &format!("{F}.shares"),
             &dir.join("cpu.weight"),
@@ -249,8 +252,8 @@ pub(crate) fn cpu(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
     Ok(())
 }
 
-pub(crate) fn io(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
-    const F: &str = "linux.resources.blockIO";
+/// Block IO fields cgroup v2 cannot express.
+pub(crate) fn check_io(b: &LinuxBlockIo) -> Result<(), CgroupError> {
     if b.leaf_weight().is_some()
         || b.weight_device()
             .iter()
@@ -258,10 +261,15 @@ pub(crate) fn io(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
             .any(|d| d.leaf_weight().is_some())
     {
         return Err(CgroupError::Unsupported {
-            field: format!("{F}.leafWeight"),
+            field: "linux.resources.blockIO.leafWeight".to_string(),
             reason: "on cgroup v2 (io has no leaf weights)".to_string(),
         });
     }
+    Ok(())
+}
+
+pub(crate) fn io(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
+    const F: &str = "linux.resources.blockIO";
     // With BFQ, io.bfq.weight takes the v1 range [1, 1000] as is.
     let bfq = dir.join("io.bfq.weight").exists();
     if let Some(w) = b.weight() {
@@ -350,9 +358,9 @@ const FORBIDDEN_CORE: &[&str] = &[
     "cgroup.stat",
 ];
 
-/// linux.resources.unified: validate each key (a file of an available controller,
-/// or a cgroup core setting), enable the controller, and write.
-pub(crate) fn unified(u: &V2Dir, map: &HashMap<String, String>) -> Result<(), CgroupError> {
+/// linux.resources.unified: each key must be a file of an available
+/// controller, or a cgroup core setting the runtime does not manage.
+pub(crate) fn check_unified(u: &V2Dir, map: &HashMap<String, String>) -> Result<(), CgroupError> {
     let mut keys: Vec<&String> = map.keys().collect();
     keys.sort();
     for key in keys {
@@ -385,6 +393,19 @@ pub(crate) fn unified(u: &V2Dir, map: &HashMap<String, String>) -> Result<(), Cg
                 ),
             });
         }
+    }
+    Ok(())
+}
+
+/// linux.resources.unified (checked by [`check_unified`]): enable each
+/// key's controller, and write.
+pub(crate) fn unified(u: &V2Dir, map: &HashMap<String, String>) -> Result<(), CgroupError> {
+    check_unified(u, map)?;
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    for key in keys {
+        let field = format!("linux.resources.unified[{key:?}]");
+        let controller = key.split_once('.').map(|(c, _)| c).unwrap_or_default();
         if controller != "cgroup" {
             enable_controller(u, controller, &field)?;
         }

@@ -9,7 +9,7 @@ pub struct UpdateArgs {
     /// JSON `LinuxResources` from FILE, or `-` for stdin (flags given too override it).
     #[arg(short = 'r', long, value_name = "FILE|-")]
     pub resources: Option<PathBuf>,
-    /// Block IO weight (10..1000).
+    /// Block IO weight (10..1000; 0: unchanged).
     #[arg(long = "blkio-weight", value_name = "N")]
     pub blkio_weight: Option<u16>,
     /// CPU CFS period in microseconds.
@@ -68,7 +68,8 @@ pub struct UpdateArgs {
         allow_negative_numbers = true
     )]
     pub memory_swap: Option<String>,
-    /// Maximum number of processes (-1 or 0: unlimited).
+    /// Maximum number of processes (-1: unlimited; 0: unlimited for a config
+    /// whose ociVersion is below 1.3.0, else a limit of 0).
     #[arg(long = "pids-limit", value_name = "N", allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
     /// Container id.

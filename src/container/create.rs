@@ -197,7 +197,11 @@ pub(crate) fn create_bundle(
             linux.and_then(|l| l.cgroups_path().as_deref()),
             &opts.id,
         ) {
-            Ok(c) => Some(c),
+            Ok(mut c) => {
+                // What pids.limit 0 means depends on it (create and update).
+                c.set_oci_version(bundle.spec.version());
+                Some(c)
+            }
             Err(e) => {
                 undo.run();
                 return Err(e.into());
@@ -490,7 +494,11 @@ fn spawn(
         }
     }
     match msg {
-        Ok(Some(Msg::Ready)) => {}
+        Ok(Some(Msg::Ready)) => {
+            if let Some(cg) = cgroup {
+                cg.apply_after_init(&res)?;
+            }
+        }
         Ok(Some(Msg::Error(e))) => return Err(ContainerError::Init(e)),
         Ok(other) => {
             return Err(ContainerError::Init(format!(

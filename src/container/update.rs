@@ -59,6 +59,22 @@ pub fn parse_bytes(flag: &str, s: &str) -> Result<i64> {
     Ok(bytes as i64)
 }
 
+/// Parse a JSON `LinuxResources`. `"pids":{}` (no `limit`) leaves pids.max
+/// alone, as runtime spec 1.3.0 says (the limit is optional there), instead
+/// of reading as a limit of 0.
+fn parse_resources(text: &[u8]) -> serde_json::Result<LinuxResources> {
+    let mut v: serde_json::Value = serde_json::from_slice(text)?;
+    if let Some(obj) = v.as_object_mut() {
+        let no_limit = obj
+            .get("pids")
+            .is_some_and(|p| p.is_null() || p.get("limit").is_none_or(|l| l.is_null()));
+        if no_limit {
+            obj.remove("pids");
+        }
+    }
+    serde_json::from_value(v)
+}
+
 /// The resources to apply: the JSON from --resources (if any), then the flags.
 pub fn resources_from_args(a: &UpdateArgs) -> Result<LinuxResources> {
     let mut res = match &a.resources {
@@ -72,7 +88,7 @@ pub fn resources_from_args(a: &UpdateArgs) -> Result<LinuxResources> {
             } else {
                 text = std::fs::read(p).map_err(io_err("read (--resources)", p))?;
             }
-            serde_json::from_slice(&text).map_err(|e| {
+            parse_resources(&text).map_err(|e| {
                 invalid(
                     "--resources",
                     format!("{} is not a JSON LinuxResources object: {e}", p.display()),
@@ -144,11 +160,12 @@ pub fn resources_from_args(a: &UpdateArgs) -> Result<LinuxResources> {
         p.set_limit(v);
         res.set_pids(Some(p));
     }
-    if let Some(w) = a.blkio_weight {
+    // 0 means "not set" (as runc), so Docker's zero values pass through.
+    if let Some(w) = a.blkio_weight.filter(|w| *w != 0) {
         if !(10..=1000).contains(&w) {
             return Err(invalid(
                 "--blkio-weight",
-                format!("{w} is out of range (10..1000)"),
+                format!("{w} is out of range (10..1000, or 0 for unchanged)"),
             ));
         }
         let mut b: LinuxBlockIo = res.block_io().clone().unwrap_or_default();
@@ -170,15 +187,37 @@ pub fn update(root: &Root, id: &str, res: &LinuxResources) -> Result<()> {
             hint: "only a created, running or paused container can be updated",
         });
     }
-    let cg = st.cgroup.ok_or_else(|| {
+    let mut cg = st.cgroup.ok_or_else(|| {
         ContainerError::Unsupported(format!("container {id:?} has no cgroup: cannot update it"))
     })?;
+    // pids.limit 0 means what it meant at create: the ociVersion recorded in
+    // state.json, or (state written before it was recorded) the bundle's.
+    if cg.oci_version().is_none() {
+        if let Some(v) = bundle_oci_version(&st.bundle) {
+            cg.set_oci_version(&v);
+        }
+    }
     Ok(cg.update(res)?)
+}
+
+/// The `ociVersion` of the bundle's config.json, if it can be read.
+fn bundle_oci_version(bundle: &std::path::Path) -> Option<String> {
+    let text = std::fs::read(bundle.join("config.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    v.get("ociVersion")?.as_str().map(str::to_string)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pids_without_limit_is_unset() {
+        let r = parse_resources(br#"{"pids":{},"memory":{"limit":5}}"#).unwrap();
+        assert!(r.pids().is_none());
+        let r = parse_resources(br#"{"pids":{"limit":0}}"#).unwrap();
+        assert_eq!(r.pids().map(|p| p.limit()), Some(0));
+    }
 
     #[test]
     fn sizes() {
