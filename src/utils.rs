@@ -63,6 +63,27 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// `O_CREAT|O_EXCL|O_NOFOLLOW`. `rename(2)` then replaces the target's
 /// directory entry itself: a symlink planted at the target is replaced, its
 /// target never opened.
+/// Waits (poll(2), no timeout; EINTR retried) until `a` or `b` is readable
+/// or hung up; returns which of the two have events.
+pub fn poll_two(a: &impl AsRawFd, b: &impl AsRawFd) -> Result<(bool, bool), Errno> {
+    let pfd = |fd: &dyn AsRawFd| libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let mut fds = [pfd(a), pfd(b)];
+    loop {
+        // SAFETY: two valid pollfds, their length passed.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if r >= 0 {
+            return Ok((fds[0].revents != 0, fds[1].revents != 0));
+        }
+        if Errno::last() != Errno::EINTR {
+            return Err(Errno::last());
+        }
+    }
+}
+
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     write_atomic_with(path, data, mode, true)
 }

@@ -148,32 +148,9 @@ impl Relay {
 
     /// Polls the socket and the pidfd: true when a datagram is waiting.
     fn readable_before_exit(&self, pidfd: &OwnedFd) -> Result<bool> {
-        let mut fds = [
-            libc::pollfd {
-                fd: self.listener.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: pidfd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        loop {
-            // SAFETY: two valid pollfds.
-            let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-            if r >= 0 {
-                return Ok(fds[0].revents != 0);
-            }
-            let e = nix::errno::Errno::last();
-            if e != nix::errno::Errno::EINTR {
-                return Err(NotifyError::Sys {
-                    op: "poll",
-                    source: e,
-                });
-            }
-        }
+        crate::utils::poll_two(&self.listener, pidfd)
+            .map(|(datagram, _)| datagram)
+            .map_err(|source| NotifyError::Sys { op: "poll", source })
     }
 
     fn notify_host(&self, ready: &[u8], mainpid: i32) -> Result<()> {

@@ -2,9 +2,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
-
-use nix::errno::Errno;
+use std::os::fd::OwnedFd;
 
 use crate::hooks;
 
@@ -81,24 +79,9 @@ fn start_locked(root: &Root, id: &str) -> Result<Started> {
             Err(e) => return Err(io_err("read", &path)(e)),
         }
         // Wait for data/EOF on the fifo, or for init to die.
-        let mut fds = [
-            libc::pollfd {
-                fd: fifo.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: pidfd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: two valid pollfds.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if r < 0 && Errno::last() != Errno::EINTR {
-            return Err(io_err("poll", &path)(std::io::Error::last_os_error()));
-        }
-        if fds[1].revents != 0 && fds[0].revents == 0 {
+        let (fifo_ready, init_gone) = crate::utils::poll_two(&fifo, &pidfd)
+            .map_err(|e| io_err("poll", &path)(std::io::Error::from(e)))?;
+        if init_gone && !fifo_ready {
             if got {
                 // Exec'd and already exited: started all the same.
                 break;

@@ -15,7 +15,6 @@
 //! cgroup files on the host after `create`, and what the process sees.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{Value, json};
 
@@ -44,16 +43,9 @@ struct Client {
 
 impl Client {
     fn new(ctx: &Ctx, name: &str, id: &str, args: &[&str]) -> Client {
-        let base = ctx.dir.path().join(format!("client-{id}"));
-        let (rootfs, data) = (base.join("rootfs"), base.join("data"));
+        let rootfs = ctx.private_rootfs(&format!("rootfs-{id}"));
+        let data = ctx.dir.path().join(format!("data-{id}"));
         std::fs::create_dir_all(&data).unwrap();
-        let st = Command::new("cp")
-            .arg("-a")
-            .arg(fixture_rootfs())
-            .arg(&rootfs)
-            .status()
-            .unwrap();
-        assert!(st.success(), "copy the fixture rootfs");
         // Content the image has where the clients mount tmpfs with tmpcopyup.
         std::fs::write(rootfs.join("tmp/from-image"), "image content\n").unwrap();
         let cgroup = format!("/cuddy-test/{id}");

@@ -86,6 +86,20 @@ impl Ctx {
         c
     }
 
+    /// A private, writable copy of the fixture rootfs in the test's dir (for
+    /// tests that edit the image or need known content).
+    pub fn private_rootfs(&self, name: &str) -> PathBuf {
+        let dst = self.dir.path().join(name);
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(fixture_rootfs())
+            .arg(&dst)
+            .status()
+            .expect("cp -a");
+        assert!(st.success(), "cp -a of the fixture rootfs failed");
+        dst
+    }
+
     /// Writes a bundle directory with `config` and returns its path.
     pub fn bundle(&self, name: &str, config: &Value) -> PathBuf {
         let b = self.dir.path().join(format!("bundle-{name}"));

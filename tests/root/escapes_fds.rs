@@ -21,18 +21,6 @@ fn host_canary(ctx: &Ctx) -> PathBuf {
     d
 }
 
-/// A private copy of the fixture rootfs that the test may make hostile.
-fn own_rootfs(ctx: &Ctx) -> PathBuf {
-    let r = ctx.dir.path().join("rootfs");
-    let st = std::process::Command::new("cp")
-        .args(["-a", fixture_rootfs().to_str().unwrap()])
-        .arg(&r)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    r
-}
-
 /// Runs cuddy with `args` while it inherits, as fd `fd` and without
 /// FD_CLOEXEC, an open directory fd of `dir` (a careless caller's leak).
 fn cuddy_with_leaked_dir(ctx: &Ctx, dir: &Path, fd: i32, args: &[&str]) -> Output {
@@ -82,7 +70,7 @@ fn cve_2024_21626_process_cwd_through_leaked_fd() {
     require_root!();
     let ctx = Ctx::new("leakcwd");
     let secret = host_canary(&ctx);
-    let rootfs = own_rootfs(&ctx);
+    let rootfs = ctx.private_rootfs("rootfs");
     std::os::unix::fs::symlink("/proc/self/fd/9", rootfs.join("work")).unwrap();
     for (n, cwd) in ["/proc/self/fd/9", "/work"].iter().enumerate() {
         let id = ctx.id(&format!("c{n}"));
@@ -110,7 +98,7 @@ fn cve_2024_21626_exec_cwd_through_leaked_fd() {
     require_root!();
     let ctx = Ctx::new("leakexec");
     let secret = host_canary(&ctx);
-    let rootfs = own_rootfs(&ctx);
+    let rootfs = ctx.private_rootfs("rootfs");
     std::os::unix::fs::symlink("/proc/self/fd/9", rootfs.join("work")).unwrap();
     let id = ctx.id("e");
     let mut c = ctx.config(&["/bin/sleep", "1000"]);
@@ -281,7 +269,7 @@ fn proc_and_sys_symlinked_to_the_host_are_refused() {
         ("sys", secret.to_string_lossy().to_string(), 5),
     ];
     for (n, (dir, target, index)) in cases.iter().enumerate() {
-        let rootfs = own_rootfs(&ctx);
+        let rootfs = ctx.private_rootfs("rootfs");
         std::fs::remove_dir(rootfs.join(dir)).unwrap();
         std::os::unix::fs::symlink(target, rootfs.join(dir)).unwrap();
         let id = ctx.id(&format!("s{n}"));
@@ -341,7 +329,7 @@ fn mounts_over_procfs_files_are_refused() {
         ctx.assert_no_leftovers(&id);
     }
     // Through an image symlink: /sysctl -> /proc/sys, a tmpfs on /sysctl.
-    let rootfs = own_rootfs(&ctx);
+    let rootfs = ctx.private_rootfs("rootfs");
     std::os::unix::fs::symlink("/proc/sys", rootfs.join("sysctl")).unwrap();
     let id = ctx.id("link");
     let mut c = ctx.config(&["/bin/true"]);

@@ -54,19 +54,6 @@ fn core_pattern() -> String {
     std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap()
 }
 
-/// A private copy of the fixture rootfs (the attack edits it).
-fn hostile_rootfs(ctx: &Ctx) -> PathBuf {
-    let r = ctx.dir.path().join("rootfs");
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(fixture_rootfs())
-        .arg(&r)
-        .status()
-        .unwrap();
-    assert!(st.success(), "copy the fixture rootfs");
-    r
-}
-
 /// The default config on `rootfs`, without the tmpfs on /dev: the image's
 /// own /dev entries are what cuddy sees.
 fn config_without_dev_tmpfs(ctx: &Ctx, rootfs: &Path, args: &[&str]) -> Value {
@@ -98,7 +85,7 @@ fn dev_symlinks_to_host_files_are_not_followed() {
     require_root!();
     let ctx = Ctx::new("esc-dev");
     let canary = Canary::new(&ctx);
-    let rootfs = hostile_rootfs(&ctx);
+    let rootfs = ctx.private_rootfs("rootfs");
     for d in ["null", "zero", "full", "random", "urandom", "tty", "ptmx"] {
         plant(&rootfs, &format!("dev/{d}"), &canary.path);
     }
@@ -149,7 +136,7 @@ fn masked_paths_never_use_a_fake_dev_null() {
     let ctx = Ctx::new("esc-mask");
     let canary = Canary::new(&ctx);
     let before = core_pattern();
-    let rootfs = hostile_rootfs(&ctx);
+    let rootfs = ctx.private_rootfs("rootfs");
     std::fs::write(rootfs.join("secret"), "SECRET\n").unwrap();
     plant(&rootfs, "dev/null", &canary.path);
     let mut c = config_without_dev_tmpfs(
@@ -240,7 +227,7 @@ fn dev_console_symlink_is_not_followed() {
     require_root!();
     let ctx = Ctx::new("esc-console");
     let canary = Canary::new(&ctx);
-    let rootfs = hostile_rootfs(&ctx);
+    let rootfs = ctx.private_rootfs("rootfs");
     plant(&rootfs, "dev/console", &canary.path);
     let mut c = config_without_dev_tmpfs(
         &ctx,
@@ -307,7 +294,7 @@ fn exchange(a: &Path, b: &Path) {
 fn racing_mount_destination_symlinks_stay_inside() {
     require_root!();
     let ctx = Ctx::new("esc-race");
-    let rootfs = hostile_rootfs(&ctx);
+    let rootfs = ctx.private_rootfs("rootfs");
     let host_dir = ctx.dir.path().join("host-dir");
     std::fs::create_dir(&host_dir).unwrap();
     let src = ctx.dir.path().join("bind-src");
@@ -558,7 +545,7 @@ fn process_runs_with_exactly_the_asked_ids() {
 fn no_capabilities_through_inheritable_file_caps() {
     require_root!();
     let ctx = Ctx::new("esc-inh");
-    let rootfs = hostile_rootfs(&ctx);
+    let rootfs = ctx.private_rootfs("rootfs");
     let capbin = rootfs.join("capbin");
     std::fs::create_dir(&capbin).unwrap();
     std::fs::copy(rootfs.join("bin/busybox"), capbin.join("cat")).unwrap();

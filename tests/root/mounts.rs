@@ -12,19 +12,6 @@ use serde_json::{Value, json};
 use crate::common::*;
 use crate::require_root;
 
-/// A private, writable copy of the fixture rootfs inside the test's dir.
-fn private_rootfs(ctx: &Ctx, name: &str) -> PathBuf {
-    let dst = ctx.dir.path().join(name);
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(fixture_rootfs())
-        .arg(&dst)
-        .status()
-        .expect("cp -a");
-    assert!(st.success(), "cp -a of the fixture rootfs failed");
-    dst
-}
-
 /// A mount made on the host by the test (under its own temp dir), detached
 /// on drop so a failing test leaves nothing behind.
 struct HostMount(PathBuf);
@@ -142,7 +129,7 @@ fn root_readonly_true_and_false() {
         stderr(&out)
     );
 
-    let rootfs = private_rootfs(&ctx, "rw-rootfs");
+    let rootfs = ctx.private_rootfs("rw-rootfs");
     let mut c = ctx.config(&[]);
     c["root"] = json!({"path": rootfs, "readonly": false});
     let p = ctx.probe("rw", c.clone(), &["/"]);
@@ -165,7 +152,7 @@ fn root_readonly_true_and_false() {
 fn root_path_relative_to_bundle() {
     require_root!();
     let ctx = Ctx::new("rootrel");
-    let rootfs = private_rootfs(&ctx, "the-rootfs");
+    let rootfs = ctx.private_rootfs("the-rootfs");
     std::fs::write(rootfs.join("marker"), "rel").unwrap();
     let mut c = ctx.config(&["/bin/probe", "/marker"]);
     c["root"]["path"] = json!("rootfs");
@@ -212,7 +199,7 @@ fn mounts_in_order_with_options() {
 
     let mut c = ctx.config(&[]);
     c["root"]["readonly"] = json!(false);
-    c["root"]["path"] = json!(private_rootfs(&ctx, "rootfs"));
+    c["root"]["path"] = json!(ctx.private_rootfs("rootfs"));
     add_mounts(
         &mut c,
         json!([
@@ -395,7 +382,7 @@ fn mount_propagation_options() {
 fn rootfs_propagation() {
     require_root!();
     let ctx = Ctx::new("rprop");
-    let rootfs = private_rootfs(&ctx, "rootfs");
+    let rootfs = ctx.private_rootfs("rootfs");
     let host = HostMount::shared_bind(&rootfs);
     for (prop, want_master, want_shared) in [
         (None, true, false),
@@ -438,7 +425,7 @@ fn symlinks_in_rootfs_do_not_escape() {
     let ctx = Ctx::new("escape");
     let outside = ctx.dir.path().join("outside");
     std::fs::create_dir(&outside).unwrap();
-    let rootfs = private_rootfs(&ctx, "rootfs");
+    let rootfs = ctx.private_rootfs("rootfs");
     std::os::unix::fs::symlink(&outside, rootfs.join("escape")).unwrap();
     let hostfile = ctx.dir.path().join("hostfile");
     std::fs::write(&hostfile, "data").unwrap();
@@ -598,7 +585,7 @@ fn linux_devices() {
 fn masked_and_readonly_paths() {
     require_root!();
     let ctx = Ctx::new("mask");
-    let rootfs = private_rootfs(&ctx, "rootfs");
+    let rootfs = ctx.private_rootfs("rootfs");
     std::fs::write(rootfs.join("etc/secret"), "top secret").unwrap();
     std::fs::create_dir_all(rootfs.join("etc/secretdir")).unwrap();
     std::fs::write(rootfs.join("etc/secretdir/inner"), "hidden").unwrap();

@@ -11,19 +11,6 @@ use serde_json::{Value, json};
 use crate::common::*;
 use crate::require_root;
 
-/// A private, writable copy of the fixture rootfs inside the test's dir.
-fn private_rootfs(ctx: &Ctx, name: &str) -> PathBuf {
-    let dst = ctx.dir.path().join(name);
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(fixture_rootfs())
-        .arg(&dst)
-        .status()
-        .expect("cp -a");
-    assert!(st.success(), "cp -a of the fixture rootfs failed");
-    dst
-}
-
 /// The optional fields of the mount at `mp` (topmost) in the probe's view.
 fn propagation_of(p: &Value, mp: &str) -> String {
     p["mounts"]
@@ -142,7 +129,7 @@ fn tmpcopyup_copies_the_image_dir_without_following_symlinks() {
     let host = ctx.dir.path().join("host");
     std::fs::create_dir(&host).unwrap();
     std::fs::write(host.join("canary"), "HOST SECRET").unwrap();
-    let rootfs = private_rootfs(&ctx, "rootfs");
+    let rootfs = ctx.private_rootfs("rootfs");
     for (name, base, userns) in [("plain", 0, false), ("userns", 100000, true)] {
         hostile_tmp(&rootfs, &host, base);
         let mut c = ctx.config(&[]);
