@@ -49,20 +49,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Writes `data` to `path` atomically: a new file in the same directory
-/// renamed over the target, so a concurrent reader sees the old or the new
-/// content, never a torn one. No fsync: runtime state lives in /run (tmpfs)
-/// and means nothing after a reboot, and an fsync on a disk-backed --root
-/// costs milliseconds on every create.
-///
-/// Nothing planted in the directory is ever followed or reused: the data goes
-/// to an unnamed `O_TMPFILE` inode (mode 0600 until written, then `fchmod` to
-/// `mode`), which `linkat` gives a random name (linkat never follows a symlink
-/// at its new path and fails with EEXIST instead of reusing a file); on
-/// filesystems without O_TMPFILE, a random name is created with
-/// `O_CREAT|O_EXCL|O_NOFOLLOW`. `rename(2)` then replaces the target's
-/// directory entry itself: a symlink planted at the target is replaced, its
-/// target never opened.
 /// Waits (poll(2), no timeout; EINTR retried) until `a` or `b` is readable
 /// or hung up; returns which of the two have events.
 pub fn poll_two(a: &impl AsRawFd, b: &impl AsRawFd) -> Result<(bool, bool), Errno> {
@@ -84,6 +70,20 @@ pub fn poll_two(a: &impl AsRawFd, b: &impl AsRawFd) -> Result<(bool, bool), Errn
     }
 }
 
+/// Writes `data` to `path` atomically: a new file in the same directory
+/// renamed over the target, so a concurrent reader sees the old or the new
+/// content, never a torn one. No fsync: runtime state lives in /run (tmpfs)
+/// and means nothing after a reboot, and an fsync on a disk-backed --root
+/// costs milliseconds on every create.
+///
+/// Nothing planted in the directory is ever followed or reused: the data goes
+/// to an unnamed `O_TMPFILE` inode (mode 0600 until written, then `fchmod` to
+/// `mode`), which `linkat` gives a random name (linkat never follows a symlink
+/// at its new path and fails with EEXIST instead of reusing a file); on
+/// filesystems without O_TMPFILE, a random name is created with
+/// `O_CREAT|O_EXCL|O_NOFOLLOW`. `rename(2)` then replaces the target's
+/// directory entry itself: a symlink planted at the target is replaced, its
+/// target never opened.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     write_atomic_with(path, data, mode, true)
 }

@@ -94,7 +94,8 @@ pub fn record(state_dir: &Path, rootfs: &Path) -> Result<(), MountError> {
         what: format!("write {}", path.display()),
         reason: e.to_string(),
     })?;
-    std::fs::write(&path, text).map_err(|e| MountError::Other {
+    // Atomic and never through a link planted at the name.
+    crate::utils::write_atomic(&path, &text, 0o600).map_err(|e| MountError::Other {
         what: format!("write {}", path.display()),
         reason: e.to_string(),
     })
