@@ -34,10 +34,14 @@ cargo build --examples --quiet || die "cargo build --examples failed"
 built=$(date +%s)
 
 # cargo runs target/.../root-HASH through the runner: one guest, all tests.
-# The OCI spec's schemas (../shared beside the checkout) are shared too, for
-# the schema tests.
+# The OCI spec's schemas (../shared beside the checkout, else /work/shared,
+# where tests/root/schema.rs looks next) are shared too, for the schema tests.
 share=()
-[ -d "$REPO/../shared" ] && share=(--share "$(cd "$REPO/../shared" && pwd)")
+if [ -d "$REPO/../shared" ]; then
+    share=(--share "$(cd "$REPO/../shared" && pwd)")
+elif [ -d /work/shared ]; then
+    share=(--share /work/shared)
+fi
 export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$VM_DIR/run.sh --timeout ${VM_TIMEOUT:-2400} ${share[*]} --"
 echo "test-v2: running the root integration tests in the cgroup v2 guest" >&2
 cargo test --test root --quiet -- --test-threads "${CUDDY_V2_TEST_THREADS:-2}" "$@"
