@@ -185,6 +185,15 @@ pub struct Root {
     pub proc: PathBuf,
 }
 
+/// Is the directory locked through `fd` still the one named `path` (same
+/// device and inode)? False once it was removed (or replaced).
+fn still_named(fd: &impl std::os::fd::AsFd, path: &std::path::Path) -> bool {
+    match (nix::sys::stat::fstat(fd), nix::sys::stat::stat(path)) {
+        (Ok(a), Ok(b)) => a.st_nlink > 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    }
+}
+
 /// Container ids as runc accepts them.
 pub fn validate_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
@@ -309,18 +318,29 @@ impl Root {
         // A verb does not wait for a create in progress (it can take as long
         // as its hooks): it is refused as `state` would refuse it. Anything
         // else holding the lock (another verb) is waited for.
-        let fd = match Flock::lock(fd, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => return Ok(l),
+        let lock_err = |e| sys_err(format!("lock {}", d.display()))(e);
+        let l = match Flock::lock(fd, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => l,
             Err((fd, Errno::EWOULDBLOCK)) => match self.load(id) {
                 Err(e @ (ContainerError::Creating(_) | ContainerError::NotFound(_))) => {
                     return Err(e);
                 }
-                _ => fd,
+                _ => Flock::lock(fd, FlockArg::LockExclusive).map_err(|(_, e)| lock_err(e))?,
             },
-            Err((_, e)) => return Err(sys_err(format!("lock {}", d.display()))(e)),
+            Err((_, e)) => return Err(lock_err(e)),
         };
-        Flock::lock(fd, FlockArg::LockExclusive)
-            .map_err(|(_, e)| sys_err(format!("lock {}", d.display()))(e))
+        // Before we got it, the holder may have deleted the container (two
+        // `delete --force` racing): the lock is then on a removed directory.
+        // It is gone for us too (and `delete --force` of a gone container
+        // succeeds); a directory made again under the same id is locked anew.
+        if still_named(&*l, &d) {
+            return Ok(l);
+        }
+        drop(l);
+        match d.exists() {
+            true => self.lock(id),
+            false => Err(ContainerError::NotFound(id.to_string())),
+        }
     }
 
     /// Is the saved init still the same live process (not a zombie)?
