@@ -332,6 +332,26 @@ fn write_all(fd: RawFd, mut buf: &[u8]) -> bool {
 /// cannot be missed) to `pid`, relays between the caller's stdio and
 /// `master` when given (raw mode, window size on SIGWINCH), and returns the
 /// exit code: the status, or 128+N when killed by signal N.
+/// Reaps every child that has exited: `pid`'s status as an exit code when
+/// it is among them, and any other child silently — `run` is a child
+/// subreaper (as runc), so the orphans of a container without its own PID
+/// namespace are reparented to cuddy and must not stay zombies.
+fn reap(pid: Pid) -> Option<i32> {
+    let mut code = None;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, c)) if p == pid => code = Some(c),
+            Ok(WaitStatus::Signaled(p, s, _)) if p == pid => code = Some(128 + s as i32),
+            Ok(WaitStatus::StillAlive) => return code,
+            Ok(_) => {}
+            Err(Errno::EINTR) => {}
+            // No child at all: the process is gone (reaped elsewhere).
+            Err(Errno::ECHILD) => return code.or(Some(255)),
+            Err(_) => return code,
+        }
+    }
+}
+
 pub fn wait_forwarding(
     pid: Pid,
     set: &SigSet,
@@ -350,12 +370,7 @@ pub fn wait_forwarding(
     let mut code = None;
     loop {
         if code.is_none() {
-            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, c)) => code = Some(c),
-                Ok(WaitStatus::Signaled(_, s, _)) => code = Some(128 + s as i32),
-                Err(Errno::ECHILD) => code = Some(255),
-                _ => {}
-            }
+            code = reap(pid);
         }
         // Once the process is gone, drain what the pty still holds.
         if let Some(c) = code {
@@ -398,7 +413,7 @@ pub fn wait_forwarding(
             if let Ok(Some(si)) = sfd.read_signal() {
                 let sig = si.ssi_signo as i32;
                 if sig == libc::SIGCHLD {
-                    // Reaped above; other children (none) are ignored.
+                    // Reaped above, orphans included.
                 } else if sig == libc::SIGWINCH && master.is_some() {
                     copy_winsize(0, mfd);
                 } else if let Ok(s) = Signal::try_from(sig) {

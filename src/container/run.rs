@@ -39,6 +39,16 @@ pub fn run(root: &Root, opts: &CreateOptions, detach: bool, keep: bool) -> Resul
     if !detach {
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
             .map_err(super::sys_err("sigprocmask"))?;
+        // As runc: in the foreground cuddy is a child subreaper, so the
+        // orphans of a container without its own PID namespace become its
+        // children (reaped while it waits) instead of zombies of whoever
+        // called it.
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+            let e = nix::errno::Errno::last();
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+            return Err(super::sys_err("prctl(PR_SET_CHILD_SUBREAPER)")(e));
+        }
     }
     let res = run_inner(root, opts, detach, keep, &set);
     if !detach {

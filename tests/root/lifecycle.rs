@@ -315,3 +315,72 @@ fn kill_created_container_with_term() {
     assert_ok(&ctx.cuddy(&["delete", &id]), "delete");
     ctx.assert_no_leftovers(&id);
 }
+
+/// `/proc/<pid>/stat` fields: (ppid, state).
+fn ppid_and_state(pid: i32) -> Option<(i32, char)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let mut f = rest.split(' ');
+    let state = f.next()?.chars().next()?;
+    Some((f.next()?.parse().ok()?, state))
+}
+
+/// Children of `parent` whose cmdline is `cmd` (NUL-separated).
+fn children(parent: i32, cmd: &str) -> Vec<(i32, char)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|p| {
+            let (pp, st) = ppid_and_state(p)?;
+            let c = std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            (pp == parent && (c == cmd || st == 'Z')).then_some((p, st))
+        })
+        .collect()
+}
+
+/// A container without its own PID namespace whose process leaves an
+/// orphan: in the foreground `run` is a child subreaper (as runc), so the
+/// orphan is reparented to cuddy, reaped when it exits (never a zombie),
+/// and `run` still returns the container's exit code. config-linux.md
+/// "Namespaces" (pid), runtime.md "Lifecycle".
+#[test]
+fn run_reaps_orphans_without_a_pid_namespace() {
+    require_root!();
+    let ctx = Ctx::new("reap");
+    let id = ctx.id("o");
+    let mut c = ctx.config(&["/bin/sh", "-c", "(sleep 1 &); sleep 3; exit 7"]);
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "pid");
+    let b = ctx.bundle(&id, &c);
+    let mut cmd = ctx.cmd();
+    cmd.args(["run", "--bundle", b.to_str().unwrap(), &id]);
+    let h = std::thread::spawn(move || output_with_timeout(cmd, 60));
+    let mut run_pid = 0;
+    wait_until("cuddy run", || {
+        run_pid = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .find(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.contains(&id) && c.contains("run"))
+            })
+            .unwrap_or(0);
+        run_pid > 0
+    });
+    wait_until("the orphan reparented to cuddy run", || {
+        children(run_pid, "sleep\x001\x00")
+            .iter()
+            .any(|(_, st)| *st != 'Z')
+    });
+    // The orphan exits after 1 s; the container runs for 3 s.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let left = children(run_pid, "sleep\x001\x00");
+    assert!(left.is_empty(), "orphan not reaped by cuddy run: {left:?}");
+    let out = h.join().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    ctx.assert_no_leftovers(&id);
+}
