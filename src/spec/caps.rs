@@ -27,12 +27,24 @@ pub fn check(name: &str) -> Result<(), &'static str> {
         return Err("unknown capability");
     }
     let cap: caps::Capability = name.parse().map_err(|_| "unknown capability")?;
-    // The bounding set lists every capability the kernel knows
-    // (PR_CAPBSET_READ fails with EINVAL above /proc/sys/kernel/cap_last_cap).
-    if !caps::runtime::thread_all_supported().contains(&cap) {
+    if !kernel_caps().contains(&cap) {
         return Err("not supported by the running kernel");
     }
     Ok(())
+}
+
+/// The capabilities the running kernel knows, probed once per process: the
+/// bounding set lists them (PR_CAPBSET_READ fails with EINVAL above
+/// /proc/sys/kernel/cap_last_cap).
+fn kernel_caps() -> &'static caps::CapsHashSet {
+    static KNOWN: std::sync::OnceLock<caps::CapsHashSet> = std::sync::OnceLock::new();
+    KNOWN.get_or_init(caps::runtime::thread_all_supported)
+}
+
+/// Does the running kernel know every capability this build does? Then no
+/// name that parses can be refused by the kernel check.
+pub fn kernel_knows_all() -> bool {
+    caps::all().is_subset(kernel_caps())
 }
 
 /// Removes, from the capability sets of the `capabilities` object of a

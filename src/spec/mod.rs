@@ -113,8 +113,16 @@ pub fn load_config(bundle: &Path, config: Option<&Path>) -> Result<Bundle, SpecE
 /// Parses a config.json. Capability names that cannot be applied are
 /// dropped with a warning first (`caps`); the typed parse then runs on the
 /// original text when nothing was dropped, so that errors keep their line
-/// and column.
+/// and column. A config that parses as it is, on a kernel that knows every
+/// capability, is parsed once.
 fn parse(text: &[u8], path: &Path) -> Result<Spec, SpecError> {
+    // The common case, parsed once: every name known to this build (the
+    // typed parse succeeds) and to the running kernel.
+    if caps::kernel_knows_all() {
+        if let Ok(spec) = serde_json::from_slice::<Spec>(text) {
+            return Ok(spec);
+        }
+    }
     let syntax = |source: serde_json::Error| SpecError::Parse {
         path: path.to_path_buf(),
         field: String::new(),

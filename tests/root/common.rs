@@ -15,6 +15,25 @@ use serde_json::{Value, json};
 
 pub const CUDDY: &str = env!("CARGO_BIN_EXE_cuddy");
 
+/// The capability list Docker 20.10 writes into every set of config.json
+/// (moby oci/caps/defaults.go, as `docker run` sends it).
+pub const DOCKER_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
 /// Root tests skip (with a note) when not run as root.
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

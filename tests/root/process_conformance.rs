@@ -12,25 +12,6 @@ use serde_json::{Value, json};
 use crate::common::*;
 use crate::require_root;
 
-/// The capability list Docker 20.10 writes into every set of config.json
-/// (moby oci/caps/defaults.go, as `docker run` sends it).
-const DOCKER_CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
 /// Bit numbers of DOCKER_CAPS (linux/capability.h).
 const DOCKER_BITS: [u32; 14] = [0, 1, 4, 3, 27, 13, 6, 7, 31, 8, 10, 18, 5, 29];
 const CAP_NET_ADMIN: u32 = 12;

@@ -16,24 +16,6 @@ use serde_json::{Value, json};
 use crate::common::*;
 use crate::require_root;
 
-/// moby oci/caps/defaults.go (20.10): a default container's capabilities.
-const DOCKER_CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
 // x86-64 syscall numbers.
 const PERSONALITY: &str = "135";
 const KEYCTL: &str = "250";
