@@ -433,3 +433,26 @@ fn failed_update_restores_what_it_wrote() {
     }
     delete(&ctx, &id);
 }
+
+/// A negative value other than -1 (config-linux.md#memory: -1 is
+/// unlimited) is bad input: `create` names the field and leaves nothing
+/// behind; `update` names it and changes nothing.
+#[test]
+fn negative_memory_limit_is_refused() {
+    require_root!();
+    let ctx = Ctx::new("rcbad");
+    let id = ctx.id("c");
+    let mut c = ctx.config(&["/bin/sleep", "1000"]);
+    c["linux"]["resources"] = json!({"memory": {"limit": -5}});
+    assert_fails_with(&ctx.run(&id, &c), "linux.resources.memory.limit");
+    ctx.assert_no_leftovers(&id);
+
+    let id = ctx.id("u");
+    c["linux"]["resources"] = json!({"memory": {"limit": 67108864}});
+    run_detached(&ctx, &id, &c);
+    let f = cg_file(&id, "memory", "memory.limit_in_bytes", "memory.max");
+    let out = update_stdin(&ctx, &id, r#"{"memory":{"limit":-5}}"#);
+    assert_fails_with(&out, "memory.limit");
+    assert_eq!(read(&f), "67108864", "changed by a refused update");
+    delete(&ctx, &id);
+}
