@@ -16,6 +16,7 @@ pub mod logging;
 pub mod lsm;
 pub mod mounts;
 pub mod namespaces;
+pub mod network;
 pub mod process;
 pub mod seccomp;
 pub mod spec;

@@ -57,6 +57,15 @@ fn create_options(f: CreateFlags, id: String, manager: Option<CgroupManager>) ->
         no_pivot: f.no_pivot,
         no_new_keyring: f.no_new_keyring,
         preserve_fds: f.preserve_fds,
+        network: cuddy::network::Options {
+            mode: f.network,
+            ips: f.ip,
+            mac: f.mac,
+            publish: f.publish,
+            dns: f.dns,
+            cni_config_dir: f.cni_config_dir,
+            cni_plugin_dir: f.cni_plugin_dir,
+        },
     }
 }
 

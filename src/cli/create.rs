@@ -1,4 +1,7 @@
+use std::net::IpAddr;
 use std::path::PathBuf;
+
+use crate::network::{Mac, Mode, PortMapping};
 
 /// The flags `create` and `run` share.
 #[derive(Debug, clap::Args)]
@@ -25,6 +28,30 @@ pub struct CreateFlags {
     /// relative paths in it are still relative to the bundle.
     #[arg(short = 'f', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Network: none, host, bridge[=NAME] (default bridge cuddy0) or
+    /// cni[=NAME]. Without it (and without cuddy.network.* annotations)
+    /// config.json alone decides, as with runc (docs/networking.md).
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<Mode>,
+    /// The container's address (bridge mode: inside the bridge's subnet;
+    /// once per family).
+    #[arg(long = "ip", value_name = "ADDR")]
+    pub ip: Vec<IpAddr>,
+    /// The MAC address of the container's eth0.
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<Mac>,
+    /// Publish a container port on the host (repeatable).
+    #[arg(long, value_name = "[HOSTIP:]HOSTPORT:CPORT[/tcp|udp]")]
+    pub publish: Vec<PortMapping>,
+    /// Name server for the container's /etc/resolv.conf (repeatable).
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<IpAddr>,
+    /// CNI network configuration directory (default /etc/cni/net.d).
+    #[arg(long = "cni-config-dir", value_name = "DIR")]
+    pub cni_config_dir: Option<PathBuf>,
+    /// CNI plugin directory (default /usr/lib/cni).
+    #[arg(long = "cni-plugin-dir", value_name = "DIR")]
+    pub cni_plugin_dir: Option<PathBuf>,
 }
 
 /// `cuddy create`.

@@ -42,6 +42,10 @@ pub struct CreateOptions {
     /// stays in the caller's cgroup and `linux.resources` is ignored with a
     /// warning (crun ignores it silently).
     pub no_cgroup: bool,
+    /// `--network` and friends (docs/networking.md); resolved against the
+    /// config's `cuddy.network.*` annotations. Empty: config.json alone
+    /// decides, as with runc.
+    pub network: crate::network::Options,
 }
 
 /// A freshly created container.

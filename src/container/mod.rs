@@ -69,6 +69,8 @@ pub enum ContainerError {
     #[error(transparent)]
     Hook(#[from] crate::hooks::HookError),
     #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
+    #[error(transparent)]
     Console(#[from] crate::console::ConsoleError),
     #[error(transparent)]
     Exeseal(#[from] crate::exeseal::ExesealError),
