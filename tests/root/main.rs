@@ -16,6 +16,7 @@ mod lifecycle;
 mod lifecycle_conformance;
 mod mounts;
 mod mounts_conformance;
+mod netns;
 mod notify;
 mod ns_conformance;
 mod process;
