@@ -19,6 +19,8 @@ mod mounts_conformance;
 mod netns;
 mod notify;
 mod ns_conformance;
+mod orch;
+mod podman;
 mod process;
 mod process_conformance;
 mod races;

@@ -1,0 +1,320 @@
+//! Shared pieces of the orchestrator suites (podman.rs, docker.rs): a
+//! private network + mount namespace that holds the client's daemon(s), a
+//! step runner that runs every step and reports each, and the checks that
+//! nothing is left behind (processes, mounts, cgroups, links, netfilter
+//! rules) once a suite is done.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use crate::common::*;
+
+/// `unshare -n -m --propagation private` holding a network and mount
+/// namespace open (`sleep`), set up by `setup` (a shell script run inside
+/// first). Clients run in it with `nsenter -t PID -m -n`; the bridge, veths,
+/// netfilter rules and mounts they make die with it.
+pub struct Holder {
+    child: Child,
+}
+
+impl Holder {
+    pub fn new(dir: &Path, setup: &str) -> Holder {
+        let ready = dir.join("holder.ready");
+        let script = format!(
+            "ip link set lo up && {setup} && : > {} && exec sleep infinity",
+            ready.display()
+        );
+        let child = Command::new("unshare")
+            .args(["-n", "-m", "--propagation", "private", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("unshare");
+        let h = Holder { child };
+        wait_until("the namespace holder", || ready.exists());
+        h
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `prog args…` inside the holder's namespaces (absolute paths only:
+    /// entering a mount namespace resets the cwd), bounded by `secs`.
+    pub fn cmd(&self, prog: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &self.pid().to_string(), "-m", "-n", "--", prog]);
+        c
+    }
+
+    /// A path as the holder sees it (its mount namespace's view).
+    pub fn path(&self, p: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root{p}", self.pid()))
+    }
+
+    /// The processes (other than the holder) in the holder's mount or network
+    /// namespace.
+    pub fn other_processes(&self) -> Vec<String> {
+        let me = self.pid().to_string();
+        let ns = |pid: &str, k: &str| {
+            std::fs::metadata(format!("/proc/{pid}/ns/{k}"))
+                .map(|m| m.ino())
+                .ok()
+        };
+        let (mnt, net) = (ns(&me, "mnt"), ns(&me, "net"));
+        let mut found = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let pid = e.file_name().to_string_lossy().to_string();
+            if pid == me || pid.parse::<u32>().is_err() {
+                continue;
+            }
+            if ns(&pid, "mnt") == mnt || ns(&pid, "net") == net {
+                found.push(format!("{pid} {}", cmdline(&pid)));
+            }
+        }
+        found
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        // Whatever is still inside is ended by PID, then the holder itself.
+        for p in self.other_processes() {
+            if let Some(pid) = p.split(' ').next().and_then(|s| s.parse().ok()) {
+                kill(pid);
+            }
+        }
+        kill(self.pid() as i32);
+        let _ = self.child.wait();
+    }
+}
+
+pub fn kill(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+pub fn cmdline(pid: &str) -> String {
+    let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&c).replace('\0', " ")
+}
+
+/// The PIDs of processes whose command line mentions `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let c = cmdline(&pid.to_string());
+        if pid != me && c.contains(needle) {
+            v.push((pid, c));
+        }
+    }
+    v
+}
+
+/// Runs every step, catching its panic, and reports each on stderr; `finish`
+/// fails the test listing the failed steps.
+#[derive(Default)]
+pub struct Steps {
+    failed: Vec<String>,
+}
+
+impl Steps {
+    pub fn step(&mut self, name: &str, f: impl FnOnce()) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(()) => eprintln!("  step {name}: ok"),
+            Err(e) => {
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                eprintln!("  step {name}: FAILED: {msg}");
+                self.failed.push(name.to_string());
+            }
+        }
+    }
+
+    pub fn finish(self, suite: &str) {
+        assert!(
+            self.failed.is_empty(),
+            "{suite}: failed steps: {:?}",
+            self.failed
+        );
+    }
+}
+
+/// `script -qec CMD /dev/null`: CMD gets a terminal (for `-it`), its exit
+/// code is script's.
+pub fn with_tty(cmd: &str) -> Output {
+    let mut s = Command::new("script");
+    s.args(["-qec", cmd, "/dev/null"]);
+    output_with_timeout(s, 60)
+}
+
+pub fn shell_quote(args: &[&str]) -> String {
+    args.iter()
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A file of process `pid`'s cgroup: the v1 hierarchy of `controller`, or
+/// the v2 cgroup.
+pub fn cgroup_file(pid: &str, controller: &str, v1: &str, v2: &str) -> PathBuf {
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in cg.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        if ctrls.split(',').any(|c| c == controller) {
+            return PathBuf::from(format!("/sys/fs/cgroup/{controller}{path}/{v1}"));
+        }
+        if ctrls.is_empty() && is_v2() {
+            return PathBuf::from(format!("/sys/fs/cgroup{path}/{v2}"));
+        }
+    }
+    panic!("no {controller} cgroup for {pid}: {cg}");
+}
+
+pub fn is_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+/// The cgroup limit files as seen inside a container (its own cgroup is
+/// mounted at /sys/fs/cgroup, v1 or v2).
+pub const MEM_LIMIT: &str =
+    "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes";
+pub const PIDS_MAX: &str =
+    "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max";
+
+/// Whether this process has CAP_SYS_RESOURCE (bit 24): root on this CI host
+/// has not, so no runtime can raise RLIMIT_NPROC above the hard limit.
+pub fn has_cap_sys_resource() -> bool {
+    let st = std::fs::read_to_string("/proc/self/status").unwrap();
+    let eff = st
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap_or(0))
+        .unwrap_or(0);
+    eff & (1 << 24) != 0
+}
+
+/// Whether we run in the QEMU cgroup v2 tier (integration/vm).
+pub fn in_vm() -> bool {
+    std::env::var("CUDDY_VM").as_deref() == Ok("1")
+}
+
+/// A cgroup parent directory a suite gives its daemon: removed at the end,
+/// after asserting that no container's cgroup was left in it.
+pub struct CgroupParent {
+    pub name: String,
+    /// Children the client itself makes and never removes (podman's
+    /// `conmon`).
+    pub allowed: Vec<&'static str>,
+}
+
+impl CgroupParent {
+    fn dirs(&self) -> Vec<PathBuf> {
+        if is_v2() {
+            return vec![Path::new("/sys/fs/cgroup").join(&self.name)];
+        }
+        std::fs::read_dir("/sys/fs/cgroup")
+            .unwrap()
+            .flatten()
+            .map(|h| h.path().join(&self.name))
+            .collect()
+    }
+
+    /// Asserts no container cgroup is left, then removes the parent (and the
+    /// allowed children) everywhere.
+    pub fn check_and_remove(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        for d in self.dirs().iter().filter(|d| d.is_dir()) {
+            for e in std::fs::read_dir(d).unwrap().flatten() {
+                let n = e.file_name().to_string_lossy().to_string();
+                if !e.path().is_dir() {
+                    continue;
+                }
+                if self.allowed.contains(&n.as_str()) {
+                    let _ = std::fs::remove_dir(e.path());
+                } else {
+                    left.push(e.path().display().to_string());
+                }
+            }
+            let _ = std::fs::remove_dir(d);
+        }
+        left
+    }
+}
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        let _ = self.check_and_remove();
+    }
+}
+
+/// What of the host's network a suite could have changed: interface names
+/// and the netfilter rule lines. Taken before and after; must not grow.
+pub fn host_net_snapshot() -> (BTreeSet<String>, BTreeSet<String>) {
+    let links = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .map(|o| stdout(&o))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .collect();
+    let mut rules = BTreeSet::new();
+    for tool in ["iptables-save", "ip6tables-save"] {
+        if let Ok(o) = Command::new(tool).output() {
+            rules.extend(
+                stdout(&o)
+                    .lines()
+                    .filter(|l| !l.starts_with('#') && !l.starts_with(':'))
+                    .map(|l| format!("{tool}: {l}")),
+            );
+        }
+    }
+    (links, rules)
+}
+
+/// Asserts that the host gained no interface and no netfilter rule.
+pub fn assert_host_net_unchanged(before: &(BTreeSet<String>, BTreeSet<String>)) {
+    let after = host_net_snapshot();
+    let new_links: Vec<_> = after.0.difference(&before.0).collect();
+    let new_rules: Vec<_> = after.1.difference(&before.1).collect();
+    // Other tests make their own (named) namespaces, never host links; a
+    // link or rule that appeared here is ours.
+    assert!(
+        new_links.is_empty(),
+        "host interfaces appeared: {new_links:?}"
+    );
+    assert!(
+        new_rules.is_empty(),
+        "host netfilter rules appeared: {new_rules:?}"
+    );
+}
+
+/// Asserts no mount under `dir` in this (the host's) mount namespace.
+pub fn assert_no_host_mounts(dir: &Path) {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let d = dir.to_string_lossy();
+    let left: Vec<_> = mi.lines().filter(|l| l.contains(d.as_ref())).collect();
+    assert!(left.is_empty(), "mounts left under {d}: {left:?}");
+}

@@ -1,0 +1,453 @@
+//! cuddy behind podman (Debian's 4.3, `podman --runtime <cuddy>`), with
+//! podman's DEFAULT seccomp profile: one suite of steps over one private
+//! podman (its --root/--runroot/--tmpdir in the test's tempdir,
+//! `--cgroup-manager cgroupfs`, `--events-backend file`), inside a network +
+//! mount namespace the test made (tmpfs over /run and /var/lib/cni there, so
+//! podman's CNI bridge, its netfilter rules, netns files and IPAM state and
+//! cuddy's state dir /run/cuddy never reach the host). Images come from the
+//! busybox fixture (`podman import`). Every run passes
+//! `--ulimit nofile=1024:1024 --ulimit nproc=1024:1024`: root on the CI host
+//! lacks CAP_SYS_RESOURCE, and podman's default RLIMIT_NPROC is above the
+//! hard limit (runc fails the same way: the `nproc-host-limit` step shows it).
+//! Spec: runtime.md#operations (create/start/kill/delete as podman drives
+//! them), config.md#process (terminal, user, rlimits),
+//! config-linux.md#seccomp, config-linux.md#control-groups.
+
+use std::process::{Command, Output};
+
+use crate::common::*;
+use crate::orch::*;
+use crate::require_root;
+
+const IMAGE: &str = "localhost/busybox";
+
+struct Podman {
+    dir: tempfile::TempDir,
+    holder: Holder,
+    cg: CgroupParent,
+}
+
+impl Podman {
+    fn start() -> Podman {
+        let dir = tempfile::Builder::new()
+            .prefix("cuddy-t-podman-")
+            .tempdir()
+            .unwrap();
+        // /var/lib/cni: the CNI plugins' IPAM state and libcni's cache.
+        let holder = Holder::new(
+            dir.path(),
+            "mount -t tmpfs tmpfs /run && mkdir -p /var/lib/cni && mount -t tmpfs tmpfs /var/lib/cni",
+        );
+        let cg = CgroupParent {
+            name: format!("cuddy-t-podman-{}", std::process::id()),
+            allowed: vec!["conmon"],
+        };
+        Podman { dir, holder, cg }
+    }
+
+    fn globals(&self, runtime: &str) -> Vec<String> {
+        let d = self.dir.path().display();
+        [
+            "--root",
+            &format!("{d}/root"),
+            "--runroot",
+            &format!("{d}/runroot"),
+            "--tmpdir",
+            &format!("{d}/tmp"),
+            "--runtime",
+            runtime,
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn with(&self, runtime: &str, args: &[&str]) -> Output {
+        let mut c = self.holder.cmd("podman");
+        c.args(self.globals(runtime)).args(args);
+        output_with_timeout(c, 120)
+    }
+
+    fn p(&self, args: &[&str]) -> Output {
+        self.with(CUDDY, args)
+    }
+
+    /// The options every `run` gets (see the module comment).
+    fn run_opts(&self) -> Vec<String> {
+        [
+            "--pull",
+            "never",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            "--cgroup-parent",
+            &format!("/{}", self.cg.name),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// `podman run --rm <opts> <extra> IMAGE cmd…`.
+    fn run(&self, extra: &[&str], cmd: &[&str]) -> Output {
+        let opts = self.run_opts();
+        let mut a: Vec<&str> = vec!["run", "--rm"];
+        a.extend(opts.iter().map(|s| s.as_str()));
+        a.extend_from_slice(extra);
+        a.push(IMAGE);
+        a.extend_from_slice(cmd);
+        self.p(&a)
+    }
+
+    fn sh(&self, extra: &[&str], script: &str) -> Output {
+        self.run(extra, &["sh", "-c", script])
+    }
+
+    /// The shell command line of `podman …` in the holder (for `script`).
+    fn shell(&self, args: &[&str]) -> String {
+        let g = self.globals(CUDDY);
+        let mut all: Vec<&str> = vec!["nsenter", "-t"];
+        let pid = self.holder.pid().to_string();
+        all.extend([pid.as_str(), "-m", "-n", "--", "podman"]);
+        all.extend(g.iter().map(|s| s.as_str()));
+        all.extend_from_slice(args);
+        shell_quote(&all)
+    }
+
+    fn inspect(&self, name: &str, fmt: &str) -> String {
+        let o = self.p(&["inspect", "--format", fmt, name]);
+        assert_ok(&o, "podman inspect");
+        stdout(&o).trim().to_string()
+    }
+
+    fn stop_all(&self) {
+        let _ = self.p(&["rm", "-a", "-f", "-t", "0"]);
+    }
+}
+
+fn ok_out(o: &Output, what: &str) -> String {
+    assert_ok(o, what);
+    stdout(o)
+}
+
+fn code(o: &Output, want: i32, what: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(want),
+        "{what}: stdout: {} stderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+#[test]
+fn podman_runs_cuddy() {
+    require_root!();
+    if Command::new("podman").arg("--version").output().is_err() {
+        eprintln!("skipped: podman is not installed (integration/test.sh installs it)");
+        return;
+    }
+    let net_before = host_net_snapshot();
+    let p = Podman::start();
+    let tar = p.dir.path().join("busybox.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(fixture_rootfs())
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = p.p(&["import", tar.to_str().unwrap(), IMAGE]);
+    if !o.status.success() && in_vm() {
+        eprintln!(
+            "skipped in the v2 guest: podman import failed: {}",
+            stderr(&o)
+        );
+        return;
+    }
+    assert_ok(&o, "podman import");
+
+    let mut s = Steps::default();
+    steps_basic(&p, &mut s);
+    steps_detached(&p, &mut s);
+    steps_resources(&p, &mut s);
+    steps_security(&p, &mut s);
+    steps_network(&p, &mut s);
+
+    p.stop_all();
+    s.step("nothing-left", || {
+        let ps = ok_out(&p.p(&["ps", "-a", "-q"]), "podman ps -a");
+        assert!(ps.trim().is_empty(), "containers left: {ps}");
+        let state = p.holder.path("/run/cuddy");
+        let left: Vec<_> = std::fs::read_dir(&state)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    // cuddy's compiled-filter cache, not a container
+                    .filter(|n| n != ".seccomp-cache")
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(left.is_empty(), "cuddy state left: {left:?}");
+        let procs = p.holder.other_processes();
+        assert!(procs.is_empty(), "processes left: {procs:?}");
+        let left = p.cg.check_and_remove();
+        assert!(left.is_empty(), "cgroups left: {left:?}");
+    });
+    let dir = p.dir.path().to_path_buf();
+    drop(p);
+    s.step("host-untouched", || {
+        assert_host_net_unchanged(&net_before);
+        assert_no_host_mounts(&dir);
+        let procs = processes_mentioning(&dir.to_string_lossy());
+        assert!(procs.is_empty(), "processes left: {procs:?}");
+    });
+    s.finish("podman");
+}
+
+fn steps_basic(p: &Podman, s: &mut Steps) {
+    // runtime.md#operations: the exit code and output of the process,
+    // config-linux.md#seccomp: podman's default profile is a filter (mode 2).
+    s.step("run-output-exit-code-seccomp", || {
+        let o = p.sh(&[], "echo hello; grep '^Seccomp:' /proc/1/status; exit 3");
+        code(&o, 3, "run");
+        assert_eq!(stdout(&o), "hello\nSeccomp:\t2\n");
+    });
+    // config.md#process: terminal true through conmon's console socket.
+    s.step("run-it", || {
+        let opts = p.run_opts();
+        let mut a: Vec<&str> = vec!["run", "-it", "--rm"];
+        a.extend(opts.iter().map(|s| s.as_str()));
+        a.extend([IMAGE, "sh", "-c", "tty; exit 7"]);
+        let o = with_tty(&p.shell(&a));
+        code(&o, 7, "run -it");
+        assert!(stdout(&o).contains("/dev/pts/0"), "{}", stdout(&o));
+    });
+    s.step("nproc-host-limit", || {
+        // Without --ulimit nproc podman asks for RLIMIT_NPROC 1048576, above
+        // this host's hard limit; without CAP_SYS_RESOURCE runc fails too.
+        let args = [
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--ulimit",
+            "nofile=1024:1024",
+            IMAGE,
+            "true",
+        ];
+        let runc = p.with("runc", &args);
+        let cuddy = p.p(&args);
+        if has_cap_sys_resource() {
+            assert_ok(&runc, "runc without --ulimit nproc");
+            assert_ok(&cuddy, "cuddy without --ulimit nproc");
+        } else {
+            eprintln!(
+                "    host limitation: root lacks CAP_SYS_RESOURCE; runc and cuddy both refuse"
+            );
+            code(&runc, 126, "runc without --ulimit nproc");
+            code(&cuddy, 126, "cuddy without --ulimit nproc");
+            assert!(
+                stderr(&cuddy).contains("RLIMIT_NPROC"),
+                "{}",
+                stderr(&cuddy)
+            );
+        }
+    });
+}
+
+fn steps_detached(p: &Podman, s: &mut Steps) {
+    let opts = p.run_opts();
+    let mut a: Vec<&str> = vec!["run", "-d", "--name", "d1"];
+    a.extend(opts.iter().map(|s| s.as_str()));
+    a.extend([IMAGE, "sleep", "1000"]);
+    let mut id = String::new();
+    s.step("run-d", || {
+        id = ok_out(&p.p(&a), "run -d").trim().to_string();
+        // cuddy holds the container: its state dir (podman's runtime root
+        // is /run/<runtime name>, here the holder's tmpfs).
+        let st = p.holder.path(&format!("/run/cuddy/{id}/state.json"));
+        assert!(st.exists(), "{} missing", st.display());
+        assert_eq!(p.inspect("d1", "{{.State.Status}}"), "running");
+    });
+    s.step("exec", || {
+        let o = p.p(&[
+            "exec",
+            "d1",
+            "sh",
+            "-c",
+            "echo from exec; grep '^Seccomp:' /proc/self/status; exit 4",
+        ]);
+        code(&o, 4, "exec");
+        assert_eq!(stdout(&o), "from exec\nSeccomp:\t2\n");
+    });
+    s.step("exec-it", || {
+        let o = with_tty(&p.shell(&["exec", "-it", "d1", "sh", "-c", "tty; exit 6"]));
+        code(&o, 6, "exec -it");
+        assert!(stdout(&o).contains("/dev/pts/"), "{}", stdout(&o));
+    });
+    s.step("ps-top-stats", || {
+        let ps = ok_out(&p.p(&["ps", "--format", "{{.Names}} {{.Status}}"]), "ps");
+        assert!(ps.contains("d1 Up"), "{ps}");
+        let top = ok_out(&p.p(&["top", "d1"]), "top");
+        assert!(top.contains("sleep 1000"), "{top}");
+        let st = ok_out(
+            &p.p(&[
+                "stats",
+                "--no-stream",
+                "--format",
+                "{{.Name}} {{.PIDs}}",
+                "d1",
+            ]),
+            "stats",
+        );
+        assert_eq!(st.trim(), "d1 1");
+    });
+    s.step("pause-unpause", || {
+        let pid = p.inspect("d1", "{{.State.Pid}}");
+        let freeze = cgroup_file(&pid, "freezer", "freezer.state", "cgroup.freeze");
+        assert_ok(&p.p(&["pause", "d1"]), "pause");
+        assert_eq!(p.inspect("d1", "{{.State.Status}}"), "paused");
+        assert!(["FROZEN", "1"].contains(&read(&freeze).as_str()));
+        assert_ok(&p.p(&["unpause", "d1"]), "unpause");
+        assert_eq!(p.inspect("d1", "{{.State.Status}}"), "running");
+        assert!(["THAWED", "0"].contains(&read(&freeze).as_str()));
+    });
+    s.step("kill-s", || {
+        let mut a: Vec<&str> = vec!["run", "-d", "--name", "k1"];
+        a.extend(opts.iter().map(|s| s.as_str()));
+        a.extend([
+            IMAGE,
+            "sh",
+            "-c",
+            "trap 'echo got USR1; exit 42' USR1; echo up; while :; do sleep 0.1; done",
+        ]);
+        assert_ok(&p.p(&a), "run -d k1");
+        wait_until("k1 up", || stdout(&p.p(&["logs", "k1"])).contains("up"));
+        assert_ok(&p.p(&["kill", "-s", "USR1", "k1"]), "kill -s USR1");
+        assert_eq!(ok_out(&p.p(&["wait", "k1"]), "wait").trim(), "42");
+        assert!(stdout(&p.p(&["logs", "k1"])).contains("got USR1"));
+        assert_ok(&p.p(&["rm", "k1"]), "rm k1");
+    });
+    s.step("stop-t", || {
+        // sleep as PID 1 ignores SIGTERM: stop -t 1 ends it with SIGKILL.
+        assert_ok(&p.p(&["stop", "-t", "1", "d1"]), "stop -t 1");
+        assert_eq!(
+            p.inspect("d1", "{{.State.Status}} {{.State.ExitCode}}"),
+            "exited 137"
+        );
+        assert_ok(&p.p(&["rm", "d1"]), "rm d1");
+        let st = p.holder.path(&format!("/run/cuddy/{id}"));
+        assert!(!st.exists(), "{} left after rm", st.display());
+    });
+}
+
+fn steps_resources(p: &Podman, s: &mut Steps) {
+    // config-linux.md#memory: the limit is set and the OOM killer ends the
+    // container's process (128 + SIGKILL).
+    s.step("memory-oom", || {
+        let o = p.sh(
+            &["-m", "32m"],
+            &format!("{MEM_LIMIT}; x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"),
+        );
+        code(&o, 137, "run -m 32m (OOM)");
+        assert_eq!(stdout(&o), "33554432\n");
+    });
+    // config-linux.md#pids
+    s.step("pids-limit", || {
+        assert_eq!(
+            ok_out(&p.sh(&["--pids-limit", "50"], PIDS_MAX), "pids 50"),
+            "50\n"
+        );
+        assert_eq!(
+            ok_out(&p.sh(&["--pids-limit", "-1"], PIDS_MAX), "pids -1"),
+            "max\n"
+        );
+    });
+}
+
+fn steps_security(p: &Podman, s: &mut Steps) {
+    // config.md#root (readonly); podman adds a tmpfs at /tmp.
+    s.step("read-only", || {
+        let o = p.sh(
+            &["--read-only"],
+            "touch /x 2>&1; touch /tmp/y && echo tmp-ok",
+        );
+        assert_eq!(
+            ok_out(&o, "--read-only"),
+            "touch: /x: Read-only file system\ntmp-ok\n"
+        );
+    });
+    s.step("tmpfs", || {
+        let o = p.sh(
+            &["--tmpfs", "/scratch"],
+            "awk '$2==\"/scratch\"{print $3}' /proc/mounts; touch /scratch/a && echo ok",
+        );
+        assert_eq!(ok_out(&o, "--tmpfs"), "tmpfs\nok\n");
+    });
+    // config.md#user
+    s.step("user", || {
+        let o = p.sh(
+            &["--user", "1000:1000"],
+            "id -u; id -g; grep '^Uid:' /proc/1/status",
+        );
+        assert_eq!(
+            ok_out(&o, "--user"),
+            "1000\n1000\nUid:\t1000\t1000\t1000\t1000\n"
+        );
+    });
+    // config.md#linux-process (capabilities)
+    s.step("cap-drop-all", || {
+        let o = p.sh(
+            &["--cap-drop", "ALL"],
+            "grep -E '^Cap(Prm|Eff|Bnd|Amb)' /proc/1/status",
+        );
+        let out = ok_out(&o, "--cap-drop ALL");
+        assert_eq!(out.matches("0000000000000000").count(), 4, "{out}");
+    });
+    // config.md#mounts: a read-only bind mount.
+    s.step("volume-ro", || {
+        let vol = p.dir.path().join("vol");
+        std::fs::create_dir_all(&vol).unwrap();
+        std::fs::write(vol.join("f"), "data\n").unwrap();
+        let v = format!("{}:/data:ro", vol.display());
+        let o = p.sh(
+            &["-v", &v],
+            "cat /data/f; echo x > /data/f 2>/dev/null || echo refused",
+        );
+        assert_eq!(ok_out(&o, "-v :ro"), "data\nrefused\n");
+        assert_eq!(std::fs::read_to_string(vol.join("f")).unwrap(), "data\n");
+    });
+}
+
+fn steps_network(p: &Podman, s: &mut Steps) {
+    // config-linux.md#namespaces: a new network namespace with only lo.
+    s.step("network-none", || {
+        let o = p.sh(&["--network", "none"], "ls /sys/class/net");
+        assert_eq!(ok_out(&o, "--network none"), "lo\n");
+    });
+    // podman's default network: its CNI bridge (cni-podman0, 10.88.0.0/16)
+    // inside the holder's network namespace; the container (namespace made
+    // by podman, joined by path by cuddy) reaches the bridge's address.
+    s.step("default-network-cni", || {
+        let o = p.sh(
+            &["--cap-add", "NET_RAW"],
+            "ip -o -4 addr show eth0 | awk '{print $4}'; ping -c 1 -W 5 10.88.0.1 >/dev/null && echo reached",
+        );
+        if !o.status.success() && in_vm() {
+            eprintln!("    skipped in the v2 guest: {}", stderr(&o));
+            return;
+        }
+        let out = ok_out(&o, "default network");
+        assert!(out.starts_with("10.88.") && out.ends_with("reached\n"), "{out}");
+        let links = stdout(&p.holder.cmd("ip").args(["-o", "link"]).output().unwrap());
+        assert!(links.contains("cni-podman0"), "{links}");
+    });
+}
