@@ -318,3 +318,20 @@ pub fn assert_no_host_mounts(dir: &Path) {
     let left: Vec<_> = mi.lines().filter(|l| l.contains(d.as_ref())).collect();
     assert!(left.is_empty(), "mounts left under {d}: {left:?}");
 }
+
+/// stdout, asserting success.
+pub fn ok_out(o: &Output, what: &str) -> String {
+    assert_ok(o, what);
+    stdout(o)
+}
+
+/// Asserts the exit code.
+pub fn code(o: &Output, want: i32, what: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(want),
+        "{what}: stdout: {} stderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+}

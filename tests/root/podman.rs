@@ -130,21 +130,6 @@ impl Podman {
     }
 }
 
-fn ok_out(o: &Output, what: &str) -> String {
-    assert_ok(o, what);
-    stdout(o)
-}
-
-fn code(o: &Output, want: i32, what: &str) {
-    assert_eq!(
-        o.status.code(),
-        Some(want),
-        "{what}: stdout: {} stderr: {}",
-        stdout(o),
-        stderr(o)
-    );
-}
-
 #[test]
 fn podman_runs_cuddy() {
     require_root!();
