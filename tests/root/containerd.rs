@@ -127,6 +127,40 @@ fn containerd_runs_cuddy_as_its_runc() {
     assert_eq!(out.status.code(), Some(3), "ctr run: {}", stderr(&out));
     assert_eq!(stdout(&out), "hello from cuddy\n");
 
+    // config-linux.md#seccomp: `ctr run --seccomp` sends containerd's default
+    // profile (contrib/seccomp: unshare only with CAP_SYS_ADMIN, which ctr's
+    // default capability set lacks): a filter (mode 2) that refuses
+    // unshare(CLONE_NEWUSER) with EPERM, in the process and in an exec.
+    let probe = "grep '^Seccomp:' /proc/self/status; unshare -U true 2>/dev/null && echo unshared || echo refused";
+    let out = c.run(&["--rm"], "c4", &["/bin/sh", "-c", probe]);
+    assert_ok(&out, "ctr run without --seccomp");
+    assert_eq!(stdout(&out), "Seccomp:\t0\nunshared\n");
+    let out = c.run(&["--rm", "--seccomp"], "c5", &["/bin/sh", "-c", probe]);
+    assert_ok(&out, "ctr run --seccomp");
+    assert_eq!(stdout(&out), "Seccomp:\t2\nrefused\n");
+    assert_ok(
+        &c.run(&["-d", "--seccomp"], "c6", &["/bin/sleep", "1000"]),
+        "ctr run -d --seccomp",
+    );
+    let out = c.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e6",
+        "c6",
+        "/bin/sh",
+        "-c",
+        probe,
+    ]);
+    assert_ok(&out, "ctr task exec (seccomp)");
+    assert_eq!(stdout(&out), "Seccomp:\t2\nrefused\n");
+    assert_ok(&c.ctr(&["task", "kill", "-s", "SIGKILL", "c6"]), "kill c6");
+    wait_until("c6 stopped", || {
+        stdout(&c.ctr(&["task", "ls"])).contains("STOPPED")
+    });
+    assert_ok(&c.ctr(&["task", "delete", "c6"]), "task delete c6");
+    assert_ok(&c.ctr(&["container", "rm", "c6"]), "container rm c6");
+
     // -t: the shim hands cuddy a console socket and reads the pty master
     // from it; `script` gives ctr the terminal it insists on.
     let ctr_t = format!(
@@ -188,4 +222,20 @@ fn containerd_runs_cuddy_as_its_runc() {
     assert_ok(&c.ctr(&["task", "delete", "c2"]), "task delete");
     assert_ok(&c.ctr(&["container", "rm", "c2"]), "container rm");
     assert!(!stdout(&c.ctr(&["task", "ls"])).contains("c2"));
+
+    // Nothing left: no task, no shim or daemon, no mount, no cgroup (ctr
+    // puts each container in /<namespace>/<id>; the parent is removed here
+    // after checking that it is empty).
+    assert!(stdout(&c.ctr(&["task", "ls", "-q"])).trim().is_empty());
+    let ns = c.ns.clone();
+    drop(c);
+    let procs = crate::orch::processes_mentioning(&ns);
+    assert!(procs.is_empty(), "processes left: {procs:?}");
+    crate::orch::assert_no_host_mounts(ctx.dir.path());
+    let cg = crate::orch::CgroupParent {
+        name: ns,
+        allowed: vec![],
+    };
+    let left = cg.check_and_remove();
+    assert!(left.is_empty(), "cgroups left: {left:?}");
 }
