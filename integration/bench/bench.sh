@@ -11,6 +11,8 @@
 #                   `cargo build --release` when the default is missing)
 #   --runtimes LIST comma list out of cuddy,runc,crun (default all three)
 #   --skip ROWS     comma list out of run,seccomp,rss,phases,conc
+#   --clients       instead: `ctr/podman/docker run --rm` of /bin/true with each
+#                   runtime behind the client (integration/bench/clients.sh)
 #
 # Rows (medians and p90; last columns: ratio of the median to crun's):
 #   `run` of /bin/true (wall time, stdout /dev/null); the same with podman's
@@ -83,6 +85,7 @@ while [ $# -gt 0 ]; do
         --cuddy) cuddy="$2"; cuddy_default=0; shift 2 ;;
         --runtimes) runtimes="$2"; shift 2 ;;
         --skip) skip="$2"; shift 2 ;;
+        --clients) clients=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bench.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -91,6 +94,9 @@ done
 [ -n "$conc_runs" ] || conc_runs=$(( n < 10 ? n : 10 ))
 [ "$(id -u)" = 0 ] || { echo "bench.sh: must run as root" >&2; exit 1; }
 case "$cuddy" in /*) ;; *) cuddy="$repo/$cuddy" ;; esac
+if [ "${clients:-0}" = 1 ]; then # behind clients (issue 9): a script of its own
+    exec bash "$here/clients.sh" -n "$n" --cuddy "$cuddy" --runtimes "$runtimes" ${outfile:+-o "$outfile"}
+fi
 [ -z "$outfile" ] || case "$outfile" in /*) ;; *) outfile="$PWD/$outfile" ;; esac
 
 say() { echo "bench.sh: $*" >&2; }
