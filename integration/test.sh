@@ -33,6 +33,11 @@ dpkg-query -W -f='${Status}' libseccomp-dev 2>/dev/null | grep -q 'ok installed'
 command -v pkg-config >/dev/null || need+=(pkg-config)
 # A real orchestrator: containerd (with ctr and its runc shim v2).
 command -v containerd >/dev/null && command -v containerd-shim-runc-v2 >/dev/null || need+=(containerd)
+# Behind podman and Docker (tests/root/podman.rs, docker.rs): Debian's podman
+# 4.3 (conmon, CNI plugins) and docker.io 20.10 (dockerd, docker-init).
+for p in podman conmon containernetworking-plugins docker.io; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
+done
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y --no-install-recommends "${need[@]}" ||
