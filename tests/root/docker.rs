@@ -228,6 +228,10 @@ fn docker_runs_cuddy() {
             })
             .unwrap_or_default();
         assert!(left.is_empty(), "cuddy state left: {left:?}");
+        // No network namespace left bound to a file (podman: /run/netns,
+        // dockerd: <exec-root>/netns).
+        let ns = dk.holder.new_mounts_of_type("nsfs");
+        assert!(ns.is_empty(), "netns bind mounts left: {ns:?}");
         let procs = dk.holder.other_processes();
         assert!(procs.is_empty(), "processes left: {procs:?}");
         let left = dk.cg.check_and_remove();

@@ -17,6 +17,8 @@ use crate::common::*;
 /// netfilter rules and mounts they make die with it.
 pub struct Holder {
     child: Child,
+    /// Mount IDs present when the namespace was made (copies of the host's).
+    initial: Vec<String>,
 }
 
 impl Holder {
@@ -33,8 +35,12 @@ impl Holder {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("unshare");
-        let h = Holder { child };
+        let mut h = Holder {
+            child,
+            initial: Vec::new(),
+        };
         wait_until("the namespace holder", || ready.exists());
+        h.initial = h.mountinfo().iter().map(|l| mount_id(l)).collect();
         h
     }
 
@@ -53,6 +59,23 @@ impl Holder {
     /// A path as the holder sees it (its mount namespace's view).
     pub fn path(&self, p: &str) -> PathBuf {
         PathBuf::from(format!("/proc/{}/root{p}", self.pid()))
+    }
+
+    fn mountinfo(&self) -> Vec<String> {
+        let mi = std::fs::read_to_string(format!("/proc/{}/mountinfo", self.pid())).unwrap();
+        mi.lines().map(str::to_string).collect()
+    }
+
+    /// The mount points made in the holder's mount namespace since it was
+    /// set up whose filesystem type is `fstype` (e.g. `nsfs`: a network
+    /// namespace bound to a file).
+    pub fn new_mounts_of_type(&self, fstype: &str) -> Vec<String> {
+        self.mountinfo()
+            .iter()
+            .filter(|l| !self.initial.contains(&mount_id(l)))
+            .filter(|l| l.split(" - ").nth(1).and_then(|t| t.split(' ').next()) == Some(fstype))
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .collect()
     }
 
     /// The processes (other than the holder) in the holder's mount or network
@@ -90,6 +113,10 @@ impl Drop for Holder {
         kill(self.pid() as i32);
         let _ = self.child.wait();
     }
+}
+
+fn mount_id(line: &str) -> String {
+    line.split(' ').next().unwrap_or("").to_string()
 }
 
 pub fn kill(pid: i32) {
