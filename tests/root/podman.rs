@@ -130,6 +130,14 @@ impl Podman {
     }
 }
 
+impl Drop for Podman {
+    fn drop(&mut self) {
+        // Also on a panic outside the steps: containers first (conmon ends
+        // with them), then the holder and the cgroup parent (fields).
+        self.stop_all();
+    }
+}
+
 #[test]
 fn podman_runs_cuddy() {
     require_root!();
