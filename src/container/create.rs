@@ -108,6 +108,50 @@ fn no_cgroup_warning(linux: Option<&oci_spec::runtime::Linux>) {
     }
 }
 
+/// Write intent: the init exists, so a create killed from here on leaves
+/// its pid (and start time) for `delete`, and the binary it runs until it
+/// executes the user's program (the status derives "created" from it).
+fn record_init(
+    root: &Root,
+    state: &mut State,
+    pid: Pid,
+    creating: &mut nix::fcntl::Flock<OwnedFd>,
+) -> Result<()> {
+    let (start, _) = proc_start_time(&root.proc, pid.as_raw())
+        .ok_or_else(|| ContainerError::Init("the init exited during set-up".into()))?;
+    // The init was forked from this very process: same binary until execve.
+    let exe = nix::sys::stat::stat("/proc/self/exe").map_err(sys_err("stat /proc/self/exe"))?;
+    state.pid = pid.as_raw();
+    state.pid_start = start;
+    state.init_exe = Some((exe.st_dev, exe.st_ino));
+    *creating = root.save_creating(state)?;
+    Ok(())
+}
+
+/// The first state.json: "creating", no init yet.
+fn creating_state(opts: &CreateOptions, bundle: &spec::Bundle, cgroup: Option<Cgroup>) -> State {
+    State {
+        id: opts.id.clone(),
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: rfc3339_now(),
+        owner: owner_name(nix::unistd::geteuid().as_raw()),
+        annotations: bundle
+            .spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        cgroup,
+        status: Status::Creating,
+        hooks: bundle.spec.hooks().clone(),
+        init_exe: None,
+    }
+}
+
 /// When the init died before reporting: was it the OOM killer? Then say so.
 fn oom_in_setup(cgroup: &Cgroup) -> Option<ContainerError> {
     (super::events::oom_kills(cgroup).unwrap_or(0) > 0).then(|| {
@@ -190,9 +234,12 @@ pub(crate) fn create_bundle(
         return Err(e.into());
     }
     let linux = bundle.spec.linux().as_ref();
-    let cgroup = match opts.no_cgroup {
+    // Write intent first: the cgroup is planned and recorded ("creating",
+    // locked) before the first mkdir, so whatever a create killed at any
+    // instant made, `delete` finds in state.json and removes (issue 11).
+    let planned = match opts.no_cgroup {
         true => None,
-        false => match Cgroup::create(
+        false => match Cgroup::plan(
             &cgroups::Roots::default(),
             linux.and_then(|l| l.cgroups_path().as_deref()),
             &opts.id,
@@ -208,31 +255,28 @@ pub(crate) fn create_bundle(
             }
         },
     };
-    undo.cgroup = cgroup.as_ref();
-    // A first state.json ("creating", with the cgroup) so that if this
-    // process is killed half-way, `delete` still finds and removes the cgroup.
-    let mut state = State {
-        id: opts.id.clone(),
-        pid: 0,
-        pid_start: 0,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: rfc3339_now(),
-        owner: owner_name(nix::unistd::geteuid().as_raw()),
-        annotations: bundle
-            .spec
-            .annotations()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
-        cgroup: cgroup.clone(),
-        status: Status::Creating,
-        hooks: bundle.spec.hooks().clone(),
-    };
+    let mut state = creating_state(opts, &bundle, planned.as_ref().map(Cgroup::intent));
     // Locked until create returns: `state`, `list` and every verb see no
     // container until then, and a crashed create is told by its free lock.
-    let _creating = match root.save_creating(&state) {
+    let mut _creating = match root.save_creating(&state) {
+        Ok(l) => l,
+        Err(e) => {
+            undo.run();
+            return Err(e);
+        }
+    };
+    let cgroup = match planned.map(|mut c| c.make().map(|()| c)).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            undo.run();
+            return Err(e.into());
+        }
+    };
+    undo.cgroup = cgroup.as_ref();
+    // What was made, exactly (the intent may list a parent that another
+    // create made meanwhile).
+    state.cgroup = cgroup.clone();
+    _creating = match root.save_creating(&state) {
         Ok(l) => l,
         Err(e) => {
             undo.run();
@@ -248,6 +292,7 @@ pub(crate) fn create_bundle(
         &mut undo,
         &mut state,
         console,
+        &mut _creating,
     );
     match res {
         Ok(c) => Ok(c),
@@ -268,6 +313,7 @@ fn spawn(
     undo: &mut Undo,
     state: &mut State,
     console: Option<OwnedFd>,
+    creating: &mut nix::fcntl::Flock<OwnedFd>,
 ) -> Result<Created> {
     // Always applied: without resources the container still gets the
     // default device policy (deny all, then the default allow-list), plus
@@ -431,6 +477,7 @@ fn spawn(
             Err(e) => return Err(io_err("receive", "sync channel")(e)),
         }
     }
+    record_init(root, state, pid, creating)?;
     let oom = bundle
         .spec
         .process()

@@ -175,6 +175,12 @@ pub struct State {
     /// (`delete`) so they do not depend on the bundle staying unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// Device and inode of the binary the init runs until it executes the
+    /// user's program (cuddy's sealed view, which the init was forked from):
+    /// while `/proc/PID/exe` is still this file the container is "created",
+    /// a fact that holds at every instant, whatever verb was killed when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_exe: Option<(u64, u64)>,
 }
 
 /// The state root (`--root`): one directory per container.
@@ -349,19 +355,22 @@ impl Root {
             && matches!(proc_start_time(&self.proc, st.pid), Some((start, state)) if start == st.pid_start && state != 'Z' && state != 'X')
     }
 
-    /// The live status.
+    /// The live status, derived from facts only (runtime.md "State"):
+    /// "created" while the init "has neither exited nor executed the
+    /// user-specified program", "running" once it has.
     pub fn status(&self, st: &State) -> Status {
-        // `load` refuses a create in progress, so a loaded "creating" state
-        // is one whose create died half-way: nothing will ever start it, and
-        // `delete` may remove it (runc: such a directory has no state.json
-        // and `delete` removes it).
-        if st.status == Status::Creating {
-            return Status::Stopped;
-        }
         if !self.init_alive(st) {
             return Status::Stopped;
         }
-        if self.dir(&st.id).join(EXEC_FIFO).exists() {
+        // `load` refuses a create in progress, so a loaded "creating" state
+        // is one whose create died half-way: nothing will ever start it, and
+        // `delete` removes it (runc: such a directory has no state.json and
+        // `delete` removes it). Its init, when one was recorded, is alive
+        // (checked above) until then.
+        if st.status == Status::Creating {
+            return Status::Creating;
+        }
+        if self.init_not_execd(st) {
             return Status::Created;
         }
         if st
@@ -372,6 +381,19 @@ impl Root {
             return Status::Paused;
         }
         Status::Running
+    }
+
+    /// Has the (live) init not executed the user's program yet? Its
+    /// `/proc/PID/exe` is still the binary recorded at create (the kernel
+    /// replaces it at execve). Where that link cannot be read (no ptrace
+    /// access), the exec fifo tells: `start` removes it once the init
+    /// executed the program.
+    fn init_not_execd(&self, st: &State) -> bool {
+        let exe = self.proc.join(st.pid.to_string()).join("exe");
+        match (st.init_exe, nix::sys::stat::stat(&exe)) {
+            (Some(want), Ok(m)) => want == (m.st_dev, m.st_ino),
+            _ => self.dir(&st.id).join(EXEC_FIFO).exists(),
+        }
     }
 
     /// Ids of every container under the root.
@@ -452,6 +474,7 @@ mod tests {
             cgroup: None,
             status: Status::Created,
             hooks: None,
+            init_exe: None,
         }
     }
 
@@ -514,7 +537,7 @@ mod tests {
         drop(lock);
         let st = root.load("c").unwrap();
         assert_eq!(st.status, Status::Creating);
-        assert_eq!(root.status(&st), Status::Stopped);
+        assert_eq!(root.status(&st), Status::Stopped, "no init recorded");
         assert!(!root.dir("c").join(".state.json.creating").exists());
     }
 }

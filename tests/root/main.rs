@@ -7,6 +7,7 @@ mod cgroups;
 mod clients;
 mod common;
 mod containerd;
+mod crash;
 mod escapes_fds;
 mod escapes_rootfs;
 mod exec;
