@@ -108,6 +108,44 @@ fn no_cgroup_warning(linux: Option<&oci_spec::runtime::Linux>) {
     }
 }
 
+/// How long `create` waits for the init to take `Committed` (it only
+/// clears its parent-death signal and closes the channel).
+const COMMIT_BOUND_MS: i32 = 10_000;
+
+/// Tells the init that the container is recorded, and waits (bounded) until
+/// it closed the channel: from then on it outlives us. Until then it dies
+/// with this process (see `process::init`), so a create killed at any
+/// instant leaves either a created container or a dead init.
+fn commit(chan: &Channel) -> Result<()> {
+    chan.send(&Msg::Committed)
+        .map_err(io_err("send", "sync channel"))?;
+    let mut pfd = libc::pollfd {
+        fd: std::os::fd::AsFd::as_fd(chan).as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, COMMIT_BOUND_MS) };
+        if r < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
+            continue;
+        }
+        if r <= 0 {
+            return Err(ContainerError::Init(format!(
+                "the init did not acknowledge its creation within {} s",
+                COMMIT_BOUND_MS / 1000
+            )));
+        }
+        break;
+    }
+    match chan.recv() {
+        Ok(None) => Ok(()),
+        other => Err(ContainerError::Init(format!(
+            "the init did not acknowledge its creation: {other:?}"
+        ))),
+    }
+}
+
 /// Write intent: the init exists, so a create killed from here on leaves
 /// its pid (and start time) for `delete`, and the binary it runs until it
 /// executes the user's program (the status derives "created" from it).
@@ -564,6 +602,7 @@ fn spawn(
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid.as_raw())?;
     }
+    commit(&parent_chan)?;
     undo.child = None;
     undo.cgroup = None;
     undo.dir = None;

@@ -37,11 +37,7 @@ pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
             return Ok(cg.kill_all(sig)?);
         }
     }
-    // An abandoned create whose init lives ("creating") can be signalled.
-    if !matches!(
-        status,
-        Status::Creating | Status::Created | Status::Running | Status::Paused
-    ) {
+    if !matches!(status, Status::Created | Status::Running | Status::Paused) {
         return Err(ContainerError::BadStatus {
             id: id.into(),
             status,

@@ -359,16 +359,14 @@ impl Root {
     /// "created" while the init "has neither exited nor executed the
     /// user-specified program", "running" once it has.
     pub fn status(&self, st: &State) -> Status {
-        if !self.init_alive(st) {
-            return Status::Stopped;
-        }
         // `load` refuses a create in progress, so a loaded "creating" state
         // is one whose create died half-way: nothing will ever start it, and
-        // `delete` removes it (runc: such a directory has no state.json and
-        // `delete` removes it). Its init, when one was recorded, is alive
-        // (checked above) until then.
-        if st.status == Status::Creating {
-            return Status::Creating;
+        // `delete` may remove it (runc: such a directory has no state.json
+        // and `delete` removes it). Its init, if one was recorded, dies with
+        // its creator (EOF on the sync channel before Ready, the parent-death
+        // signal after it, see `process::init`).
+        if st.status == Status::Creating || !self.init_alive(st) {
+            return Status::Stopped;
         }
         if self.init_not_execd(st) {
             return Status::Created;
@@ -537,7 +535,7 @@ mod tests {
         drop(lock);
         let st = root.load("c").unwrap();
         assert_eq!(st.status, Status::Creating);
-        assert_eq!(root.status(&st), Status::Stopped, "no init recorded");
+        assert_eq!(root.status(&st), Status::Stopped);
         assert!(!root.dir("c").join(".state.json.creating").exists());
     }
 }

@@ -374,8 +374,27 @@ fn wait_signals_terminate() {
     let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
 }
 
+/// Reports Ready and waits until `create` has recorded the container
+/// ("created" in state.json): an init whose creator is killed before that
+/// dies with it instead of waiting forever for a `start` of a container
+/// that was never created (issue 11). Before Ready, a dead creator shows as
+/// EOF or EPIPE on the channel; from Ready on the kernel kills us when it
+/// dies (PR_SET_PDEATHSIG, set here because credential changes during
+/// set-up clear it; the creator is our parent, CLONE_PARENT included).
+fn committed(chan: &crate::process::sync::Channel) -> bool {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+        return false;
+    }
+    if chan.send(&Msg::Ready).is_err() || chan.recv().ok().flatten() != Some(Msg::Committed) {
+        return false;
+    }
+    // SAFETY: as above. From here the container outlives `create`.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) == 0 }
+}
+
 fn exec(ctx: InitContext, p: Prepared) -> i32 {
-    if ctx.chan.send(&Msg::Ready).is_err() {
+    if !committed(&ctx.chan) {
         return 1;
     }
     drop(ctx.chan);

@@ -92,6 +92,29 @@ fn create_killed_after_the_init_is_ready_is_deletable() {
     assert!(s.failures.is_empty(), "{:#?}", s.failures);
 }
 
+/// Issue 11 item 1 where no cgroup finds the init (crun's
+/// `--cgroup-manager disabled`): a create killed after the init reported
+/// Ready, before the final state write, left an init blocked on the exec
+/// fifo forever that nothing recorded. It now dies with its creator (and its
+/// pid is recorded for `delete`).
+#[test]
+fn create_killed_after_the_init_is_ready_leaves_no_init_without_a_cgroup() {
+    require_strace!();
+    let mut s = Sweep::new(Verb::Create, "crnocg");
+    s.global = vec!["--cgroup-manager".into(), "disabled".into()];
+    let points = s.points();
+    let last = points
+        .iter()
+        .rev()
+        .find(|q| q.name == "renameat" || q.name == "rename")
+        .expect("the final state write")
+        .clone();
+    assert!(s.kill_at(&last), "cuddy was not killed at {}", last.line);
+    s.check_truth("no cgroup, killed before the final state write");
+    s.cleanup_after("no cgroup, killed before the final state write");
+    assert!(s.failures.is_empty(), "{:#?}", s.failures);
+}
+
 /// Issue 11 item 3: a start killed after the init read its go-ahead (the
 /// fifo opened, "0" read) but before start finished: the container runs, so
 /// `state` must not say "created", a second `start` must end (refused: it is
