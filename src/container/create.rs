@@ -109,13 +109,13 @@ fn no_cgroup_warning(linux: Option<&oci_spec::runtime::Linux>) {
 }
 
 /// How long `create` waits for the init to take `Committed` (it only
-/// clears its parent-death signal and closes the channel).
+/// closes the channel).
 const COMMIT_BOUND_MS: i32 = 10_000;
 
 /// Tells the init that the container is recorded, and waits (bounded) until
 /// it closed the channel: from then on it outlives us. Until then it dies
-/// with this process (see `process::init`), so a create killed at any
-/// instant leaves either a created container or a dead init.
+/// with this process (EOF on the channel, see `process::init`), so a create
+/// killed at any instant leaves either a created container or a dead init.
 fn commit(chan: &Channel) -> Result<()> {
     chan.send(&Msg::Committed)
         .map_err(io_err("send", "sync channel"))?;

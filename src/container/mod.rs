@@ -363,8 +363,8 @@ impl Root {
         // is one whose create died half-way: nothing will ever start it, and
         // `delete` may remove it (runc: such a directory has no state.json
         // and `delete` removes it). Its init, if one was recorded, dies with
-        // its creator (EOF on the sync channel before Ready, the parent-death
-        // signal after it, see `process::init`).
+        // its creator (EOF or EPIPE on the sync channel, see
+        // `process::init`).
         if st.status == Status::Creating || !self.init_alive(st) {
             return Status::Stopped;
         }
@@ -515,6 +515,41 @@ mod tests {
             Err(ContainerError::NotFound(_))
         ));
         assert_eq!(root.ids().unwrap(), vec!["c".to_string()]);
+    }
+
+    /// With the init's binary recorded, "created" means the init's exe is
+    /// still that binary (it has not executed the program), whatever the
+    /// fifo says: a start killed before it removed the fifo leaves a running
+    /// container, and a fifo removed early does not make it running.
+    #[test]
+    fn created_is_derived_from_the_inits_exe() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = Root {
+            path: d.path().join("run"),
+            proc: d.path().join("proc"),
+        };
+        fs::create_dir_all(root.dir("c")).unwrap();
+        fs::create_dir_all(root.proc.join("42")).unwrap();
+        fs::write(
+            root.proc.join("42/stat"),
+            "42 (sh) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 777 1000 10",
+        )
+        .unwrap();
+        let (cuddy, prog) = (d.path().join("cuddy"), d.path().join("prog"));
+        fs::write(&cuddy, "").unwrap();
+        fs::write(&prog, "").unwrap();
+        let m = fs::metadata(&cuddy).unwrap();
+        let mut st = state("c", 42, 777);
+        st.init_exe = Some((m.dev(), m.ino()));
+        let exe = root.proc.join("42/exe");
+        std::os::unix::fs::symlink(&prog, &exe).unwrap();
+        fs::write(root.dir("c").join(EXEC_FIFO), "").unwrap();
+        assert_eq!(root.status(&st), Status::Running, "exec'd, fifo left");
+        fs::remove_file(&exe).unwrap();
+        std::os::unix::fs::symlink(&cuddy, &exe).unwrap();
+        fs::remove_file(root.dir("c").join(EXEC_FIFO)).unwrap();
+        assert_eq!(root.status(&st), Status::Created, "not exec'd yet");
     }
 
     /// A create in progress (its creating lock held) is invisible to `load`;

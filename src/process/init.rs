@@ -377,20 +377,12 @@ fn wait_signals_terminate() {
 /// Reports Ready and waits until `create` has recorded the container
 /// ("created" in state.json): an init whose creator is killed before that
 /// dies with it instead of waiting forever for a `start` of a container
-/// that was never created (issue 11). Before Ready, a dead creator shows as
-/// EOF or EPIPE on the channel; from Ready on the kernel kills us when it
-/// dies (PR_SET_PDEATHSIG, set here because credential changes during
-/// set-up clear it; the creator is our parent, CLONE_PARENT included).
+/// that was never created (issue 11). A dead creator shows as EPIPE on the
+/// send or EOF on the receive (the parent's end is close-on-exec and closed
+/// in every other child, so only the creator holds it); the receive blocks
+/// from Ready until `Committed`, so there is no window in between.
 fn committed(chan: &crate::process::sync::Channel) -> bool {
-    // SAFETY: prctl with integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
-        return false;
-    }
-    if chan.send(&Msg::Ready).is_err() || chan.recv().ok().flatten() != Some(Msg::Committed) {
-        return false;
-    }
-    // SAFETY: as above. From here the container outlives `create`.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) == 0 }
+    chan.send(&Msg::Ready).is_ok() && chan.recv().ok().flatten() == Some(Msg::Committed)
 }
 
 fn exec(ctx: InitContext, p: Prepared) -> i32 {
