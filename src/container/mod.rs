@@ -200,6 +200,34 @@ fn still_named(fd: &impl std::os::fd::AsFd, path: &std::path::Path) -> bool {
     }
 }
 
+/// How long a verb waits for another verb's lock on the same container (a
+/// `delete` waits at most ~10 s for the init and 3 s per cgroup directory;
+/// a `start` at most 30 s plus its hooks' timeouts).
+const LOCK_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits (bounded, polling) for the exclusive lock on a container directory
+/// that another verb holds.
+fn lock_bounded(mut fd: OwnedFd, dir: &std::path::Path) -> Result<Flock<OwnedFd>> {
+    let deadline = std::time::Instant::now() + LOCK_BOUND;
+    loop {
+        match Flock::lock(fd, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(l),
+            Err((f, Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                fd = f;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err((_, Errno::EWOULDBLOCK)) => {
+                return Err(ContainerError::Unsupported(format!(
+                    "lock {}: another cuddy command has held this container for {} s; try again",
+                    dir.display(),
+                    LOCK_BOUND.as_secs()
+                )));
+            }
+            Err((_, e)) => return Err(sys_err(format!("lock {}", dir.display()))(e)),
+        }
+    }
+}
+
 /// Container ids as runc accepts them.
 pub fn validate_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
@@ -331,7 +359,7 @@ impl Root {
                 Err(e @ (ContainerError::Creating(_) | ContainerError::NotFound(_))) => {
                     return Err(e);
                 }
-                _ => Flock::lock(fd, FlockArg::LockExclusive).map_err(|(_, e)| lock_err(e))?,
+                _ => lock_bounded(fd, &d)?,
             },
             Err((_, e)) => return Err(lock_err(e)),
         };
