@@ -141,11 +141,8 @@ impl Sweep {
 
     fn strace(&self, opts: &[String], secs: u64) -> Output {
         let mut c = Command::new("strace");
-        c.args(["-qq"])
-            .args(opts)
-            .arg(CUDDY)
-            .arg("--root")
-            .arg(&self.ctx.root);
+        c.args(["-qq"]).args(opts).arg(CUDDY).args(&self.global);
+        c.arg("--root").arg(&self.ctx.root);
         c.args(self.verb_args());
         output_with_timeout(c, secs)
     }
