@@ -12,6 +12,7 @@ mod create;
 mod delete;
 mod events;
 mod exec;
+mod intent;
 mod kill;
 mod list;
 mod notify;
