@@ -31,6 +31,8 @@ dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'
 # seccomp: the libseccomp crate links libseccomp (found with pkg-config).
 dpkg-query -W -f='${Status}' libseccomp-dev 2>/dev/null | grep -q 'ok installed' || need+=(libseccomp-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+# The crash-injection tier (tests/root/crash.rs) kills cuddy with strace -e inject.
+command -v strace >/dev/null || need+=(strace)
 # A real orchestrator: containerd (with ctr and its runc shim v2).
 command -v containerd >/dev/null && command -v containerd-shim-runc-v2 >/dev/null || need+=(containerd)
 # Behind podman and Docker (tests/root/podman.rs, docker.rs): Debian's podman

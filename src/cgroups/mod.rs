@@ -200,6 +200,19 @@ impl Cgroup {
         cgroups_path: Option<&Path>,
         id: &str,
     ) -> Result<Cgroup, CgroupError> {
+        let mut cg = Cgroup::plan(roots, cgroups_path, id)?;
+        cg.make()?;
+        Ok(cg)
+    }
+
+    /// Where [`Cgroup::create`] would make the cgroup, nothing made yet: a
+    /// caller records [`Cgroup::intent`] before [`Cgroup::make`], so a
+    /// process killed half-way leaves a record of what it made (issue 11).
+    pub fn plan(
+        roots: &Roots,
+        cgroups_path: Option<&Path>,
+        id: &str,
+    ) -> Result<Cgroup, CgroupError> {
         let path = match cgroups_path {
             Some(p) => p.to_path_buf(),
             None => {
@@ -249,14 +262,43 @@ impl Cgroup {
                 dir: detect::resolve(&u.mountpoint, &u.root, own_path, &path),
             });
         }
-        if let Err(e) = cg.make_dirs() {
-            // Leave nothing behind.
-            if let Err(e2) = cg.destroy() {
+        Ok(cg)
+    }
+
+    /// The planned cgroup with every directory that does not exist yet
+    /// listed as created: what `make` is about to make, for `destroy` to
+    /// remove whichever of them exist by then.
+    pub fn intent(&self) -> Cgroup {
+        let mut cg = self.clone();
+        for leaf in self.leaves() {
+            let mut missing: Vec<PathBuf> = leaf
+                .ancestors()
+                .take_while(|d| !d.exists())
+                .map(Path::to_path_buf)
+                .collect();
+            missing.reverse();
+            cg.created.extend(missing);
+        }
+        cg
+    }
+
+    fn leaves(&self) -> Vec<&Path> {
+        self.v1
+            .iter()
+            .map(|d| d.dir.as_path())
+            .chain(self.unified.iter().map(|u| u.dir.as_path()))
+            .collect()
+    }
+
+    /// mkdir -p of the planned cgroup; on failure nothing is left behind.
+    pub fn make(&mut self) -> Result<(), CgroupError> {
+        if let Err(e) = self.make_dirs() {
+            if let Err(e2) = self.destroy() {
                 tracing::warn!("cleaning up after a failed cgroup creation: {e2}");
             }
             return Err(e);
         }
-        Ok(cg)
+        Ok(())
     }
 
     fn make_dirs(&mut self) -> Result<(), CgroupError> {

@@ -11,10 +11,8 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
-use super::{
-    ContainerError, EXEC_FIFO, Result, Root, State, Status, io_err, owner_name, sys_err,
-    validate_id,
-};
+use super::intent::{commit, creating_state, record_init};
+use super::{ContainerError, EXEC_FIFO, Result, Root, State, Status, io_err, sys_err, validate_id};
 use crate::cgroups::{self, Cgroup};
 use crate::fds::procfs::ProcFs;
 use crate::hooks;
@@ -23,7 +21,7 @@ use crate::process::clone::{Forked, clone};
 use crate::process::init::{self, InitContext};
 use crate::process::sync::{Channel, Msg};
 use crate::spec;
-use crate::utils::{proc_start_time, rfc3339_now, write_atomic};
+use crate::utils::{proc_start_time, write_atomic};
 
 /// Options of `create` (and the create half of `run`).
 #[derive(Debug, Clone, Default)]
@@ -194,9 +192,12 @@ pub(crate) fn create_bundle(
         return Err(e.into());
     }
     let linux = bundle.spec.linux().as_ref();
-    let cgroup = match opts.no_cgroup {
+    // Write intent first: the cgroup is planned and recorded ("creating",
+    // locked) before the first mkdir, so whatever a create killed at any
+    // instant made, `delete` finds in state.json and removes (issue 11).
+    let planned = match opts.no_cgroup {
         true => None,
-        false => match Cgroup::create(
+        false => match Cgroup::plan(
             &cgroups::Roots::default(),
             linux.and_then(|l| l.cgroups_path().as_deref()),
             &opts.id,
@@ -212,31 +213,28 @@ pub(crate) fn create_bundle(
             }
         },
     };
-    undo.cgroup = cgroup.as_ref();
-    // A first state.json ("creating", with the cgroup) so that if this
-    // process is killed half-way, `delete` still finds and removes the cgroup.
-    let mut state = State {
-        id: opts.id.clone(),
-        pid: 0,
-        pid_start: 0,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: rfc3339_now(),
-        owner: owner_name(nix::unistd::geteuid().as_raw()),
-        annotations: bundle
-            .spec
-            .annotations()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
-        cgroup: cgroup.clone(),
-        status: Status::Creating,
-        hooks: bundle.spec.hooks().clone(),
-    };
+    let mut state = creating_state(opts, &bundle, planned.as_ref().map(Cgroup::intent));
     // Locked until create returns: `state`, `list` and every verb see no
     // container until then, and a crashed create is told by its free lock.
-    let _creating = match root.save_creating(&state) {
+    let mut _creating = match root.save_creating(&state) {
+        Ok(l) => l,
+        Err(e) => {
+            undo.run();
+            return Err(e);
+        }
+    };
+    let cgroup = match planned.map(|mut c| c.make().map(|()| c)).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            undo.run();
+            return Err(e.into());
+        }
+    };
+    undo.cgroup = cgroup.as_ref();
+    // What was made, exactly (the intent may list a parent that another
+    // create made meanwhile).
+    state.cgroup = cgroup.clone();
+    _creating = match root.save_creating(&state) {
         Ok(l) => l,
         Err(e) => {
             undo.run();
@@ -252,6 +250,7 @@ pub(crate) fn create_bundle(
         &mut undo,
         &mut state,
         console,
+        &mut _creating,
     );
     match res {
         Ok(c) => Ok(c),
@@ -272,6 +271,7 @@ fn spawn(
     undo: &mut Undo,
     state: &mut State,
     console: Option<OwnedFd>,
+    creating: &mut nix::fcntl::Flock<OwnedFd>,
 ) -> Result<Created> {
     // Always applied: without resources the container still gets the
     // default device policy (deny all, then the default allow-list), plus
@@ -435,6 +435,7 @@ fn spawn(
             Err(e) => return Err(io_err("receive", "sync channel")(e)),
         }
     }
+    record_init(root, state, pid, creating)?;
     let oom = bundle
         .spec
         .process()
@@ -521,6 +522,7 @@ fn spawn(
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid.as_raw())?;
     }
+    commit(&parent_chan)?;
     undo.child = None;
     undo.cgroup = None;
     undo.dir = None;

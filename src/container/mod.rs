@@ -12,6 +12,7 @@ mod create;
 mod delete;
 mod events;
 mod exec;
+mod intent;
 mod kill;
 mod list;
 mod notify;
@@ -177,6 +178,12 @@ pub struct State {
     /// (`delete`) so they do not depend on the bundle staying unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// Device and inode of the binary the init runs until it executes the
+    /// user's program (cuddy's sealed view, which the init was forked from):
+    /// while `/proc/PID/exe` is still this file the container is "created",
+    /// a fact that holds at every instant, whatever verb was killed when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_exe: Option<(u64, u64)>,
 }
 
 /// The state root (`--root`): one directory per container.
@@ -193,6 +200,34 @@ fn still_named(fd: &impl std::os::fd::AsFd, path: &std::path::Path) -> bool {
     match (nix::sys::stat::fstat(fd), nix::sys::stat::stat(path)) {
         (Ok(a), Ok(b)) => a.st_nlink > 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino,
         _ => false,
+    }
+}
+
+/// How long a verb waits for another verb's lock on the same container (a
+/// `delete` waits at most ~10 s for the init and 3 s per cgroup directory;
+/// a `start` at most 30 s plus its hooks' timeouts).
+const LOCK_BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits (bounded, polling) for the exclusive lock on a container directory
+/// that another verb holds.
+fn lock_bounded(mut fd: OwnedFd, dir: &std::path::Path) -> Result<Flock<OwnedFd>> {
+    let deadline = std::time::Instant::now() + LOCK_BOUND;
+    loop {
+        match Flock::lock(fd, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(l),
+            Err((f, Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                fd = f;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err((_, Errno::EWOULDBLOCK)) => {
+                return Err(ContainerError::Unsupported(format!(
+                    "lock {}: another cuddy command has held this container for {} s; try again",
+                    dir.display(),
+                    LOCK_BOUND.as_secs()
+                )));
+            }
+            Err((_, e)) => return Err(sys_err(format!("lock {}", dir.display()))(e)),
+        }
     }
 }
 
@@ -327,7 +362,7 @@ impl Root {
                 Err(e @ (ContainerError::Creating(_) | ContainerError::NotFound(_))) => {
                     return Err(e);
                 }
-                _ => Flock::lock(fd, FlockArg::LockExclusive).map_err(|(_, e)| lock_err(e))?,
+                _ => lock_bounded(fd, &d)?,
             },
             Err((_, e)) => return Err(lock_err(e)),
         };
@@ -351,19 +386,20 @@ impl Root {
             && matches!(proc_start_time(&self.proc, st.pid), Some((start, state)) if start == st.pid_start && state != 'Z' && state != 'X')
     }
 
-    /// The live status.
+    /// The live status, derived from facts only (runtime.md "State"):
+    /// "created" while the init "has neither exited nor executed the
+    /// user-specified program", "running" once it has.
     pub fn status(&self, st: &State) -> Status {
         // `load` refuses a create in progress, so a loaded "creating" state
         // is one whose create died half-way: nothing will ever start it, and
         // `delete` may remove it (runc: such a directory has no state.json
-        // and `delete` removes it).
-        if st.status == Status::Creating {
+        // and `delete` removes it). Its init, if one was recorded, dies with
+        // its creator (EOF or EPIPE on the sync channel, see
+        // `process::init`).
+        if st.status == Status::Creating || !self.init_alive(st) {
             return Status::Stopped;
         }
-        if !self.init_alive(st) {
-            return Status::Stopped;
-        }
-        if self.dir(&st.id).join(EXEC_FIFO).exists() {
+        if self.init_not_execd(st) {
             return Status::Created;
         }
         if st
@@ -374,6 +410,19 @@ impl Root {
             return Status::Paused;
         }
         Status::Running
+    }
+
+    /// Has the (live) init not executed the user's program yet? Its
+    /// `/proc/PID/exe` is still the binary recorded at create (the kernel
+    /// replaces it at execve). Where that link cannot be read (no ptrace
+    /// access), the exec fifo tells: `start` removes it once the init
+    /// executed the program.
+    fn init_not_execd(&self, st: &State) -> bool {
+        let exe = self.proc.join(st.pid.to_string()).join("exe");
+        match (st.init_exe, nix::sys::stat::stat(&exe)) {
+            (Some(want), Ok(m)) => want == (m.st_dev, m.st_ino),
+            _ => self.dir(&st.id).join(EXEC_FIFO).exists(),
+        }
     }
 
     /// Ids of every container under the root.
@@ -454,6 +503,7 @@ mod tests {
             cgroup: None,
             status: Status::Created,
             hooks: None,
+            init_exe: None,
         }
     }
 
@@ -496,6 +546,41 @@ mod tests {
             Err(ContainerError::NotFound(_))
         ));
         assert_eq!(root.ids().unwrap(), vec!["c".to_string()]);
+    }
+
+    /// With the init's binary recorded, "created" means the init's exe is
+    /// still that binary (it has not executed the program), whatever the
+    /// fifo says: a start killed before it removed the fifo leaves a running
+    /// container, and a fifo removed early does not make it running.
+    #[test]
+    fn created_is_derived_from_the_inits_exe() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = Root {
+            path: d.path().join("run"),
+            proc: d.path().join("proc"),
+        };
+        fs::create_dir_all(root.dir("c")).unwrap();
+        fs::create_dir_all(root.proc.join("42")).unwrap();
+        fs::write(
+            root.proc.join("42/stat"),
+            "42 (sh) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 777 1000 10",
+        )
+        .unwrap();
+        let (cuddy, prog) = (d.path().join("cuddy"), d.path().join("prog"));
+        fs::write(&cuddy, "").unwrap();
+        fs::write(&prog, "").unwrap();
+        let m = fs::metadata(&cuddy).unwrap();
+        let mut st = state("c", 42, 777);
+        st.init_exe = Some((m.dev(), m.ino()));
+        let exe = root.proc.join("42/exe");
+        std::os::unix::fs::symlink(&prog, &exe).unwrap();
+        fs::write(root.dir("c").join(EXEC_FIFO), "").unwrap();
+        assert_eq!(root.status(&st), Status::Running, "exec'd, fifo left");
+        fs::remove_file(&exe).unwrap();
+        std::os::unix::fs::symlink(&cuddy, &exe).unwrap();
+        fs::remove_file(root.dir("c").join(EXEC_FIFO)).unwrap();
+        assert_eq!(root.status(&st), Status::Created, "not exec'd yet");
     }
 
     /// A create in progress (its creating lock held) is invisible to `load`;

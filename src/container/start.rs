@@ -2,7 +2,8 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use crate::hooks;
 
@@ -61,36 +62,7 @@ fn start_locked(root: &Root, id: &str) -> Result<Started> {
         .custom_flags_nonblock()
         .open(&path)
         .map_err(io_err("open", &path))?;
-    let mut got = false;
-    let mut data = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match fifo.read(&mut buf) {
-            Ok(0) if got => break,
-            Ok(0) => {}
-            Ok(n) => {
-                got = true;
-                data.extend_from_slice(&buf[..n]);
-                continue;
-            }
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_err("read", &path)(e)),
-        }
-        // Wait for data/EOF on the fifo, or for init to die.
-        let (fifo_ready, init_gone) = crate::utils::poll_two(&fifo, &pidfd)
-            .map_err(|e| io_err("poll", &path)(std::io::Error::from(e)))?;
-        if init_gone && !fifo_ready {
-            if got {
-                // Exec'd and already exited: started all the same.
-                break;
-            }
-            return Err(ContainerError::Init(
-                "container init exited before it could start the process".into(),
-            ));
-        }
-    }
+    let data = read_go_ahead(root, &st, &mut fifo, &pidfd)?;
     fs::remove_file(&path).map_err(io_err("remove", &path))?;
     // Init writes "0" before execve, or a startContainer hook's error (and
     // exits: the derived status is then "stopped").
@@ -111,6 +83,104 @@ fn start_locked(root: &Root, id: &str) -> Result<Started> {
         );
     }
     Ok((relay, pidfd, st.pid))
+}
+
+/// How long `start` waits for the released init's byte on the fifo, beyond
+/// the timeouts of the startContainer hooks it runs first.
+const GO_AHEAD_BOUND: Duration = Duration::from_secs(30);
+
+/// Reads the init's byte and the EOF that its execve makes (its write end is
+/// close-on-exec). Ends when the init has exited, when it executed the
+/// program without writing to us (another `start`, killed after it opened
+/// the fifo, released it: the container runs), or after a bound.
+fn read_go_ahead(
+    root: &Root,
+    st: &super::State,
+    fifo: &mut fs::File,
+    pidfd: &OwnedFd,
+) -> Result<Vec<u8>> {
+    let path = root.dir(&st.id).join(EXEC_FIFO);
+    let deadline = Instant::now() + GO_AHEAD_BOUND + hooks_bound(st);
+    let mut got = false;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match fifo.read(&mut buf) {
+            Ok(0) if got => return Ok(data),
+            Ok(0) => {}
+            Ok(n) => {
+                got = true;
+                data.extend_from_slice(&buf[..n]);
+                continue;
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err("read", &path)(e)),
+        }
+        // Data/EOF on the fifo, or the init's death; re-checked every tick.
+        let (fifo_ready, init_gone) = poll_two_ms(fifo, pidfd, 100)
+            .map_err(|e| io_err("poll", &path)(std::io::Error::from(e)))?;
+        if init_gone && !fifo_ready {
+            if got {
+                // Exec'd and already exited: started all the same.
+                return Ok(data);
+            }
+            return Err(ContainerError::Init(
+                "container init exited before it could start the process".into(),
+            ));
+        }
+        if fifo_ready {
+            continue;
+        }
+        if !got && root.status(st) != Status::Created {
+            return Err(ContainerError::BadStatus {
+                id: st.id.clone(),
+                status: root.status(st),
+                hint: "another start released it meanwhile",
+            });
+        }
+        if Instant::now() > deadline {
+            return Err(ContainerError::Init(format!(
+                "container init (pid {}) did not execute the process within {}s of start",
+                st.pid,
+                (GO_AHEAD_BOUND + hooks_bound(st)).as_secs()
+            )));
+        }
+    }
+}
+
+/// The startContainer hooks run in the init between its release and its
+/// byte: their timeouts extend the bound.
+fn hooks_bound(st: &super::State) -> Duration {
+    let secs: i64 = st
+        .hooks
+        .as_ref()
+        .and_then(|h| h.start_container().as_ref())
+        .map(|hs| hs.iter().map(|h| h.timeout().unwrap_or(0).max(0)).sum())
+        .unwrap_or(0);
+    Duration::from_secs(secs as u64)
+}
+
+/// poll(2) on two fds for up to `ms` milliseconds (EINTR retried); which
+/// of the two have events.
+fn poll_two_ms(a: &impl AsRawFd, b: &impl AsRawFd, ms: i32) -> nix::Result<(bool, bool)> {
+    let pfd = |fd: i32| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let mut fds = [pfd(a.as_raw_fd()), pfd(b.as_raw_fd())];
+    loop {
+        // SAFETY: two valid pollfds, their length passed.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        if r >= 0 {
+            return Ok((fds[0].revents != 0, fds[1].revents != 0));
+        }
+        if nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+            return Err(nix::errno::Errno::last());
+        }
+    }
 }
 
 trait NonBlock {

@@ -374,8 +374,19 @@ fn wait_signals_terminate() {
     let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
 }
 
+/// Reports Ready and waits until `create` has recorded the container
+/// ("created" in state.json): an init whose creator is killed before that
+/// dies with it instead of waiting forever for a `start` of a container
+/// that was never created (issue 11). A dead creator shows as EPIPE on the
+/// send or EOF on the receive (the parent's end is close-on-exec and closed
+/// in every other child, so only the creator holds it); the receive blocks
+/// from Ready until `Committed`, so there is no window in between.
+fn committed(chan: &crate::process::sync::Channel) -> bool {
+    chan.send(&Msg::Ready).is_ok() && chan.recv().ok().flatten() == Some(Msg::Committed)
+}
+
 fn exec(ctx: InitContext, p: Prepared) -> i32 {
-    if ctx.chan.send(&Msg::Ready).is_err() {
+    if !committed(&ctx.chan) {
         return 1;
     }
     drop(ctx.chan);

@@ -14,6 +14,9 @@ pub enum Msg {
     Go,
     /// Child -> parent: set-up done, waiting for `start`.
     Ready,
+    /// Parent -> init: the container is recorded as created; the init stops
+    /// dying with its creator and closes the channel (the parent's cue).
+    Committed,
     /// Middle process -> parent: the pid (in the parent's PID namespace) of
     /// the container's init, or of the process that `exec` runs.
     Pid(i32),

@@ -8,6 +8,7 @@ mod clients;
 mod common;
 mod containerd;
 mod docker;
+mod crash;
 mod escapes_fds;
 mod escapes_rootfs;
 mod exec;
