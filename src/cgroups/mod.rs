@@ -24,6 +24,7 @@ mod freezer;
 mod fsutil;
 mod journal;
 mod normalize;
+mod parents;
 pub mod stats;
 mod teardown;
 mod v1;
@@ -42,8 +43,10 @@ use serde::{Deserialize, Serialize};
 pub use detect::CgroupKind;
 pub use devices::{allow_rules_for, default_allowed_devices};
 pub use normalize::pids_zero_is_unlimited;
+pub use parents::DEFAULT_REGISTRY;
+use parents::{Registry, Removed, rmdir_parent};
 pub use stats::Stats;
-use teardown::{collect_pids, read_procs, remove_parent, remove_subtree};
+use teardown::{collect_pids, read_procs, remove_subtree};
 pub use v2::{blkio_weight_to_io_weight, shares_to_weight};
 
 /// Errors of the cgroups module. Each names the operation or the configuration
@@ -125,6 +128,9 @@ pub struct Roots {
     pub mountinfo: PathBuf,
     /// Usually `/proc/self/cgroup` (for relative cgroupsPath).
     pub self_cgroup: PathBuf,
+    /// The registry of parent directories cuddy created (see `parents.rs`),
+    /// usually [`DEFAULT_REGISTRY`]; `None`: only a parent's creator removes it.
+    pub parents: Option<PathBuf>,
 }
 
 impl Default for Roots {
@@ -133,6 +139,7 @@ impl Default for Roots {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             mountinfo: PathBuf::from("/proc/self/mountinfo"),
             self_cgroup: PathBuf::from("/proc/self/cgroup"),
+            parents: Some(PathBuf::from(DEFAULT_REGISTRY)),
         }
     }
 }
@@ -174,6 +181,9 @@ pub struct Cgroup {
     /// (on create and on every later update).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     oci_version: Option<String>,
+    /// The registry of shared parents cuddy created (`Roots::parents`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    registry: Option<PathBuf>,
 }
 
 /// Where one controller is handled.
@@ -227,6 +237,7 @@ impl Cgroup {
             unified: None,
             created: Vec::new(),
             oci_version: None,
+            registry: roots.parents.clone(),
         };
         for m in &layout.v1 {
             let own_path = own
@@ -259,6 +270,15 @@ impl Cgroup {
         Ok(cg)
     }
 
+    /// The registry of shared parents, locked (None: no registry, or it
+    /// could not be opened: only a parent's creator removes it then).
+    fn lock_registry(&self) -> Option<Registry> {
+        let dir = self.registry.as_deref()?;
+        Registry::lock(dir)
+            .map_err(|e| tracing::warn!("cgroup parents registry: {e}"))
+            .ok()
+    }
+
     fn make_dirs(&mut self) -> Result<(), CgroupError> {
         let mut leaves: Vec<(PathBuf, PathBuf, bool)> = self
             .v1
@@ -274,34 +294,11 @@ impl Cgroup {
         if let Some(u) = &self.unified {
             leaves.push((u.mountpoint.clone(), u.dir.clone(), false));
         }
+        // Held until every directory exists: no other cuddy removes a shared
+        // parent between our EEXIST on it and the mkdir of our leaf.
+        let reg = self.lock_registry();
         for (mountpoint, dir, is_cpuset) in leaves {
-            let relp = dir
-                .strip_prefix(&mountpoint)
-                .unwrap_or(Path::new(""))
-                .to_path_buf();
-            let mut cur = mountpoint.clone();
-            let mut leaf_existed = true;
-            for comp in relp.components() {
-                let parent = cur.clone();
-                cur.push(comp);
-                match fs::create_dir(&cur) {
-                    Ok(()) => {
-                        self.created.push(cur.clone());
-                        leaf_existed = false;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => leaf_existed = true,
-                    Err(source) => {
-                        return Err(CgroupError::Io {
-                            op: "mkdir",
-                            path: cur,
-                            source,
-                        });
-                    }
-                }
-                if is_cpuset {
-                    v1::copy_cpuset_from_parent(&parent, &cur)?;
-                }
-            }
+            let leaf_existed = self.make_chain(&mountpoint, &dir, is_cpuset, reg.as_ref())?;
             if leaf_existed {
                 let frozen = fsutil::read_opt(&dir.join("freezer.state"))?
                     .is_some_and(|s| s.trim() != "THAWED")
@@ -327,6 +324,64 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+
+    /// mkdir -p of `dir` below `mountpoint`, remembering what we created
+    /// (and recording created parents in the registry, intent first).
+    /// Returns whether the leaf already existed.
+    fn make_chain(
+        &mut self,
+        mountpoint: &Path,
+        dir: &Path,
+        is_cpuset: bool,
+        reg: Option<&Registry>,
+    ) -> Result<bool, CgroupError> {
+        let relp = dir
+            .strip_prefix(mountpoint)
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
+        let n = relp.components().count();
+        let mut cur = mountpoint.to_path_buf();
+        let mut leaf_existed = true;
+        for (i, comp) in relp.components().enumerate() {
+            let parent = cur.clone();
+            cur.push(comp);
+            let is_leaf = i + 1 == n;
+            let recorded = match reg {
+                Some(r) if !is_leaf && !cur.exists() => {
+                    r.add(&cur)?;
+                    true
+                }
+                _ => false,
+            };
+            match fs::create_dir(&cur) {
+                Ok(()) => {
+                    self.created.push(cur.clone());
+                    leaf_existed = false;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    // Made meanwhile by someone who does not use the registry.
+                    if let (true, Some(r)) = (recorded, reg) {
+                        r.forget(&cur);
+                    }
+                    leaf_existed = true;
+                }
+                Err(source) => {
+                    if let (true, Some(r)) = (recorded, reg) {
+                        r.forget(&cur);
+                    }
+                    return Err(CgroupError::Io {
+                        op: "mkdir",
+                        path: cur,
+                        source,
+                    });
+                }
+            }
+            if is_cpuset {
+                v1::copy_cpuset_from_parent(&parent, &cur)?;
+            }
+        }
+        Ok(leaf_existed)
     }
 
     /// Record the config's `ociVersion` (before [`Cgroup::apply`]): below
@@ -533,24 +588,33 @@ impl Cgroup {
     /// Remove the directories we created (deepest first), waiting briefly for them to empty.
     ///
     /// The container's leaf cgroup is removed with any sub-cgroups the container
-    /// made inside it. A parent directory we created that now holds other cgroups
-    /// (another container's) is left alone. Idempotent.
+    /// made inside it. Then its parents, bottom-up, that cuddy created (this
+    /// container, or another one sharing them, as the registry records): each
+    /// that is empty is removed, whoever created it; one that still holds
+    /// other cgroups (another container's) is left alone. Idempotent.
     pub fn destroy(&self) -> Result<(), CgroupError> {
         let mut first_err: Option<CgroupError> = None;
-        let leaves: Vec<&Path> = self
+        let leaves: Vec<(&Path, &Path)> = self
             .v1
             .iter()
-            .map(|d| d.dir.as_path())
-            .chain(self.unified.iter().map(|u| u.dir.as_path()))
+            .map(|d| (d.mountpoint.as_path(), d.dir.as_path()))
+            .chain(
+                self.unified
+                    .iter()
+                    .map(|u| (u.mountpoint.as_path(), u.dir.as_path())),
+            )
             .collect();
-        for dir in self.created.iter().rev() {
-            let is_leaf = leaves.contains(&dir.as_path());
-            let r = if is_leaf {
-                remove_subtree(dir)
-            } else {
-                remove_parent(dir)
-            };
-            if let Err(e) = r {
+        for (_, dir) in &leaves {
+            if self.created.iter().any(|c| c == dir) {
+                if let Err(e) = remove_subtree(dir) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        // A parent is only ever empty when our leaf is gone (or was never made).
+        let reg = self.lock_registry();
+        for (mountpoint, leaf) in &leaves {
+            if let Err(e) = self.remove_parents(mountpoint, leaf, reg.as_ref()) {
                 first_err.get_or_insert(e);
             }
         }
@@ -558,6 +622,35 @@ impl Cgroup {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// rmdir the parents of `leaf` bottom-up while they are ours (created by
+    /// this container, or recorded in the registry by another cuddy) and
+    /// empty; one still in use by another container ends the walk.
+    fn remove_parents(
+        &self,
+        mountpoint: &Path,
+        leaf: &Path,
+        reg: Option<&Registry>,
+    ) -> Result<(), CgroupError> {
+        let mut cur = leaf.parent();
+        while let Some(dir) = cur.filter(|d| d.starts_with(mountpoint) && *d != mountpoint) {
+            let ours =
+                self.created.iter().any(|c| c == dir) || reg.is_some_and(|r| r.contains(dir));
+            if !ours {
+                break;
+            }
+            match rmdir_parent(dir)? {
+                Removed::Gone => {
+                    if let Some(r) = reg {
+                        r.forget(dir);
+                    }
+                }
+                Removed::InUse => break,
+            }
+            cur = dir.parent();
+        }
+        Ok(())
     }
 
     /// Resource usage in runc's `events --stats` shape.

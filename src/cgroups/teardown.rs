@@ -82,25 +82,3 @@ pub(super) fn remove_subtree(dir: &Path) -> Result<(), CgroupError> {
         }
     }
 }
-
-/// rmdir a parent directory we created, unless it now holds other cgroups.
-pub(super) fn remove_parent(dir: &Path) -> Result<(), CgroupError> {
-    if !subdirs(dir)?.is_empty() {
-        tracing::debug!("leaving {} in place: it holds other cgroups", dir.display());
-        return Ok(());
-    }
-    match fs::remove_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        // Another runtime created a child meanwhile, or a task was put there.
-        Err(e) if fsutil::is_errno(&e, libc::EBUSY) || fsutil::is_errno(&e, libc::ENOTEMPTY) => {
-            tracing::debug!("leaving {} in place: {e}", dir.display());
-            Ok(())
-        }
-        Err(source) => Err(CgroupError::Io {
-            op: "rmdir",
-            path: dir.to_path_buf(),
-            source,
-        }),
-    }
-}
