@@ -62,6 +62,7 @@ fn start_locked(root: &Root, id: &str) -> Result<Started> {
         .open(&path)
         .map_err(io_err("open", &path))?;
     let mut got = false;
+    let mut init_gone = false;
     let mut data = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -78,10 +79,11 @@ fn start_locked(root: &Root, id: &str) -> Result<Started> {
                     || e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(io_err("read", &path)(e)),
         }
-        // Wait for data/EOF on the fifo, or for init to die.
-        let (fifo_ready, init_gone) = crate::utils::poll_two(&fifo, &pidfd)
-            .map_err(|e| io_err("poll", &path)(std::io::Error::from(e)))?;
-        if init_gone && !fifo_ready {
+        // The init is gone and what it wrote is read: a writer that closed
+        // the fifo keeps it readable (POLLHUP) for ever, so this is decided
+        // here, not by waiting on the fifo again (a kill racing the start
+        // made this loop spin forever).
+        if init_gone {
             if got {
                 // Exec'd and already exited: started all the same.
                 break;
@@ -90,6 +92,10 @@ fn start_locked(root: &Root, id: &str) -> Result<Started> {
                 "container init exited before it could start the process".into(),
             ));
         }
+        // Wait for data/EOF on the fifo, or for init to die.
+        let (_, gone) = crate::utils::poll_two(&fifo, &pidfd)
+            .map_err(|e| io_err("poll", &path)(std::io::Error::from(e)))?;
+        init_gone = gone;
     }
     fs::remove_file(&path).map_err(io_err("remove", &path))?;
     // Init writes "0" before execve, or a startContainer hook's error (and

@@ -20,6 +20,7 @@ mod notify;
 mod ns_conformance;
 mod process;
 mod process_conformance;
+mod race_tier;
 mod races;
 mod resources_conformance;
 mod schema;
