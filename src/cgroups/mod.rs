@@ -275,7 +275,9 @@ impl Cgroup {
     fn lock_registry(&self) -> Option<Registry> {
         let dir = self.registry.as_deref()?;
         Registry::lock(dir)
-            .map_err(|e| tracing::warn!("cgroup parents registry: {e}"))
+            // Not fatal (e.g. no writable /run when rootless): shared
+            // parents are then removed by their creator only.
+            .map_err(|e| tracing::debug!("cgroup parents registry: {e}"))
             .ok()
     }
 
