@@ -30,7 +30,6 @@ mod teardown;
 mod v1;
 mod v2;
 
-use std::fs;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -44,7 +43,6 @@ pub use detect::CgroupKind;
 pub use devices::{allow_rules_for, default_allowed_devices};
 pub use normalize::pids_zero_is_unlimited;
 pub use parents::DEFAULT_REGISTRY;
-use parents::{Registry, Removed, rmdir_parent};
 pub use stats::Stats;
 use teardown::{collect_pids, read_procs, remove_subtree};
 pub use v2::{blkio_weight_to_io_weight, shares_to_weight};
@@ -270,17 +268,6 @@ impl Cgroup {
         Ok(cg)
     }
 
-    /// The registry of shared parents, locked (None: no registry, or it
-    /// could not be opened: only a parent's creator removes it then).
-    fn lock_registry(&self) -> Option<Registry> {
-        let dir = self.registry.as_deref()?;
-        Registry::lock(dir)
-            // Not fatal (e.g. no writable /run when rootless): shared
-            // parents are then removed by their creator only.
-            .map_err(|e| tracing::debug!("cgroup parents registry: {e}"))
-            .ok()
-    }
-
     fn make_dirs(&mut self) -> Result<(), CgroupError> {
         let mut leaves: Vec<(PathBuf, PathBuf, bool)> = self
             .v1
@@ -326,64 +313,6 @@ impl Cgroup {
             }
         }
         Ok(())
-    }
-
-    /// mkdir -p of `dir` below `mountpoint`, remembering what we created
-    /// (and recording created parents in the registry, intent first).
-    /// Returns whether the leaf already existed.
-    fn make_chain(
-        &mut self,
-        mountpoint: &Path,
-        dir: &Path,
-        is_cpuset: bool,
-        reg: Option<&Registry>,
-    ) -> Result<bool, CgroupError> {
-        let relp = dir
-            .strip_prefix(mountpoint)
-            .unwrap_or(Path::new(""))
-            .to_path_buf();
-        let n = relp.components().count();
-        let mut cur = mountpoint.to_path_buf();
-        let mut leaf_existed = true;
-        for (i, comp) in relp.components().enumerate() {
-            let parent = cur.clone();
-            cur.push(comp);
-            let is_leaf = i + 1 == n;
-            let recorded = match reg {
-                Some(r) if !is_leaf && !cur.exists() => {
-                    r.add(&cur)?;
-                    true
-                }
-                _ => false,
-            };
-            match fs::create_dir(&cur) {
-                Ok(()) => {
-                    self.created.push(cur.clone());
-                    leaf_existed = false;
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    // Made meanwhile by someone who does not use the registry.
-                    if let (true, Some(r)) = (recorded, reg) {
-                        r.forget(&cur);
-                    }
-                    leaf_existed = true;
-                }
-                Err(source) => {
-                    if let (true, Some(r)) = (recorded, reg) {
-                        r.forget(&cur);
-                    }
-                    return Err(CgroupError::Io {
-                        op: "mkdir",
-                        path: cur,
-                        source,
-                    });
-                }
-            }
-            if is_cpuset {
-                v1::copy_cpuset_from_parent(&parent, &cur)?;
-            }
-        }
-        Ok(leaf_existed)
     }
 
     /// Record the config's `ociVersion` (before [`Cgroup::apply`]): below
@@ -624,35 +553,6 @@ impl Cgroup {
             Some(e) => Err(e),
             None => Ok(()),
         }
-    }
-
-    /// rmdir the parents of `leaf` bottom-up while they are ours (created by
-    /// this container, or recorded in the registry by another cuddy) and
-    /// empty; one still in use by another container ends the walk.
-    fn remove_parents(
-        &self,
-        mountpoint: &Path,
-        leaf: &Path,
-        reg: Option<&Registry>,
-    ) -> Result<(), CgroupError> {
-        let mut cur = leaf.parent();
-        while let Some(dir) = cur.filter(|d| d.starts_with(mountpoint) && *d != mountpoint) {
-            let ours =
-                self.created.iter().any(|c| c == dir) || reg.is_some_and(|r| r.contains(dir));
-            if !ours {
-                break;
-            }
-            match rmdir_parent(dir)? {
-                Removed::Gone => {
-                    if let Some(r) = reg {
-                        r.forget(dir);
-                    }
-                }
-                Removed::InUse => break,
-            }
-            cur = dir.parent();
-        }
-        Ok(())
     }
 
     /// Resource usage in runc's `events --stats` shape.

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use super::{CgroupError, fsutil};
+use super::{Cgroup, CgroupError, fsutil, v1};
 
 /// The default registry (see the module documentation).
 pub const DEFAULT_REGISTRY: &str = "/run/cuddy-cgroup-parents";
@@ -143,6 +143,106 @@ pub(super) fn rmdir_parent(dir: &Path) -> Result<Removed, CgroupError> {
             path: dir.to_path_buf(),
             source,
         }),
+    }
+}
+
+impl Cgroup {
+    /// The registry of shared parents, locked (None: no registry, or it
+    /// could not be opened: only a parent's creator removes it then).
+    pub(super) fn lock_registry(&self) -> Option<Registry> {
+        let dir = self.registry.as_deref()?;
+        Registry::lock(dir)
+            // Not fatal (e.g. no writable /run when rootless): shared
+            // parents are then removed by their creator only.
+            .map_err(|e| tracing::debug!("cgroup parents registry: {e}"))
+            .ok()
+    }
+
+    /// mkdir -p of `dir` below `mountpoint`, remembering what we created
+    /// (and recording created parents in the registry, intent first).
+    /// Returns whether the leaf already existed.
+    pub(super) fn make_chain(
+        &mut self,
+        mountpoint: &Path,
+        dir: &Path,
+        is_cpuset: bool,
+        reg: Option<&Registry>,
+    ) -> Result<bool, CgroupError> {
+        let relp = dir
+            .strip_prefix(mountpoint)
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
+        let n = relp.components().count();
+        let mut cur = mountpoint.to_path_buf();
+        let mut leaf_existed = true;
+        for (i, comp) in relp.components().enumerate() {
+            let parent = cur.clone();
+            cur.push(comp);
+            let is_leaf = i + 1 == n;
+            let recorded = match reg {
+                Some(r) if !is_leaf && !cur.exists() => {
+                    r.add(&cur)?;
+                    true
+                }
+                _ => false,
+            };
+            match fs::create_dir(&cur) {
+                Ok(()) => {
+                    self.created.push(cur.clone());
+                    leaf_existed = false;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    // Made meanwhile by someone who does not use the registry.
+                    if let (true, Some(r)) = (recorded, reg) {
+                        r.forget(&cur);
+                    }
+                    leaf_existed = true;
+                }
+                Err(source) => {
+                    if let (true, Some(r)) = (recorded, reg) {
+                        r.forget(&cur);
+                    }
+                    return Err(CgroupError::Io {
+                        op: "mkdir",
+                        path: cur,
+                        source,
+                    });
+                }
+            }
+            if is_cpuset {
+                v1::copy_cpuset_from_parent(&parent, &cur)?;
+            }
+        }
+        Ok(leaf_existed)
+    }
+
+    /// rmdir the parents of `leaf` bottom-up while they are ours (created by
+    /// this container, or recorded in the registry by another cuddy) and
+    /// empty; one still in use by another container ends the walk.
+    pub(super) fn remove_parents(
+        &self,
+        mountpoint: &Path,
+        leaf: &Path,
+        reg: Option<&Registry>,
+    ) -> Result<(), CgroupError> {
+        let mut cur = leaf.parent();
+        while let Some(dir) = cur.filter(|d| d.starts_with(mountpoint) && *d != mountpoint) {
+            let ours =
+                self.created.iter().any(|c| c == dir) || reg.is_some_and(|r| r.contains(dir));
+            if !ours {
+                break;
+            }
+            match rmdir_parent(dir)? {
+                Removed::Gone => {
+                    if let Some(r) = reg {
+                        r.forget(dir);
+                    }
+                }
+                Removed::InUse => break,
+            }
+            cur = dir.parent();
+        }
+        Ok(())
     }
 }
 
