@@ -535,9 +535,10 @@ impl Cgroup {
                     .map(|u| (u.mountpoint.as_path(), u.dir.as_path())),
             )
             .collect();
+        let deadline = std::time::Instant::now() + RMDIR_TIMEOUT;
         for (_, dir) in &leaves {
             if self.created.iter().any(|c| c == dir) {
-                if let Err(e) = remove_subtree(dir) {
+                if let Err(e) = remove_subtree(dir, deadline) {
                     first_err.get_or_insert(e);
                 }
             }

@@ -49,12 +49,13 @@ pub(super) fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
 }
 
 /// rmdir `dir` and everything below it, deepest first, retrying on EBUSY while
-/// tasks exit.
-pub(super) fn remove_subtree(dir: &Path) -> Result<(), CgroupError> {
+/// tasks exit, until `deadline` (one for all of a container's hierarchies:
+/// a process that does not die keeps every one busy, and waiting the full
+/// timeout per hierarchy made a stuck delete take 10 × as long).
+pub(super) fn remove_subtree(dir: &Path, deadline: Instant) -> Result<(), CgroupError> {
     for sub in subdirs(dir)? {
-        remove_subtree(&sub)?;
+        remove_subtree(&sub, deadline)?;
     }
-    let deadline = Instant::now() + RMDIR_TIMEOUT;
     let mut delay = Duration::from_millis(2);
     loop {
         match fs::remove_dir(dir) {

@@ -178,3 +178,57 @@ fn concurrent_runs_sharing_a_new_cgroup_parent_leave_no_parent() {
         ctx.assert_no_leftovers(id);
     }
 }
+
+/// `run` whose cleanup fails still exits with the container's code
+/// (issue 11 item 5): the container's child is moved (from the host) into a
+/// frozen v1 sub-cgroup, where SIGKILL stays pending, so `run`'s delete
+/// cannot remove the cgroup. The error is reported, the state stays, and a
+/// later `delete` (after the sub-cgroup is thawed) finishes the job.
+/// config-linux.md#control-groups; runtime.md "Operations" (delete).
+#[test]
+fn run_keeps_exit_code_when_cleanup_fails_and_delete_retries() {
+    require_root!();
+    let freezer = std::path::Path::new("/sys/fs/cgroup/freezer");
+    if !freezer.join("freezer.state").exists() && !freezer.join("cgroup.procs").exists() {
+        eprintln!("skipped: needs a v1 freezer hierarchy (cgroup.kill kills frozen tasks on v2)");
+        return;
+    }
+    let ctx = Ctx::new("oclean");
+    let id = ctx.id("o");
+    let secs = format!("{}", 7000 + std::process::id() % 900);
+    let mut c = orphaning_config(&ctx, &secs);
+    c["process"]["args"] =
+        serde_json::json!(["/bin/sh", "-c", format!("sleep {secs} & sleep 2; exit 3")]);
+    let b = ctx.bundle(&id, &c);
+    let mut cmd = ctx.cmd();
+    cmd.args(["run", "--bundle", b.to_str().unwrap(), &id]);
+    let h = std::thread::spawn(move || output_with_timeout(cmd, 60));
+    let mut pid = 0;
+    wait_until("the container's child", || {
+        pid = pids_with_cmdline(&["sleep", &secs])
+            .first()
+            .copied()
+            .unwrap_or(0);
+        pid > 0
+    });
+    let stuck = freezer.join("cuddy").join(&id).join("stuck");
+    std::fs::create_dir(&stuck).unwrap();
+    std::fs::write(stuck.join("cgroup.procs"), pid.to_string()).unwrap();
+    std::fs::write(stuck.join("freezer.state"), "FROZEN").unwrap();
+    let out = h.join().unwrap();
+    // Thaw first, whatever happened, so the child can die.
+    std::fs::write(stuck.join("freezer.state"), "THAWED").unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cleanup failed"),
+        "the cleanup error must be reported: {}",
+        stderr(&out)
+    );
+    assert!(
+        ctx.root.join(&id).exists(),
+        "the state must stay for a retry"
+    );
+    assert_ok(&ctx.cuddy(&["delete", &id]), "delete (retry)");
+    assert!(pids_with_cmdline(&["sleep", &secs]).is_empty());
+    ctx.assert_no_leftovers(&id);
+}
