@@ -232,3 +232,27 @@ fn run_keeps_exit_code_when_cleanup_fails_and_delete_retries() {
     assert!(pids_with_cmdline(&["sleep", &secs]).is_empty());
     ctx.assert_no_leftovers(&id);
 }
+
+/// A create killed between making its private state directory and renaming
+/// it into place leaves `.creating-PID` (empty) in the state root; the next
+/// create removes it once PID is gone (runtime.md "Lifecycle": a failed
+/// create leaves nothing behind).
+#[test]
+fn next_create_sweeps_the_private_dir_of_a_killed_create() {
+    require_root!();
+    let ctx = Ctx::new("sweep");
+    let mut dead = std::process::Command::new("/bin/true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let stale = ctx.root.join(format!(".creating-{dead_pid}"));
+    std::fs::create_dir_all(&stale).unwrap();
+    let id = ctx.id("c");
+    let b = ctx.bundle(&id, &ctx.config(&["/bin/true"]));
+    assert_ok(
+        &ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]),
+        "create",
+    );
+    assert!(!stale.exists(), "{} left behind", stale.display());
+    assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete");
+    ctx.assert_no_leftovers(&id);
+}
