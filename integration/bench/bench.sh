@@ -10,9 +10,10 @@
 #   --cuddy PATH    cuddy binary (default target/release/cuddy; built with
 #                   `cargo build --release` when the default is missing)
 #   --runtimes LIST comma list out of cuddy,runc,crun (default all three)
-#   --skip ROWS     comma list out of run,seccomp,rss,phases,conc
 #   --clients       instead: `ctr/podman/docker run --rm` of /bin/true with each
 #                   runtime behind the client (integration/bench/clients.sh)
+#   --skip ROWS     comma list out of run,seccomp,rss,phases,conc,list
+#   --list-sizes L  container counts of the list case (default 10,100,500)
 #
 # Rows (medians and p90; last columns: ratio of the median to crun's):
 #   `run` of /bin/true (wall time, stdout /dev/null); the same with podman's
@@ -24,6 +25,10 @@
 #   container timed separately (after the kill the script polls `state` until
 #   "stopped", untimed); K containers at once: create+start concurrently, then
 #   `delete --force` them all concurrently (sub-phases and total).
+# The list case (run after the rows above, in this script): for each size in
+#   --list-sizes, that many /bin/sleep containers in the "created" state, then
+#   medians of `list` (must grow linearly), `state` of one, and create+delete
+#   of one more (both must stay flat); all deleted at the end.
 # Runtimes are interleaved (cuddy, runc, crun, cuddy, ...). Each runtime gets
 # its own --root under /tmp/cuddy-bench-XXXXXX/, container names start with
 # cuddy-bench-. Bundle: a copy of rootfs-fixtures' busybox rootfs, read-only
@@ -75,7 +80,8 @@ cuddy="target/release/cuddy"
 cuddy_default=1
 runtimes="cuddy,runc,crun"
 skip=""
-usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+list_sizes="10,100,500"
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) n="$2"; shift 2 ;;
@@ -86,6 +92,7 @@ while [ $# -gt 0 ]; do
         --runtimes) runtimes="$2"; shift 2 ;;
         --skip) skip="$2"; shift 2 ;;
         --clients) clients=1; shift ;;
+        --list-sizes) list_sizes="$2"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bench.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -306,3 +313,62 @@ python3 "$here/bench.py" "${args[@]}" \
     ${outfile:+-o "$outfile"} &
 py_pid=$!
 wait "$py_pid"
+
+# ---------------------------------------------------------------- list case
+list_case() { # list_case RUNTIME: prints one Markdown row per size
+    local rt="$1" pre=()
+    [ -z "${rt_ns[$rt]:-}" ] || pre=(nsenter --mount="${rt_ns[$rt]}" --)
+    python3 - "$rt" "$list_sizes" "$n" "$work/bundle-sleep" "${pre[@]}" "${rt_bin[$rt]}" --root "$work/root-$rt" <<'EOF'
+import json, statistics, subprocess, sys, tempfile, time
+rt, sizes, reps, bundle, cmd = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:]
+reps = max(5, min(reps, 20))
+def run(*a):
+    # Files, not pipes: a created container keeps the runtime's stdio open,
+    # and a pipe would never see EOF.
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.run(cmd + list(a), stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        out.seek(0); err.seek(0)
+        if p.returncode != 0:
+            raise SystemExit(f"{rt} {' '.join(a)}: {err.read().decode().strip()}")
+        return out.read()
+def timed(*a):
+    t = time.perf_counter(); run(*a); return (time.perf_counter() - t) * 1000
+made = []
+try:
+    for size in (int(x) for x in sizes.split(",") if x):
+        while len(made) < size:
+            cid = f"cuddy-bench-list-{len(made)}"
+            run("create", "--bundle", bundle, cid); made.append(cid)
+        ls = json.loads(run("list", "--format", "json") or b"[]") or []
+        assert len(ls) == size and all(c["status"] == "created" for c in ls), ls[:3]
+        l = statistics.median(timed("list", "--format", "json") for _ in range(reps))
+        s = statistics.median(timed("state", made[0]) for _ in range(reps))
+        cd = []
+        for i in range(reps):
+            cid = f"cuddy-bench-list-x{i}"
+            t = time.perf_counter(); run("create", "--bundle", bundle, cid); run("delete", "--force", cid)
+            cd.append((time.perf_counter() - t) * 1000)
+        print(f"| {rt} | {size} | {l:.1f} | {l / size * 1000:.0f} | {s:.1f} | {statistics.median(cd):.1f} |")
+        sys.stdout.flush()
+finally:
+    for cid in made:
+        subprocess.run(cmd + ["delete", "--force", cid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+EOF
+}
+if [[ ",$skip," != *",list,"* ]]; then
+    table="
+### list at N containers (all \"created\"; medians of $(( n < 5 ? 5 : (n > 20 ? 20 : n) )) runs)
+
+| runtime | containers | list ms | list µs/container | state ms | create+delete ms |
+|---|---|---|---|---|---|"
+    for rt in "${rts[@]}"; do
+        [ -z "${rt_err[$rt]:-}" ] || continue
+        if rows="$(list_case "$rt")"; then
+            table+=$'\n'"$rows"
+        else
+            table+=$'\n'"| $rt | n/a | | | | |"
+        fi
+    done
+    echo "$table"
+    [ -z "$outfile" ] || echo "$table" >> "$outfile"
+fi

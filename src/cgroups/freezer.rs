@@ -59,6 +59,8 @@ impl Cgroup {
     /// processes can die).
     pub fn kill_all(&self, signal: i32) -> Result<(), CgroupError> {
         if signal == libc::SIGKILL {
+            // cgroup.kill exists from kernel 5.14; before that (and on v1)
+            // the cgroup is frozen, every pid signalled, and thawed.
             if let Some(u) = &self.unified {
                 let f = u.dir.join("cgroup.kill");
                 if f.exists() {

@@ -24,12 +24,12 @@ mod freezer;
 mod fsutil;
 mod journal;
 mod normalize;
+mod parents;
 pub mod stats;
 mod teardown;
 mod v1;
 mod v2;
 
-use std::fs;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -42,8 +42,9 @@ use serde::{Deserialize, Serialize};
 pub use detect::CgroupKind;
 pub use devices::{allow_rules_for, default_allowed_devices};
 pub use normalize::pids_zero_is_unlimited;
+pub use parents::DEFAULT_REGISTRY;
 pub use stats::Stats;
-use teardown::{collect_pids, read_procs, remove_parent, remove_subtree};
+use teardown::{collect_pids, read_procs, remove_subtree};
 pub use v2::{blkio_weight_to_io_weight, shares_to_weight};
 
 /// Errors of the cgroups module. Each names the operation or the configuration
@@ -125,6 +126,9 @@ pub struct Roots {
     pub mountinfo: PathBuf,
     /// Usually `/proc/self/cgroup` (for relative cgroupsPath).
     pub self_cgroup: PathBuf,
+    /// The registry of parent directories cuddy created (see `parents.rs`),
+    /// usually [`DEFAULT_REGISTRY`]; `None`: only a parent's creator removes it.
+    pub parents: Option<PathBuf>,
 }
 
 impl Default for Roots {
@@ -133,6 +137,7 @@ impl Default for Roots {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             mountinfo: PathBuf::from("/proc/self/mountinfo"),
             self_cgroup: PathBuf::from("/proc/self/cgroup"),
+            parents: Some(PathBuf::from(DEFAULT_REGISTRY)),
         }
     }
 }
@@ -174,6 +179,9 @@ pub struct Cgroup {
     /// (on create and on every later update).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     oci_version: Option<String>,
+    /// The registry of shared parents cuddy created (`Roots::parents`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    registry: Option<PathBuf>,
 }
 
 /// Where one controller is handled.
@@ -240,6 +248,7 @@ impl Cgroup {
             unified: None,
             created: Vec::new(),
             oci_version: None,
+            registry: roots.parents.clone(),
         };
         for m in &layout.v1 {
             let own_path = own
@@ -316,34 +325,11 @@ impl Cgroup {
         if let Some(u) = &self.unified {
             leaves.push((u.mountpoint.clone(), u.dir.clone(), false));
         }
+        // Held until every directory exists: no other cuddy removes a shared
+        // parent between our EEXIST on it and the mkdir of our leaf.
+        let reg = self.lock_registry();
         for (mountpoint, dir, is_cpuset) in leaves {
-            let relp = dir
-                .strip_prefix(&mountpoint)
-                .unwrap_or(Path::new(""))
-                .to_path_buf();
-            let mut cur = mountpoint.clone();
-            let mut leaf_existed = true;
-            for comp in relp.components() {
-                let parent = cur.clone();
-                cur.push(comp);
-                match fs::create_dir(&cur) {
-                    Ok(()) => {
-                        self.created.push(cur.clone());
-                        leaf_existed = false;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => leaf_existed = true,
-                    Err(source) => {
-                        return Err(CgroupError::Io {
-                            op: "mkdir",
-                            path: cur,
-                            source,
-                        });
-                    }
-                }
-                if is_cpuset {
-                    v1::copy_cpuset_from_parent(&parent, &cur)?;
-                }
-            }
+            let leaf_existed = self.make_chain(&mountpoint, &dir, is_cpuset, reg.as_ref())?;
             if leaf_existed {
                 let frozen = fsutil::read_opt(&dir.join("freezer.state"))?
                     .is_some_and(|s| s.trim() != "THAWED")
@@ -575,24 +561,34 @@ impl Cgroup {
     /// Remove the directories we created (deepest first), waiting briefly for them to empty.
     ///
     /// The container's leaf cgroup is removed with any sub-cgroups the container
-    /// made inside it. A parent directory we created that now holds other cgroups
-    /// (another container's) is left alone. Idempotent.
+    /// made inside it. Then its parents, bottom-up, that cuddy created (this
+    /// container, or another one sharing them, as the registry records): each
+    /// that is empty is removed, whoever created it; one that still holds
+    /// other cgroups (another container's) is left alone. Idempotent.
     pub fn destroy(&self) -> Result<(), CgroupError> {
         let mut first_err: Option<CgroupError> = None;
-        let leaves: Vec<&Path> = self
+        let leaves: Vec<(&Path, &Path)> = self
             .v1
             .iter()
-            .map(|d| d.dir.as_path())
-            .chain(self.unified.iter().map(|u| u.dir.as_path()))
+            .map(|d| (d.mountpoint.as_path(), d.dir.as_path()))
+            .chain(
+                self.unified
+                    .iter()
+                    .map(|u| (u.mountpoint.as_path(), u.dir.as_path())),
+            )
             .collect();
-        for dir in self.created.iter().rev() {
-            let is_leaf = leaves.contains(&dir.as_path());
-            let r = if is_leaf {
-                remove_subtree(dir)
-            } else {
-                remove_parent(dir)
-            };
-            if let Err(e) = r {
+        let deadline = std::time::Instant::now() + RMDIR_TIMEOUT;
+        for (_, dir) in &leaves {
+            if self.created.iter().any(|c| c == dir) {
+                if let Err(e) = remove_subtree(dir, deadline) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        // A parent is only ever empty when our leaf is gone (or was never made).
+        let reg = self.lock_registry();
+        for (mountpoint, leaf) in &leaves {
+            if let Err(e) = self.remove_parents(mountpoint, leaf, reg.as_ref()) {
                 first_err.get_or_insert(e);
             }
         }

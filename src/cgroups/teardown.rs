@@ -49,12 +49,13 @@ pub(super) fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
 }
 
 /// rmdir `dir` and everything below it, deepest first, retrying on EBUSY while
-/// tasks exit.
-pub(super) fn remove_subtree(dir: &Path) -> Result<(), CgroupError> {
+/// tasks exit, until `deadline` (one for all of a container's hierarchies:
+/// a process that does not die keeps every one busy, and waiting the full
+/// timeout per hierarchy made a stuck delete take 10 × as long).
+pub(super) fn remove_subtree(dir: &Path, deadline: Instant) -> Result<(), CgroupError> {
     for sub in subdirs(dir)? {
-        remove_subtree(&sub)?;
+        remove_subtree(&sub, deadline)?;
     }
-    let deadline = Instant::now() + RMDIR_TIMEOUT;
     let mut delay = Duration::from_millis(2);
     loop {
         match fs::remove_dir(dir) {
@@ -80,27 +81,5 @@ pub(super) fn remove_subtree(dir: &Path) -> Result<(), CgroupError> {
                 });
             }
         }
-    }
-}
-
-/// rmdir a parent directory we created, unless it now holds other cgroups.
-pub(super) fn remove_parent(dir: &Path) -> Result<(), CgroupError> {
-    if !subdirs(dir)?.is_empty() {
-        tracing::debug!("leaving {} in place: it holds other cgroups", dir.display());
-        return Ok(());
-    }
-    match fs::remove_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        // Another runtime created a child meanwhile, or a task was put there.
-        Err(e) if fsutil::is_errno(&e, libc::EBUSY) || fsutil::is_errno(&e, libc::ENOTEMPTY) => {
-            tracing::debug!("leaving {} in place: {e}", dir.display());
-            Ok(())
-        }
-        Err(source) => Err(CgroupError::Io {
-            op: "rmdir",
-            path: dir.to_path_buf(),
-            source,
-        }),
     }
 }

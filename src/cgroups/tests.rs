@@ -108,6 +108,7 @@ impl Fake {
             cgroup_root: root.clone(),
             mountinfo: tmp.path().join("mountinfo"),
             self_cgroup: tmp.path().join("self_cgroup"),
+            parents: Some(tmp.path().join("parents")),
         };
         Fake {
             _tmp: tmp,
@@ -214,6 +215,31 @@ fn destroy_removes_only_ours() {
     b.destroy().unwrap();
     assert!(!f.root.join("cpu/cuddy/b").exists());
     assert!(f.root.join("memory/cuddy/other").is_dir());
+    // The last one out removes the parent `a` created (issue 11 item 6);
+    // memory/cuddy, which cuddy did not create, stays.
+    assert!(
+        !f.root.join("cpu/cuddy").exists(),
+        "shared parent left behind"
+    );
+    assert!(f.root.join("memory/cuddy").is_dir());
+}
+
+#[test]
+fn shared_parent_removed_by_whoever_goes_last_in_every_hierarchy() {
+    let f = Fake::hybrid();
+    let p = Path::new("/shared/parent");
+    let a = Cgroup::create(&f.roots, Some(&p.join("a")), "a").unwrap();
+    let b = Cgroup::create(&f.roots, Some(&p.join("b")), "b").unwrap();
+    // The creator goes first: the parents stay for b.
+    a.destroy().unwrap();
+    assert!(f.root.join("cpu/shared/parent/b").is_dir());
+    b.destroy().unwrap();
+    for h in ["cpu", "memory", "pids", "cpuset", "systemd", "unified"] {
+        assert!(!f.root.join(h).join("shared").exists(), "{h}/shared left");
+    }
+    // Nothing left recorded.
+    let reg = f.roots.parents.clone().unwrap();
+    assert_eq!(fs::read_dir(reg).unwrap().count(), 0);
 }
 
 #[test]
@@ -952,6 +978,7 @@ mod real {
             cgroup_root: mountpoint.clone(),
             mountinfo: tmp.path().join("mountinfo"),
             self_cgroup: PathBuf::from("/proc/self/cgroup"),
+            parents: Some(tmp.path().join("parents")),
         };
         let cg = Cgroup::create(&roots, Some(&unique_path()), "x").unwrap();
         let mut g = Guard {

@@ -5,7 +5,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{OFlag, open};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag, RenameFlags, open, renameat2};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
@@ -125,6 +126,72 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
     create_bundle(root, opts, bundle)
 }
 
+/// The state directory, made and locked before it gets its name
+/// (renameat2 RENAME_NOREPLACE of a private directory): no other verb ever
+/// sees it unlocked. A `delete` that won the lock of a bare directory would
+/// take it for the leftover of a dead create and remove it under this one
+/// (found by the race tier).
+fn make_locked_dir(root: &Root, id: &str) -> Result<Flock<OwnedFd>> {
+    let dir = root.dir(id);
+    sweep_dead_creating_dirs(root);
+    let tmp = root.path.join(format!(".creating-{}", std::process::id()));
+    let _ = fs::remove_dir(&tmp);
+    fs::DirBuilder::new()
+        .mode(0o711)
+        .create(&tmp)
+        .map_err(io_err("create state directory", &tmp))?;
+    let locked = open(
+        &tmp,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys_err(format!("open {}", tmp.display())))
+    .and_then(|fd| {
+        Flock::lock(fd, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| sys_err(format!("lock {}", tmp.display()))(e))
+    });
+    let renamed = locked.and_then(|l| {
+        renameat2(
+            nix::fcntl::AT_FDCWD,
+            &tmp,
+            nix::fcntl::AT_FDCWD,
+            &dir,
+            RenameFlags::RENAME_NOREPLACE,
+        )
+        .map(|()| l)
+        .map_err(|e| match e {
+            Errno::EEXIST => ContainerError::Exists(id.to_string()),
+            e => sys_err(format!("rename {} to {}", tmp.display(), dir.display()))(e),
+        })
+    });
+    if renamed.is_err() {
+        let _ = fs::remove_dir(&tmp);
+    }
+    renamed
+}
+
+/// Removes the private directories of creates that were killed before
+/// renaming theirs into place (`.creating-PID` of a PID that no longer
+/// exists; a reused PID only delays it). They are empty.
+fn sweep_dead_creating_dirs(root: &Root) {
+    let Ok(rd) = fs::read_dir(&root.path) else {
+        return;
+    };
+    for ent in rd.flatten() {
+        let name = ent.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(".creating-"))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid > 0 && kill(Pid::from_raw(pid), None) == Err(Errno::ESRCH) {
+            let _ = fs::remove_dir(ent.path());
+        }
+    }
+}
+
 /// `create` with the id validated and the bundle already loaded (`run`
 /// loads it once to see whether it must relay a terminal).
 pub(crate) fn create_bundle(
@@ -161,13 +228,8 @@ pub(crate) fn create_bundle(
         .create(&root.path)
         .map_err(io_err("create state root", &root.path))?;
     let dir = root.dir(&opts.id);
-    match fs::DirBuilder::new().mode(0o711).create(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(ContainerError::Exists(opts.id.clone()));
-        }
-        Err(e) => return Err(io_err("create state directory", &dir)(e)),
-    }
+    // Held until create returns: a concurrent `delete` of this id waits.
+    let _lock = make_locked_dir(root, &opts.id)?;
     let mut undo = Undo {
         dir: Some(dir.clone()),
         cgroup: None,
@@ -178,15 +240,6 @@ pub(crate) fn create_bundle(
         undo.run();
         return Err(e.into());
     }
-    // Held until create returns: a concurrent `delete` of this id waits.
-    let _lock = match root.lock(&opts.id) {
-        Ok(l) => l,
-        Err(e) => {
-            undo.run();
-            return Err(e);
-        }
-    };
-
     if let Err(e) = spec::copy_config(&bundle, &dir) {
         undo.run();
         return Err(e.into());

@@ -46,11 +46,11 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
         tracing::warn!("delete --force {id}: {e}");
     }
     if let Some(cg) = &st.cgroup {
-        // An abandoned create ("creating" on disk, derived stopped) may have
-        // left an init behind whose pid was never saved.
-        if status != Status::Stopped || st.status == Status::Creating {
-            // Every process, not only init (a container without its own PID
-            // namespace does not die with its init).
+        // Every process in the cgroup, whatever the recorded status: a
+        // container without its own PID namespace does not die with its
+        // init (a "stopped" one may still have processes), and an abandoned
+        // create may have left an init whose pid was never saved.
+        if !cg.pids()?.is_empty() {
             cg.kill_all(Signal::SIGKILL as i32)?;
         }
     }

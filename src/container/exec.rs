@@ -223,6 +223,55 @@ fn ns_file(t: LinuxNamespaceType) -> &'static str {
 /// Runs the exec; returns cuddy's exit code (the process's status in the
 /// foreground, 0 when detached).
 pub fn exec(root: &Root, opts: &ExecOptions) -> Result<i32> {
+    match exec_checked(root, opts) {
+        Err(e)
+            if !matches!(
+                e,
+                ContainerError::BadStatus { .. } | ContainerError::NotFound(_)
+            ) =>
+        {
+            Err(stopped_meanwhile(root, &opts.id).unwrap_or(e))
+        }
+        r => r,
+    }
+}
+
+/// The init died (a racing kill) or the container was deleted while the
+/// process was being started: opening the init's namespaces fails with
+/// ENOENT, and the kernel refuses new processes in a PID namespace whose
+/// init has exited (clone fails with ENOMEM). That is the container having
+/// stopped (or gone), and is reported as such.
+fn stopped_meanwhile(root: &Root, id: &str) -> Option<ContainerError> {
+    match root.load(id) {
+        Ok(st) if !root.init_alive(&st) || init_exiting(root, st.pid) => {
+            Some(ContainerError::BadStatus {
+                id: id.to_string(),
+                status: Status::Stopped,
+                hint: "cannot exec in a container that is not running",
+            })
+        }
+        Err(e @ ContainerError::NotFound(_)) => Some(e),
+        _ => None,
+    }
+}
+
+/// Whether the init has begun exiting: PF_EXITING (0x4, include/linux/sched.h)
+/// in the flags of /proc/PID/stat (field 9) is set at the start of do_exit,
+/// before its namespaces go and long before it becomes a zombie.
+fn init_exiting(root: &Root, pid: i32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = std::fs::read_to_string(root.proc.join(pid.to_string()).join("stat")) else {
+        return true;
+    };
+    let flags = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().nth(6))
+        .and_then(|f| f.parse::<u64>().ok())
+        .unwrap_or(0);
+    flags & PF_EXITING != 0
+}
+
+fn exec_checked(root: &Root, opts: &ExecOptions) -> Result<i32> {
     // The process is forked from this program: its binary must be sealed.
     crate::exeseal::check_sealed()?;
     let st = root.load(&opts.id)?;

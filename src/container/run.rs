@@ -153,7 +153,27 @@ fn run_inner(
     }
     let code = crate::console::wait_forwarding(created.pid, set, master)?;
     if !keep {
-        delete(root, &opts.id, true)?;
+        // The container's exit code is what `run` reports; a cleanup that
+        // fails is logged, and the state left behind lets `delete` retry it.
+        if let Err(e) = delete(root, &opts.id, true) {
+            tracing::error!(
+                "run {}: cleanup failed ({e}); `cuddy delete --force {}` retries it",
+                opts.id,
+                opts.id
+            );
+        }
+        reap_children();
     }
     Ok(code)
+}
+
+/// Reaps, without waiting, every exited child: as a subreaper `run` inherits
+/// the orphans of a container without a PID namespace, which delete killed.
+fn reap_children() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if st == WaitStatus::StillAlive {
+            break;
+        }
+    }
 }

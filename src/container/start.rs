@@ -121,7 +121,12 @@ fn read_go_ahead(
         // Data/EOF on the fifo, or the init's death; re-checked every tick.
         let (fifo_ready, init_gone) = poll_two_ms(fifo, pidfd, 100)
             .map_err(|e| io_err("poll", &path)(std::io::Error::from(e)))?;
-        if init_gone && !fifo_ready {
+        if init_gone {
+            // What the init wrote before it died is still in the fifo; after
+            // that a closed writer keeps the fifo readable (POLLHUP) for
+            // ever, so this is decided here, not by polling again (a kill
+            // racing the start made the loop spin).
+            drain(fifo, &mut data, &mut got).map_err(io_err("read", &path))?;
             if got {
                 // Exec'd and already exited: started all the same.
                 return Ok(data);
@@ -146,6 +151,23 @@ fn read_go_ahead(
                 st.pid,
                 (GO_AHEAD_BOUND + hooks_bound(st)).as_secs()
             )));
+        }
+    }
+}
+
+/// Reads what is left in the fifo without blocking.
+fn drain(fifo: &mut fs::File, data: &mut Vec<u8>, got: &mut bool) -> std::io::Result<()> {
+    let mut buf = [0u8; 4096];
+    loop {
+        match fifo.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                *got = true;
+                data.extend_from_slice(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
         }
     }
 }

@@ -25,6 +25,7 @@ mod orch;
 mod podman;
 mod process;
 mod process_conformance;
+mod race_tier;
 mod races;
 mod resources_conformance;
 mod schema;
