@@ -19,6 +19,7 @@ mod lifecycle_conformance;
 mod mounts;
 mod mounts_conformance;
 mod netns;
+mod network_bridge;
 mod notify;
 mod ns_conformance;
 mod orch;
