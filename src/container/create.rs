@@ -140,7 +140,7 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
 /// (found by the race tier).
 fn make_locked_dir(root: &Root, id: &str) -> Result<Flock<OwnedFd>> {
     let dir = root.dir(id);
-    sweep_dead_creating_dirs(root);
+    root.sweep_dead_creates();
     let tmp = root.path.join(format!(".creating-{}", std::process::id()));
     let _ = fs::remove_dir(&tmp);
     fs::DirBuilder::new()
@@ -175,28 +175,6 @@ fn make_locked_dir(root: &Root, id: &str) -> Result<Flock<OwnedFd>> {
         let _ = fs::remove_dir(&tmp);
     }
     renamed
-}
-
-/// Removes the private directories of creates that were killed before
-/// renaming theirs into place (`.creating-PID` of a PID that no longer
-/// exists; a reused PID only delays it). They are empty.
-fn sweep_dead_creating_dirs(root: &Root) {
-    let Ok(rd) = fs::read_dir(&root.path) else {
-        return;
-    };
-    for ent in rd.flatten() {
-        let name = ent.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(".creating-"))
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if pid > 0 && kill(Pid::from_raw(pid), None) == Err(Errno::ESRCH) {
-            let _ = fs::remove_dir(ent.path());
-        }
-    }
 }
 
 /// `create` with the id validated and the bundle already loaded (`run`

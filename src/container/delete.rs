@@ -9,6 +9,7 @@ use crate::hooks;
 use crate::process::clone::pidfd_signal;
 
 pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
+    root.sweep_dead_creates();
     let _lock = match root.lock(id) {
         // As runc: `delete --force` of a container that is already gone
         // succeeds (shims clean up after a container that deleted itself).

@@ -33,6 +33,7 @@ pub fn state_json(root: &Root, st: &State) -> Value {
 }
 
 pub fn list(root: &Root, format: ListFormat, quiet: bool) -> Result<String> {
+    root.sweep_dead_creates();
     let mut states = Vec::new();
     for id in root.ids()? {
         // A container deleted meanwhile is simply not listed.

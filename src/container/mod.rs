@@ -328,6 +328,33 @@ impl Root {
         write_atomic(&p, &data, 0o600).map_err(io_err("write", p))
     }
 
+    /// Removes the private directories of creates that were killed before
+    /// renaming theirs into place (`.creating-PID` of a PID that no longer
+    /// exists; a reused PID only delays it). They are empty. Called by
+    /// `create`, `delete` and `list`, so a create killed at that instant leaves
+    /// nothing that the next of them does not remove.
+    pub(crate) fn sweep_dead_creates(&self) {
+        let Ok(rd) = std::fs::read_dir(&self.path) else {
+            return;
+        };
+        for ent in rd.flatten() {
+            let name = ent.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(".creating-"))
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid > 0
+                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                    == Err(nix::errno::Errno::ESRCH)
+            {
+                let _ = std::fs::remove_dir(ent.path());
+            }
+        }
+    }
+
     /// Takes the container's lock (flock on its directory) so verbs on one
     /// id run one at a time. The fd is close-on-exec, and every child cuddy
     /// clones closes it at once (`crate::fds::close_all_except`): no container
