@@ -3,6 +3,7 @@
 //! `--network` (or `cuddy.network.*` annotations) asks cuddy to wire the
 //! container itself.
 
+pub mod cni;
 pub mod request;
 
 pub use request::{Mac, Mode, Options, PortMapping, Proto, Request};
@@ -21,6 +22,9 @@ pub enum NetworkError {
     /// An address that does not parse (the caller names the field).
     #[error("not an IP address: {0}")]
     Parse(#[from] std::net::AddrParseError),
+    /// CNI mode.
+    #[error(transparent)]
+    Cni(#[from] cni::CniError),
 }
 
 impl NetworkError {
@@ -37,6 +41,7 @@ impl NetworkError {
                 value: String::new(),
                 why: e.to_string(),
             },
+            other => other,
         }
     }
 }
