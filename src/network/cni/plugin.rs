@@ -101,8 +101,7 @@ pub fn invoke(inv: &Invocation, timeout: Duration) -> Result<Vec<u8>, CniError> 
             return Err(fail(why));
         }
     };
-    let status =
-        wait_until(&mut child, Instant::now() + Duration::from_secs(5)).map_err(|why| fail(why))?;
+    let status = wait_until(&mut child, Instant::now() + Duration::from_secs(5)).map_err(&fail)?;
     if !err.is_empty() {
         tracing::debug!(
             "CNI plugin {} {} stderr: {}",
