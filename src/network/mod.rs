@@ -4,7 +4,9 @@
 //! container itself.
 
 pub mod cni;
+pub mod netdev;
 pub mod request;
+pub mod rtnl;
 
 pub use request::{Mac, Mode, Options, PortMapping, Proto, Request};
 
@@ -25,6 +27,9 @@ pub enum NetworkError {
     /// CNI mode.
     #[error(transparent)]
     Cni(#[from] cni::CniError),
+    /// linux.netDevices.
+    #[error(transparent)]
+    NetDev(#[from] netdev::NetDevError),
 }
 
 impl NetworkError {
