@@ -1,7 +1,7 @@
 //! `create`: everything up to a container whose init waits for `start`.
 
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -61,6 +61,8 @@ struct Undo<'a> {
     dir: Option<PathBuf>,
     cgroup: Option<&'a Cgroup>,
     child: Option<Pid>,
+    /// The container id once its network record may exist.
+    network: Option<String>,
     /// Once the init exists, a failed create still ends with the poststop
     /// hooks (runtime.md "Lifecycle": a failing hook continues at step 12).
     poststop: Option<(oci_spec::runtime::Hooks, String)>,
@@ -68,9 +70,20 @@ struct Undo<'a> {
 
 impl Undo<'_> {
     fn run(self) {
+        // The init's network namespace outlives it while held: moved
+        // devices come back and CNI's DEL sees the interface.
+        let held = match (&self.network, &self.dir) {
+            (Some(_), Some(d)) => crate::network::held::hold(d, Path::new("/proc")),
+            _ => None,
+        };
         if let Some(pid) = self.child {
             let _ = kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
+        }
+        if let (Some(id), Some(d)) = (&self.network, &self.dir) {
+            if let Err(e) = crate::network::teardown(d, id, held.as_ref().map(|f| f.as_fd())) {
+                tracing::warn!("cleanup after failed create: {e}");
+            }
         }
         if let Some(cg) = self.cgroup {
             if let Err(e) = cg.destroy() {
@@ -155,6 +168,11 @@ pub(crate) fn create_bundle(
         Some(p) if terminal => Some(crate::console::connect(p)?),
         _ => None,
     };
+    // The network request may change the spec's network namespace.
+    let mut net = crate::network::plan(&opts.network, &mut bundle.spec)?;
+    // linux.netDevices: looked up before anything is created.
+    let mut netdevs = crate::network::netdev::prepare(&bundle.spec)
+        .map_err(crate::network::NetworkError::from)?;
     let ns = namespaces::plan(&bundle.spec)?;
 
     fs::DirBuilder::new()
@@ -174,6 +192,7 @@ pub(crate) fn create_bundle(
         dir: Some(dir.clone()),
         cgroup: None,
         child: None,
+        network: None,
         poststop: None,
     };
     if let Err(e) = super::notify::prepare(&mut bundle.spec, &dir) {
@@ -243,6 +262,17 @@ pub(crate) fn create_bundle(
             return Err(e);
         }
     };
+    // Leases, bridge, /etc files and their mounts: before the mount
+    // sources are opened (in spawn).
+    if net.is_some() || netdevs.is_some() {
+        undo.network = Some(opts.id.clone());
+    }
+    if let Some(n) = net.as_mut() {
+        if let Err(e) = n.prepare(&root.path, &dir, &opts.id, &mut bundle.spec, &bundle.rootfs) {
+            undo.run();
+            return Err(e.into());
+        }
+    }
     let res = spawn(
         root,
         opts,
@@ -252,6 +282,8 @@ pub(crate) fn create_bundle(
         &mut undo,
         &mut state,
         console,
+        net.as_mut(),
+        netdevs.as_mut(),
     );
     match res {
         Ok(c) => Ok(c),
@@ -272,6 +304,8 @@ fn spawn(
     undo: &mut Undo,
     state: &mut State,
     console: Option<OwnedFd>,
+    net: Option<&mut crate::network::Plan>,
+    netdevs: Option<&mut crate::network::netdev::Pending>,
 ) -> Result<Created> {
     // Always applied: without resources the container still gets the
     // default device policy (deny all, then the default allow-list), plus
@@ -456,6 +490,26 @@ fn spawn(
         .map_err(|e| ContainerError::Unsupported(format!("process.oomScoreAdj {adj}: {e}")))?;
     }
     drop(proc);
+    // The init exists with its network namespace and waits: cuddy wires it
+    // before releasing it (so prestart hooks see the network too).
+    let dir = root.dir(&opts.id);
+    if net.is_some() || netdevs.is_some() {
+        crate::network::held::record_init(&dir, &root.proc, pid.as_raw())
+            .map_err(io_err("write", dir.join(crate::network::held::INIT_FILE)))?;
+    }
+    if let Some(n) = net {
+        n.attach(
+            &root.path,
+            &root.dir(&opts.id),
+            &opts.id,
+            pid.as_raw(),
+            &bundle.spec,
+        )?;
+    }
+    if let Some(d) = netdevs {
+        d.attach(&dir, pid.as_raw())
+            .map_err(crate::network::NetworkError::from)?;
+    }
     if let Err(e) = parent_chan.send(&Msg::Go) {
         return Err(cgroup
             .and_then(oom_in_setup)
@@ -523,6 +577,7 @@ fn spawn(
     }
     undo.child = None;
     undo.cgroup = None;
+    undo.network = None;
     undo.dir = None;
     Ok(Created {
         state: state.clone(),

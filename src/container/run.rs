@@ -151,9 +151,12 @@ fn run_inner(
     if detach {
         return Ok(0);
     }
+    // Held while the container runs: its network namespace outlives it
+    // until the delete below undoes the network (network::held).
+    let netns = crate::network::held::hold(&root.dir(&opts.id), &root.proc);
     let code = crate::console::wait_forwarding(created.pid, set, master)?;
     if !keep {
-        delete(root, &opts.id, true)?;
+        super::delete::delete_holding(root, &opts.id, true, netns)?;
     }
     Ok(code)
 }

@@ -195,6 +195,71 @@ pub fn plan(linux: &Linux, joined: Option<BorrowedFd>) -> Result<Option<Record>,
     }))
 }
 
+/// netDevices of a config, checked and ready for [`Pending::attach`].
+#[derive(Debug)]
+pub struct Pending {
+    pub record: Record,
+    /// The namespace joined by path (config.json), opened by cuddy.
+    joined: Option<OwnedFd>,
+}
+
+/// Before anything is created: the config's netDevices looked up in
+/// cuddy's namespace (and, for a namespace joined by path, checked there).
+pub fn prepare(spec: &oci_spec::runtime::Spec) -> Result<Option<Pending>, NetDevError> {
+    let Some(linux) = spec.linux().as_ref() else {
+        return Ok(None);
+    };
+    if linux.net_devices().as_ref().is_none_or(|d| d.is_empty()) {
+        return Ok(None);
+    }
+    let path = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .find(|n| n.typ() == LinuxNamespaceType::Network)
+        .and_then(|n| n.path().clone());
+    let joined = match path {
+        Some(p) => Some(
+            std::fs::File::open(&p)
+                .map(OwnedFd::from)
+                .map_err(|source| NetDevError::Io {
+                    op: "open the network namespace",
+                    path: p.clone(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let record = plan(linux, joined.as_ref().map(|f| f.as_fd()))?;
+    Ok(record.map(|record| Pending { record, joined }))
+}
+
+impl Pending {
+    /// After clone: the devices move into the init's namespace (or the
+    /// joined one).
+    pub fn attach(&mut self, dir: &Path, pid: i32) -> Result<(), NetDevError> {
+        let own = match &self.joined {
+            Some(_) => None,
+            None => {
+                let p = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
+                Some(
+                    std::fs::File::open(&p)
+                        .map(OwnedFd::from)
+                        .map_err(|source| NetDevError::Io {
+                            op: "open",
+                            path: p,
+                            source,
+                        })?,
+                )
+            }
+        };
+        let Some(ns) = self.joined.as_ref().or(own.as_ref()) else {
+            return Ok(());
+        };
+        attach(dir, &mut self.record, ns.as_fd())
+    }
+}
+
 /// An fd of the caller's network namespace.
 fn own_netns() -> std::io::Result<OwnedFd> {
     std::fs::File::open("/proc/thread-self/ns/net").map(OwnedFd::from)

@@ -6,13 +6,16 @@
 //! CHECK (both given the recorded ADD result).
 //!
 //! The attachment (container id, ifname, netns, the exact list used, the
-//! ADD result) is recorded in the container's state directory BEFORE the
-//! ADD and updated after it (`cni.json`), so a delete after a crash runs DEL
+//! ADD result) is recorded in the container's network record BEFORE the
+//! ADD and updated after it ([`glue`]), so a delete after a crash runs DEL
 //! with the very config that ADD used (SPEC.md allows a DEL without
 //! prevResult). A failed ADD is followed by a DEL (SPEC.md "ADD" / "DEL").
 
 pub mod config;
+mod glue;
 pub mod plugin;
+
+pub use glue::{attach, check_container, prepare, undo};
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -25,8 +28,6 @@ use plugin::{Invocation, Verb};
 
 use super::PortMapping;
 
-/// The record's file name in the container's state directory.
-pub const RECORD: &str = "cni.json";
 /// The interface the plugins create in the container.
 pub const IFNAME: &str = "eth0";
 
@@ -69,7 +70,8 @@ pub enum CniError {
     },
 }
 
-/// What cuddy records of one attachment (`cni.json`).
+/// What cuddy records of one attachment (the data of the record's
+/// `cni` effect).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attachment {
     pub container_id: String,
@@ -88,6 +90,19 @@ pub struct Attachment {
     pub port_mappings: Vec<Value>,
     /// The ADD result; None while (or if) the ADD has not completed.
     pub result: Option<Value>,
+    /// cuddy's own network namespace at ADD (device and inode of
+    /// /proc/self/ns/net): DEL and CHECK run from the same one only, so the
+    /// plugins' iptables and bridge work never lands in another namespace.
+    #[serde(default)]
+    pub runtime_netns: (u64, u64),
+}
+
+/// A failed ADD: the error, and whether the DEL after it succeeded (then
+/// nothing is left and the record may forget the attachment).
+#[derive(Debug)]
+pub struct AddFailed {
+    pub error: CniError,
+    pub undone: bool,
 }
 
 impl Attachment {
@@ -118,6 +133,7 @@ impl Attachment {
             list: net.list,
             port_mappings: publish.iter().map(port_mapping).collect(),
             result: None,
+            runtime_netns: runtime_netns().unwrap_or_default(),
         })
     }
 
@@ -189,56 +205,55 @@ impl Attachment {
         )
     }
 
-    /// ADD: records the intent, runs each plugin in order, records the
-    /// result. A failure runs DEL over the whole list and removes the record
-    /// (nothing left); the error names the plugin and its message.
-    pub fn add(&mut self, state_dir: &Path, netns: &str) -> Result<Value, CniError> {
+    /// ADD: each plugin in order, each given the previous result. A
+    /// failure runs DEL over the whole list (SPEC.md: a runtime must call
+    /// DEL after a failed ADD); the error names the plugin and its message.
+    pub fn add(&mut self, netns: &str) -> Result<Value, AddFailed> {
         self.netns = netns.into();
         self.result = None;
-        save(state_dir, self)?;
         let mut prev: Option<Value> = None;
         for p in self.plugins() {
-            let out = match self.invoke(Verb::Add, &p, netns, prev.as_ref()) {
-                Ok(o) => o,
-                Err(e) => return Err(self.undo_failed_add(state_dir, netns, e)),
-            };
-            match serde_json::from_slice::<Value>(&out) {
-                Ok(v) => prev = Some(v),
-                Err(e) => {
-                    let typ = p.get("type").and_then(Value::as_str).unwrap_or("");
-                    let err = CniError::Plugin {
+            let parsed = self
+                .invoke(Verb::Add, &p, netns, prev.as_ref())
+                .and_then(|out| {
+                    serde_json::from_slice::<Value>(&out).map_err(|e| CniError::Plugin {
                         network: self.network().into(),
-                        plugin: typ.into(),
+                        plugin: p.get("type").and_then(Value::as_str).unwrap_or("").into(),
                         command: "ADD",
                         why: format!("its result is not JSON: {e}"),
-                    };
-                    return Err(self.undo_failed_add(state_dir, netns, err));
-                }
+                    })
+                });
+            match parsed {
+                Ok(v) => prev = Some(v),
+                Err(error) => return Err(self.undo_failed_add(netns, error)),
             }
         }
         let result = prev.unwrap_or_else(|| json!({ "cniVersion": self.version() }));
         self.result = Some(result.clone());
-        save(state_dir, self)?;
         Ok(result)
     }
 
-    /// After a failed ADD: DEL (SPEC.md: a runtime must call DEL after a
-    /// failed ADD), then the record goes; a DEL failure is added to the
-    /// message and the record kept, so that `delete` retries it.
-    fn undo_failed_add(&mut self, state_dir: &Path, netns: &str, e: CniError) -> CniError {
-        match self.del(state_dir, netns) {
-            Ok(()) => e,
-            Err(d) => CniError::Protocol {
-                network: self.network().into(),
-                why: format!("{e}; and the DEL after it failed too: {d}"),
+    fn undo_failed_add(&self, netns: &str, error: CniError) -> AddFailed {
+        match self.del(netns) {
+            Ok(()) => AddFailed {
+                error,
+                undone: true,
+            },
+            Err(d) => AddFailed {
+                error: CniError::Protocol {
+                    network: self.network().into(),
+                    why: format!("{error}; and the DEL after it failed too: {d}"),
+                },
+                undone: false,
             },
         }
     }
 
     /// DEL: each plugin in reverse order, with the recorded result as
     /// prevResult when there is one; every plugin is run even when one
-    /// fails. All succeeded: the record is removed.
-    pub fn del(&self, state_dir: &Path, netns: &str) -> Result<(), CniError> {
+    /// fails (the first error is returned).
+    pub fn del(&self, netns: &str) -> Result<(), CniError> {
+        self.same_runtime_netns()?;
         let mut first: Option<CniError> = None;
         for p in self.plugins().iter().rev() {
             if let Err(e) = self.invoke(Verb::Del, p, netns, self.result.as_ref()) {
@@ -246,10 +261,21 @@ impl Attachment {
                 first.get_or_insert(e);
             }
         }
-        match first {
-            Some(e) => Err(e),
-            None => remove_record(state_dir),
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Refuses to run the plugins from another network namespace than
+    /// ADD's (a delete run elsewhere would make them touch that one's
+    /// iptables and bridges).
+    fn same_runtime_netns(&self) -> Result<(), CniError> {
+        let now = runtime_netns().unwrap_or_default();
+        if self.runtime_netns != (0, 0) && now != self.runtime_netns {
+            return Err(CniError::Protocol {
+                network: self.network().into(),
+                why: "cuddy runs in another network namespace than the one it ran ADD in: run delete (or network check) from that one".into(),
+            });
         }
+        Ok(())
     }
 
     /// CHECK (SPEC.md: cniVersion 0.4.0 or later, with the ADD result as
@@ -272,11 +298,19 @@ impl Attachment {
             .result
             .as_ref()
             .ok_or_else(|| bad("no ADD result recorded (the ADD did not complete)"))?;
+        self.same_runtime_netns()?;
         for p in self.plugins() {
             self.invoke(Verb::Check, &p, netns, Some(result))?;
         }
         Ok(())
     }
+}
+
+/// Device and inode of cuddy's network namespace.
+fn runtime_netns() -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata("/proc/thread-self/ns/net").ok()?;
+    Some((m.dev(), m.ino()))
 }
 
 /// `--publish` as CNI's portMappings capability argument
@@ -291,56 +325,6 @@ fn port_mapping(p: &PortMapping) -> Value {
         o.insert("hostIP".into(), json!(ip.to_string()));
     }
     v
-}
-
-/// Writes the record (atomically: a crash leaves the old or the new one).
-pub fn save(state_dir: &Path, att: &Attachment) -> Result<(), CniError> {
-    let path = state_dir.join(RECORD);
-    let text = serde_json::to_vec_pretty(att).map_err(|e| CniError::Io {
-        op: "serialize",
-        path: path.clone(),
-        source: std::io::Error::other(e),
-    })?;
-    crate::utils::write_atomic(&path, &text, 0o600).map_err(|source| CniError::Io {
-        op: "write",
-        path,
-        source,
-    })
-}
-
-/// The record of a container, if it has one.
-pub fn load_record(state_dir: &Path) -> Result<Option<Attachment>, CniError> {
-    let path = state_dir.join(RECORD);
-    let text = match std::fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(CniError::Io {
-                op: "read",
-                path,
-                source,
-            });
-        }
-    };
-    serde_json::from_slice(&text)
-        .map(Some)
-        .map_err(|e| CniError::Io {
-            op: "parse",
-            path,
-            source: std::io::Error::other(e),
-        })
-}
-
-fn remove_record(state_dir: &Path) -> Result<(), CniError> {
-    let path = state_dir.join(RECORD);
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CniError::Io {
-            op: "remove",
-            path,
-            source: e,
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// The DNS settings of a result (SPEC.md "Success": `dns`).

@@ -30,18 +30,13 @@ struct Setup {
     _t: tempfile::TempDir,
     conf: std::path::PathBuf,
     plugins: std::path::PathBuf,
-    state: std::path::PathBuf,
     log: std::path::PathBuf,
 }
 
 fn setup(list: &str) -> Setup {
     let t = tempfile::tempdir().unwrap();
-    let (conf, plugins, state) = (
-        t.path().join("net.d"),
-        t.path().join("bin"),
-        t.path().join("st"),
-    );
-    for d in [&conf, &plugins, &state] {
+    let (conf, plugins) = (t.path().join("net.d"), t.path().join("bin"));
+    for d in [&conf, &plugins] {
         std::fs::create_dir(d).unwrap();
     }
     let log = t.path().join("log");
@@ -53,7 +48,6 @@ fn setup(list: &str) -> Setup {
         _t: t,
         conf,
         plugins,
-        state,
         log,
     }
 }
@@ -70,17 +64,14 @@ fn add_runs_the_list_in_order_and_del_in_reverse_with_the_result() {
     let s = setup(LIST);
     let publish = vec!["8080:80".parse().unwrap()];
     let mut att = Attachment::prepare("c1", &s.conf, &s.plugins, Some("n1"), &publish).unwrap();
-    let res = att.add(&s.state, "/proc/self/ns/net").unwrap();
+    let res = att.add("/proc/self/ns/net").unwrap();
     assert_eq!(addresses(&res), vec!["10.9.0.2".parse::<IpAddr>().unwrap()]);
     assert_eq!(dns(&res).unwrap().search, vec!["x.test".to_string()]);
-    let rec = load_record(&s.state).unwrap().unwrap();
-    assert_eq!(rec.result.as_ref(), Some(&res), "the result is recorded");
+    assert_eq!(att.result.as_ref(), Some(&res), "the result is kept");
+    // What the record holds is what DEL and CHECK get back.
+    let rec: Attachment = serde_json::from_value(serde_json::to_value(&att).unwrap()).unwrap();
     rec.check("/proc/self/ns/net").unwrap();
-    rec.del(&s.state, "").unwrap();
-    assert!(
-        load_record(&s.state).unwrap().is_none(),
-        "DEL removes the record"
-    );
+    rec.del("").unwrap();
     assert_eq!(
         log(&s),
         "ADD a prev=no if=eth0 id=c1\nADD b prev=yes if=eth0 id=c1\nADD c prev=yes if=eth0 id=c1\nports c\n\
@@ -95,27 +86,45 @@ fn a_failed_add_is_followed_by_del_and_leaves_no_record() {
         r#"{"cniVersion":"1.0.0","name":"n1","plugins":[{"type":"a"},{"type":"b","fail":true}]}"#,
     );
     let mut att = Attachment::prepare("c1", &s.conf, &s.plugins, None, &[]).unwrap();
-    let e = att.add(&s.state, "/x").unwrap_err().to_string();
+    let f = att.add("/x").unwrap_err();
+    let e = f.error.to_string();
     assert!(
         e.contains("plugin \"b\" ADD failed") && e.contains("code 7: b refuses"),
         "{e}"
     );
-    // b's DEL fails too (the fake refuses every verb): the record is kept.
-    assert!(e.contains("DEL after it failed"), "{e}");
-    assert!(load_record(&s.state).unwrap().is_some());
+    // b's DEL fails too (the fake refuses every verb): not undone, so the
+    // caller keeps the attachment recorded for delete.
+    assert!(e.contains("DEL after it failed") && !f.undone, "{e}");
     assert!(log(&s).contains("DEL a prev=no"), "{}", log(&s));
 }
 
 #[test]
-fn the_record_exists_before_the_add_runs() {
-    // A plugin that hangs is killed; meanwhile the record was on disk.
+fn a_del_without_result_after_a_crash_gets_no_prev_result() {
+    // The attachment as recorded before ADD (a crash before its result).
     let s = setup(r#"{"cniVersion":"0.4.0","name":"n1","plugins":[{"type":"a"}]}"#);
     let att = Attachment::prepare("c1", &s.conf, &s.plugins, None, &[]).unwrap();
-    save(&s.state, &att).unwrap();
-    let rec = load_record(&s.state).unwrap().unwrap();
-    assert!(rec.result.is_none());
-    rec.del(&s.state, "").unwrap();
+    assert!(att.result.is_none());
+    att.del("").unwrap();
     assert_eq!(log(&s), "DEL a prev=no if=eth0 id=c1\n");
+}
+
+#[test]
+fn a_failed_add_is_undone_by_del() {
+    let s =
+        setup(r#"{"cniVersion":"1.0.0","name":"n1","plugins":[{"type":"a"},{"type":"b","x":1}]}"#);
+    std::fs::write(s.plugins.join("b"), "#!/bin/sh\ncat >/dev/null\n[ \"$CNI_COMMAND\" = DEL ] && exit 0\necho '{\"code\":11,\"msg\":\"try later\"}'; exit 1\n").unwrap();
+    let mut att = Attachment::prepare("c1", &s.conf, &s.plugins, None, &[]).unwrap();
+    let f = att.add("/x").unwrap_err();
+    assert!(f.undone, "{}", f.error);
+    assert!(
+        f.error.to_string().contains("code 11: try later"),
+        "{}",
+        f.error
+    );
+    assert_eq!(
+        log(&s),
+        "ADD a prev=no if=eth0 id=c1\nDEL a prev=no if=eth0 id=c1\n"
+    );
 }
 
 #[test]
@@ -175,7 +184,7 @@ fn bad_input_is_named() {
 fn check_needs_0_4_0() {
     let s = setup(r#"{"cniVersion":"0.3.1","name":"n1","plugins":[{"type":"a"}]}"#);
     let mut att = Attachment::prepare("c1", &s.conf, &s.plugins, None, &[]).unwrap();
-    att.add(&s.state, "/x").unwrap();
+    att.add("/x").unwrap();
     let e = att.check("/x").unwrap_err().to_string();
     assert!(e.contains("0.4.0"), "{e}");
 }
