@@ -84,6 +84,7 @@ impl Undo<'_> {
             if let Err(e) = crate::network::teardown(d, id, held.as_ref().map(|f| f.as_fd())) {
                 tracing::warn!("cleanup after failed create: {e}");
             }
+            crate::network::held::unpin(d);
         }
         if let Some(cg) = self.cgroup {
             if let Err(e) = cg.destroy() {
@@ -496,6 +497,15 @@ fn spawn(
     if net.is_some() || netdevs.is_some() {
         crate::network::held::record_init(&dir, &root.proc, pid.as_raw())
             .map_err(io_err("write", dir.join(crate::network::held::INIT_FILE)))?;
+    }
+    // CNI's DEL and moved devices need the namespace after the container's
+    // processes are gone: pinned (network::held).
+    let cni = net
+        .as_ref()
+        .is_some_and(|n| matches!(n.request.mode, crate::network::Mode::Cni(_)));
+    if cni || netdevs.as_ref().is_some_and(|d| d.record.own_netns) {
+        crate::network::held::pin_init(&dir, pid.as_raw())
+            .map_err(io_err("pin the network namespace on", dir.join("netns")))?;
     }
     if let Some(n) = net {
         n.attach(

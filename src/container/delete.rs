@@ -36,6 +36,8 @@ pub(crate) fn delete_holding(
         if let Err(e) = crate::network::teardown(&dir, id, held.as_ref().map(|f| f.as_fd())) {
             tracing::warn!("delete {id}: {e}");
         }
+        drop(held);
+        crate::network::held::unpin(&dir);
         return fs::remove_dir_all(&dir).map_err(io_err("remove", &dir));
     }
     let st = root.load(id)?;
@@ -92,6 +94,8 @@ pub(crate) fn delete_holding(
         }
         crate::logging::warn(&format!("delete --force {id}: {e}"));
     }
+    drop(held);
+    crate::network::held::unpin(&dir);
     if let Some(cg) = &st.cgroup {
         cg.destroy()?;
     }

@@ -10,8 +10,19 @@
 //! killed: [`hold`] does so from the init recorded by create
 //! ([`record_init`]); `run` holds it from create to its delete, so the
 //! teardown after the container exited still finds it.
+//!
+//! A container that exits (or whose create crashed: the waiting init dies
+//! with its parent's channel) before a later `delete` leaves no process to
+//! open the namespace from. For CNI mode and moved devices the namespace is
+//! therefore also *pinned*: bind-mounted on `<state dir>/netns` (as
+//! `ip netns add` and podman do), recorded by the file's very existence
+//! before the mount, and unmounted by the teardown. The pin lives in the
+//! mount namespace cuddy ran in (the host's, normally); a create run in a
+//! private mount namespace that dies with it (`ip netns exec`) loses it,
+//! and then only the held fd and the init remain.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::utils::proc_start_time;
@@ -32,9 +43,72 @@ pub fn record_init(dir: &Path, proc_root: &Path, pid: i32) -> std::io::Result<()
     )
 }
 
-/// The recorded init's network namespace, opened, while that very process
-/// (same start time: no pid reuse) is alive; None otherwise.
+/// The pin's file name in the state directory.
+pub const PIN_FILE: &str = "netns";
+
+/// Pins the namespace `netns` (an open fd of it) on `<dir>/netns`.
+pub fn pin(dir: &Path, netns: BorrowedFd) -> std::io::Result<()> {
+    let target = dir.join(PIN_FILE);
+    // The empty file is the record (made before the mount).
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(&target)?;
+    let src = format!("/proc/thread-self/fd/{}", netns.as_raw_fd());
+    nix::mount::mount(
+        Some(src.as_str()),
+        &target,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(std::io::Error::from)
+}
+
+/// Pins the namespace of the init `pid` (just cloned, waiting).
+pub fn pin_init(dir: &Path, pid: i32) -> std::io::Result<()> {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    pin(dir, std::os::fd::AsFd::as_fd(&ns))
+}
+
+/// Removes the pin (if any): unmounted (MNT_DETACH), file removed.
+pub fn unpin(dir: &Path) {
+    let target = dir.join(PIN_FILE);
+    if std::fs::symlink_metadata(&target).is_err() {
+        return;
+    }
+    // EINVAL: not mounted (a crash before the mount, or another mount
+    // namespace): only the file is left.
+    if let Err(e) = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH) {
+        if e != nix::errno::Errno::EINVAL {
+            tracing::warn!("unmount {}: {e}", target.display());
+        }
+    }
+    let _ = std::fs::remove_file(&target);
+}
+
+/// The pinned namespace, if the pin is mounted (an nsfs file).
+fn pinned(dir: &Path) -> Option<OwnedFd> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(dir.join(PIN_FILE))
+        .ok()?;
+    // Kernel fact: namespace files live on nsfs (NSFS_MAGIC); the empty
+    // file under an unmounted pin does not.
+    let st = nix::sys::statfs::fstatfs(&f).ok()?;
+    (st.filesystem_type() == nix::sys::statfs::NSFS_MAGIC).then(|| OwnedFd::from(f))
+}
+
+/// The container's network namespace, opened: the pin when it is mounted,
+/// else the recorded init's while that very process (same start time: no
+/// pid reuse) is alive; None otherwise.
 pub fn hold(dir: &Path, proc_root: &Path) -> Option<OwnedFd> {
+    if let Some(fd) = pinned(dir) {
+        return Some(fd);
+    }
     let text = std::fs::read_to_string(dir.join(INIT_FILE)).ok()?;
     let mut w = text.split_whitespace();
     let pid: i32 = w.next()?.parse().ok()?;

@@ -184,15 +184,12 @@ pub fn check_container(root: &crate::container::Root, id: &str) -> Result<()> {
         ));
     }
     let record = Record::load(&dir)?.ok_or_else(|| gone("no network record"))?;
-    let netns = crate::network::held::hold(&dir, &root.proc)
-        .ok_or_else(|| gone("its network namespace cannot be opened"))?;
-    let path = format!("/proc/{}/fd/{}", std::process::id(), netns.as_raw_fd());
-    check(&record, &path)
+    check(&record)
 }
 
-/// CHECK of the recorded attachment, in the container's namespace
-/// (`netns`: a path the plugins can open).
-fn check(record: &Record, netns: &str) -> Result<()> {
+/// CHECK of the recorded attachment, in the container's namespace, named
+/// as at ADD (the bridge plugin compares it with the result's `sandbox`).
+fn check(record: &Record) -> Result<()> {
     let data = record
         .effects
         .iter()
@@ -209,5 +206,5 @@ fn check(record: &Record, netns: &str) -> Result<()> {
             path: record.path().into(),
             why: format!("cni effect: {e}"),
         })?;
-    Ok(att.check(netns)?)
+    Ok(att.check(&att.netns)?)
 }
