@@ -300,3 +300,11 @@ python3 "$here/bench.py" "${args[@]}" \
     ${outfile:+-o "$outfile"} &
 py_pid=$!
 wait "$py_pid"
+
+# ---------------------------------------------------------------- networking
+# The networking case (issue 10): self-contained in bench-net.sh (its own
+# network namespace, bundle and cleanup); `--skip net` leaves it out.
+if [[ ",$skip," != *",net,"* ]]; then
+    bash "$here/bench-net.sh" -n "$n" --cuddy "$cuddy" -o "$work/net.md" || say "networking case failed"
+    [ -z "$outfile" ] || [ ! -s "$work/net.md" ] || { echo; cat "$work/net.md"; } >>"$outfile"
+fi

@@ -83,6 +83,7 @@ pub fn invoke(inv: &Invocation, timeout: Duration) -> Result<Vec<u8>, CniError> 
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         );
     }
+    let started = Instant::now();
     let mut child = cmd
         .spawn()
         .map_err(|e| fail(format!("execute {}: {e}", path.display())))?;
@@ -110,6 +111,13 @@ pub fn invoke(inv: &Invocation, timeout: Duration) -> Result<Vec<u8>, CniError> 
             String::from_utf8_lossy(&err).trim()
         );
     }
+    tracing::debug!(
+        "CNI plugin {} {}: {:?} in {:.1} ms",
+        inv.plugin,
+        inv.command.as_str(),
+        status,
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     if status.success() {
         return Ok(out);
     }
