@@ -170,7 +170,7 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
             Ok(0)
         }
         Command::Network(a) => {
-            print!("{}", cuddy::cli::network_run(&root, a)?);
+            print!("{}", cuddy::cli::network_run(&root.path, a)?);
             Ok(0)
         }
     }

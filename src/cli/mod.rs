@@ -158,6 +158,7 @@ pub enum Command {
     Events(EventsArgs),
     /// List the processes of a container.
     Ps(PsArgs),
-    /// The network side of containers: check (CNI CHECK).
+    /// cuddy's networks (bridge mode): ls, inspect, create, rm, prune;
+    /// check (CNI CHECK of a --network cni container).
     Network(NetworkArgs),
 }

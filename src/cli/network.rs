@@ -1,4 +1,6 @@
-//! `cuddy network …`: the network side of containers (docs/networking.md).
+//! `cuddy network …`: cuddy's networks (docs/networking.md "network
+//! ls/inspect/prune"); the work is in `crate::network::tools`; `check`
+//! (CNI CHECK) in `crate::network::cni`.
 
 use clap::{Args, Subcommand};
 
@@ -11,6 +13,26 @@ pub struct NetworkArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum NetworkCommand {
+    /// List cuddy's networks: bridge, subnets, containers.
+    #[command(alias = "list")]
+    Ls,
+    /// Print a network (or all) as JSON, with its allocations.
+    Inspect {
+        /// The network (default: all).
+        name: Option<String>,
+    },
+    /// Create a bridge network with its subnets (one IPv4 and/or one IPv6).
+    Create {
+        name: String,
+        /// A subnet, CIDR (e.g. 10.78.0.0/16 or fd78::/64); repeatable.
+        #[arg(long = "subnet", required = true)]
+        subnets: Vec<String>,
+    },
+    /// Remove a network without containers (bridge, leases, config).
+    Rm { name: String },
+    /// Release the addresses of containers that no longer exist, and remove
+    /// the bridges left without containers.
+    Prune,
     /// Run the CNI CHECK of a --network cni container (its plugins verify
     /// that the attachment is still as ADD made it).
     Check {
@@ -21,13 +43,35 @@ pub enum NetworkCommand {
 
 /// Runs `cuddy network …` against the state root `root`; returns what to
 /// print.
-pub fn run(
-    root: &crate::container::Root,
-    a: NetworkArgs,
-) -> Result<String, crate::network::NetworkError> {
+pub fn run(root: &std::path::Path, a: NetworkArgs) -> Result<String, crate::network::NetworkError> {
+    use crate::network::tools;
     match a.command {
+        NetworkCommand::Ls => tools::ls(root),
+        NetworkCommand::Inspect { name } => {
+            let v = tools::inspect(root, name.as_deref())?;
+            Ok(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n")
+        }
+        NetworkCommand::Create { name, subnets } => {
+            validate(&name)?;
+            tools::create(root, &name, &subnets).map(|_| String::new())
+        }
+        NetworkCommand::Rm { name } => tools::rm(root, &name).map(|_| String::new()),
+        NetworkCommand::Prune => tools::prune(root),
         NetworkCommand::Check { id } => {
-            crate::network::cni::check_container(root, &id).map(|_| String::new())
+            let root = crate::container::Root::new(root.to_path_buf());
+            crate::network::cni::check_container(&root, &id).map(|_| String::new())
         }
     }
+}
+
+/// A network name is a bridge name: what `--network bridge=NAME` accepts.
+fn validate(name: &str) -> Result<(), crate::network::NetworkError> {
+    format!("bridge={name}")
+        .parse::<crate::network::Mode>()
+        .map(drop)
+        .map_err(|_| crate::network::NetworkError::Request {
+            field: "network create NAME".into(),
+            value: name.into(),
+            why: "a network name is 1 to 15 characters of [A-Za-z0-9_.-]".into(),
+        })
 }

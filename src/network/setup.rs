@@ -135,6 +135,20 @@ impl Plan {
         spec: &mut Spec,
         rootfs: &Path,
     ) -> Result<()> {
+        let t = std::time::Instant::now();
+        let r = self.prepare_mode(root, dir, id, spec, rootfs);
+        tracing::debug!("network: prepare took {:?}", t.elapsed());
+        r
+    }
+
+    fn prepare_mode(
+        &mut self,
+        root: &Path,
+        dir: &Path,
+        id: &str,
+        spec: &mut Spec,
+        rootfs: &Path,
+    ) -> Result<()> {
         match &self.request.mode {
             Mode::Host => Ok(()),
             Mode::None => {
@@ -182,6 +196,7 @@ impl Plan {
         let Some(record) = self.record.as_mut() else {
             return Ok(());
         };
+        let t = std::time::Instant::now();
         let netns_path = PathBuf::from(format!("/proc/{pid}/ns/net"));
         let netns = std::fs::File::open(&netns_path)
             .map(OwnedFd::from)
@@ -209,6 +224,7 @@ impl Plan {
         }
         // linux.netDevices do not depend on --network: create attaches
         // them itself (super::netdev), with their own record.
+        tracing::debug!("network: attach took {:?}", t.elapsed());
         Ok(())
     }
 }
@@ -237,6 +253,7 @@ pub fn teardown(dir: &Path, id: &str, netns: Option<BorrowedFd>) -> Result<()> {
             false => Err(NetworkError::Teardown(errors)),
         };
     };
+    let t = std::time::Instant::now();
     let root = dir.parent().unwrap_or(Path::new("/"));
     let cx = UndoCtx {
         id,
@@ -252,6 +269,7 @@ pub fn teardown(dir: &Path, id: &str, netns: Option<BorrowedFd>) -> Result<()> {
         }
     }
     rec.retain(|e| failed.contains(e))?;
+    tracing::debug!("network: teardown took {:?}", t.elapsed());
     if errors.is_empty() {
         Ok(())
     } else {
