@@ -116,6 +116,12 @@ pub fn allocate(
         network: net.name.clone(),
         why,
     };
+    let v4 = wanted.iter().filter(|w| w.is_ipv4()).count();
+    if v4 > 1 || wanted.len() - v4 > 1 {
+        return Err(bad(
+            "--ip: at most one address per family (IPv4, IPv6)".into()
+        ));
+    }
     for ip in wanted {
         let sn = net.subnet_for(*ip).ok_or_else(|| {
             bad(format!(

@@ -154,7 +154,10 @@ fn etc_files_are_generated_and_mounted() {
     let ctx = Ctx::new("nb-etc");
     let ns = TestNetns::new("nbetc");
     let id = ctx.id("c");
-    let mut c = config(&ctx, "cat /etc/hosts /etc/hostname /etc/resolv.conf");
+    let mut c = config(
+        &ctx,
+        "cat /etc/hosts /etc/hostname /etc/resolv.conf; ip link show eth0",
+    );
     c["hostname"] = json!("web1");
     let out = run(
         &ns,
@@ -168,10 +171,14 @@ fn etc_files_are_generated_and_mounted() {
             "10.77.3.4",
             "--dns",
             "192.0.2.53",
+            "--mac",
+            "02:42:ac:11:00:99",
         ],
     );
     assert_ok(&out, "run");
     let s = stdout(&out);
+    assert!(s.contains("link/ether 02:42:ac:11:00:99"), "--mac: {s}");
+    assert!(s.contains("mtu 1500"), "the bridge's MTU: {s}");
     assert!(s.contains("127.0.0.1\tlocalhost"), "{s}");
     assert!(s.contains("10.77.3.4\tweb1"), "{s}");
     assert!(s.contains("\nweb1\n"), "{s}");
@@ -416,5 +423,45 @@ fn a_crashed_create_is_undone_by_delete_force() {
     let _ = child.wait();
     assert!(Path::new(&ctx.root.join(&id).join("network.json")).exists());
     delete(&ns, &ctx, &id);
+    assert_clean(&ns, &ctx, &[&id]);
+}
+
+#[test]
+fn prune_releases_stale_leases_and_removes_an_unused_bridge() {
+    require_root!();
+    let ctx = Ctx::new("nb-prune");
+    let ns = TestNetns::new("nbprune");
+    let id = ctx.id("c");
+    assert_ok(
+        &create(
+            &ns,
+            &ctx,
+            &id,
+            &config(&ctx, "sleep 60"),
+            &["--network", "bridge"],
+        ),
+        "create",
+    );
+    // The lease now names another init (as after an id was reused): stale.
+    let lease = ctx.root.join("@networks/cuddy0.leases/10.77.0.2");
+    std::fs::write(&lease, format!("{{\"id\":\"{id}\",\"pid_start\":1}}")).expect("lease");
+    let out = ns.cuddy(&ctx, &["network", "prune"]);
+    assert_ok(&out, "prune");
+    assert!(
+        stdout(&out).contains("released 10.77.0.2"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!lease.exists());
+    let ls = ns.cuddy(&ctx, &["network", "ls"]);
+    assert!(stdout(&ls).contains("cuddy0"), "{}", stdout(&ls));
+    delete(&ns, &ctx, &id);
+    let out = ns.cuddy(&ctx, &["network", "prune"]);
+    assert!(
+        stdout(&out).contains("removed bridge cuddy0"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(ns.links().is_empty(), "{:?}", ns.links());
     assert_clean(&ns, &ctx, &[&id]);
 }
