@@ -291,11 +291,19 @@ fn cni_containers_talk_and_leave_nothing() {
     let c2 = w.id("cli");
     let a2 = w.cni_args("cni");
     let a2: Vec<&str> = a2.iter().map(String::as_str).collect();
-    let script = format!("ping -c1 -W5 {ip1} >/dev/null && echo ping-ok && nc -w5 {ip1} 8080");
+    let script = format!(
+        "ping -c1 -W5 {ip1} >/dev/null && echo ping-ok && nc -w5 {ip1} 8080 && cat /etc/hosts"
+    );
     let out = w.run(&c2, &a2, &busybox(&w, &["sh", "-c", &script]));
     assert_ok(&out, "client container");
     let o = stdout(&out);
     assert!(o.contains("ping-ok") && o.contains("hello-from-srv"), "{o}");
+    // /etc/hosts names the container's own address (from the ADD result,
+    // not the server's) with its hostname (the config's).
+    let own = |l: &str| {
+        l.starts_with("10.88.") && !l.starts_with(&format!("{ip1}\t")) && l.ends_with("\tcuddy")
+    };
+    assert!(o.lines().any(own), "{o}");
     // `run` deleted the client: its DEL ran (the server's veth stays).
     w.assert_clean_among(&c2, 1);
 
@@ -497,6 +505,23 @@ fn net_device_is_moved_in_and_returned() {
     assert_ok(&out, "run with netDevices");
     assert!(stdout(&out).contains("192.0.2.77/24"), "{}", stdout(&out));
     assert!(w.ns.sh("ip -o addr show dummy7").contains("192.0.2.77/24"));
+
+    // A detached container that exits before its delete: the pinned
+    // namespace keeps the device until delete returns it.
+    let id = w.id("ex");
+    let mut c = w.ctx.config(&["true"]);
+    c["linux"]["netDevices"] = json!({"dummy7": {}});
+    assert_ok(&w.run(&id, &["-d"], &c), "run -d true with netDevices");
+    wait_until("the container to stop", || {
+        w.cuddy(&["state", &id])
+            .stdout
+            .windows(9)
+            .any(|x| x == b"\"stopped\"")
+    });
+    assert!(!w.ns.links().contains(&"dummy7".to_string()));
+    assert_ok(&w.cuddy(&["delete", &id]), "delete");
+    assert!(w.ns.sh("ip -o addr show dummy7").contains("192.0.2.77/24"));
+    w.assert_clean(&id);
 }
 
 // Bad netDevices: an unknown interface, a clash, no network namespace.
