@@ -33,6 +33,9 @@ dpkg-query -W -f='${Status}' libseccomp-dev 2>/dev/null | grep -q 'ok installed'
 command -v pkg-config >/dev/null || need+=(pkg-config)
 # A real orchestrator: containerd (with ctr and its runc shim v2).
 command -v containerd >/dev/null && command -v containerd-shim-runc-v2 >/dev/null || need+=(containerd)
+# CNI mode (network_cni tests): Debian's CNI plugins and the iptables they run.
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v iptables-save >/dev/null || need+=(iptables)
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y --no-install-recommends "${need[@]}" ||
