@@ -410,6 +410,17 @@ fn cni_crashed_create_is_undone_by_delete() {
     );
     let _ = child.wait();
     assert!(!w.allocations(&id).is_empty(), "the ADD happened");
+    // The init too (as after a host-side kill): only the pinned namespace
+    // is left for DEL to find the interface and its masquerade rules in.
+    let init = std::fs::read_to_string(w.ctx.root.join(&id).join("netns.init")).unwrap();
+    let pid: i32 = init.split_whitespace().next().unwrap().parse().unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    wait_until("the init to die", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
+    });
     assert_ok(&w.cuddy(&["delete", "--force", &id]), "delete --force");
     w.assert_clean(&id);
 }
