@@ -84,9 +84,8 @@ pub fn invoke(inv: &Invocation, timeout: Duration) -> Result<Vec<u8>, CniError> 
         );
     }
     let started = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| fail(format!("execute {}: {e}", path.display())))?;
+    let mut child =
+        spawn(&mut cmd).map_err(|e| fail(format!("execute {}: {e}", path.display())))?;
     // Plugins read all of stdin before they act; a config is a few KiB.
     if let Some(mut stdin) = child.stdin.take() {
         if let Err(e) = stdin.write_all(inv.config) {
@@ -122,6 +121,22 @@ pub fn invoke(inv: &Invocation, timeout: Duration) -> Result<Vec<u8>, CniError> 
         return Ok(out);
     }
     Err(fail(describe_error(&out, &err, status)))
+}
+
+/// Spawns, retrying a few times on ETXTBSY: a plugin file that was just
+/// written may still be open for writing in a process forked meanwhile
+/// (until that one's exec closes its O_CLOEXEC copy).
+fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// The plugin's error object (SPEC.md "Error"), or its stderr and status.
