@@ -40,6 +40,8 @@ command -v containerd >/dev/null && command -v containerd-shim-runc-v2 >/dev/nul
 for p in podman conmon containernetworking-plugins docker.io; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
+# CNI mode (network_cni tests): the iptables the CNI plugins run.
+command -v iptables-save >/dev/null || need+=(iptables)
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y --no-install-recommends "${need[@]}" ||

@@ -91,7 +91,7 @@ pub fn features() -> Value {
             "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": true}},
-            "netDevices": {"enabled": false}
+            "netDevices": {"enabled": true}
         },
         "annotations": {
             "org.opencontainers.runtime-spec.features.cuddy.version": env!("CARGO_PKG_VERSION"),

@@ -12,7 +12,7 @@
 #   --runtimes LIST comma list out of cuddy,runc,crun (default all three)
 #   --clients       instead: `ctr/podman/docker run --rm` of /bin/true with each
 #                   runtime behind the client (integration/bench/clients.sh)
-#   --skip ROWS     comma list out of run,seccomp,rss,phases,conc,list
+#   --skip ROWS     comma list out of run,seccomp,rss,phases,conc,list,net
 #   --list-sizes L  container counts of the list case (default 10,100,500)
 #
 # Rows (medians and p90; last columns: ratio of the median to crun's):
@@ -371,4 +371,12 @@ if [[ ",$skip," != *",list,"* ]]; then
     done
     echo "$table"
     [ -z "$outfile" ] || echo "$table" >> "$outfile"
+fi
+
+# ---------------------------------------------------------------- networking
+# The networking case (issue 10): self-contained in bench-net.sh (its own
+# network namespace, bundle and cleanup); `--skip net` leaves it out.
+if [[ ",$skip," != *",net,"* ]]; then
+    bash "$here/bench-net.sh" -n "$n" --cuddy "$cuddy" -o "$work/net.md" || say "networking case failed"
+    [ -z "$outfile" ] || [ ! -s "$work/net.md" ] || { echo; cat "$work/net.md"; } >>"$outfile"
 fi

@@ -158,6 +158,7 @@ pub enum Command {
     Events(EventsArgs),
     /// List the processes of a container.
     Ps(PsArgs),
-    /// cuddy's networks (bridge mode): ls, inspect, create, rm, prune.
+    /// cuddy's networks (bridge mode): ls, inspect, create, rm, prune;
+    /// check (CNI CHECK of a --network cni container).
     Network(NetworkArgs),
 }

@@ -1,5 +1,6 @@
 //! `cuddy network …`: cuddy's networks (docs/networking.md "network
-//! ls/inspect/prune"); the work is in `crate::network::tools`.
+//! ls/inspect/prune"); the work is in `crate::network::tools`; `check`
+//! (CNI CHECK) in `crate::network::cni`.
 
 use clap::{Args, Subcommand};
 
@@ -32,6 +33,12 @@ pub enum NetworkCommand {
     /// Release the addresses of containers that no longer exist, and remove
     /// the bridges left without containers.
     Prune,
+    /// Run the CNI CHECK of a --network cni container (its plugins verify
+    /// that the attachment is still as ADD made it).
+    Check {
+        /// Container id.
+        id: String,
+    },
 }
 
 /// Runs `cuddy network …` against the state root `root`; returns what to
@@ -50,6 +57,10 @@ pub fn run(root: &std::path::Path, a: NetworkArgs) -> Result<String, crate::netw
         }
         NetworkCommand::Rm { name } => tools::rm(root, &name).map(|_| String::new()),
         NetworkCommand::Prune => tools::prune(root),
+        NetworkCommand::Check { id } => {
+            let root = crate::container::Root::new(root.to_path_buf());
+            crate::network::cni::check_container(&root, &id).map(|_| String::new())
+        }
     }
 }
 

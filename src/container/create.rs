@@ -1,7 +1,7 @@
 //! `create`: everything up to a container whose init waits for `start`.
 
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -69,14 +69,21 @@ struct Undo<'a> {
 
 impl Undo<'_> {
     fn run(self) {
+        // The init's network namespace outlives it while held: moved
+        // devices come back and CNI's DEL sees the interface.
+        let held = match (&self.network, &self.dir) {
+            (Some(_), Some(d)) => crate::network::held::hold(d, Path::new("/proc")),
+            _ => None,
+        };
         if let Some(pid) = self.child {
             let _ = kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
         }
         if let (Some(id), Some(d)) = (&self.network, &self.dir) {
-            if let Err(e) = crate::network::teardown(d, id) {
+            if let Err(e) = crate::network::teardown(d, id, held.as_ref().map(|f| f.as_fd())) {
                 tracing::warn!("cleanup after failed create: {e}");
             }
+            crate::network::held::unpin(d);
         }
         if let Some(cg) = self.cgroup {
             if let Err(e) = cg.destroy() {
@@ -207,6 +214,9 @@ pub(crate) fn create_bundle(
     };
     // The network request may change the spec's network namespace.
     let mut net = crate::network::plan(&opts.network, &mut bundle.spec)?;
+    // linux.netDevices: looked up before anything is created.
+    let mut netdevs = crate::network::netdev::prepare(&bundle.spec)
+        .map_err(crate::network::NetworkError::from)?;
     let ns = namespaces::plan(&bundle.spec)?;
 
     fs::DirBuilder::new()
@@ -284,8 +294,10 @@ pub(crate) fn create_bundle(
     };
     // Leases, bridge, /etc files and their mounts: before the mount
     // sources are opened (in spawn).
-    if let Some(n) = net.as_mut() {
+    if net.is_some() || netdevs.is_some() {
         undo.network = Some(opts.id.clone());
+    }
+    if let Some(n) = net.as_mut() {
         if let Err(e) = n.prepare(&root.path, &dir, &opts.id, &mut bundle.spec, &bundle.rootfs) {
             undo.run();
             return Err(e.into());
@@ -302,6 +314,7 @@ pub(crate) fn create_bundle(
         console,
         &mut _creating,
         net.as_mut(),
+        netdevs.as_mut(),
     );
     match res {
         Ok(c) => Ok(c),
@@ -324,6 +337,7 @@ fn spawn(
     console: Option<OwnedFd>,
     creating: &mut nix::fcntl::Flock<OwnedFd>,
     net: Option<&mut crate::network::Plan>,
+    netdevs: Option<&mut crate::network::netdev::Pending>,
 ) -> Result<Created> {
     // Always applied: without resources the container still gets the
     // default device policy (deny all, then the default allow-list), plus
@@ -511,6 +525,20 @@ fn spawn(
     drop(proc);
     // The init exists with its network namespace and waits: cuddy wires it
     // before releasing it (so prestart hooks see the network too).
+    let dir = root.dir(&opts.id);
+    if net.is_some() || netdevs.is_some() {
+        crate::network::held::record_init(&dir, &root.proc, pid.as_raw())
+            .map_err(io_err("write", dir.join(crate::network::held::INIT_FILE)))?;
+    }
+    // CNI's DEL and moved devices need the namespace after the container's
+    // processes are gone: pinned (network::held).
+    let cni = net
+        .as_ref()
+        .is_some_and(|n| matches!(n.request.mode, crate::network::Mode::Cni(_)));
+    if cni || netdevs.as_ref().is_some_and(|d| d.record.own_netns) {
+        crate::network::held::pin_init(&dir, pid.as_raw())
+            .map_err(io_err("pin the network namespace on", dir.join("netns")))?;
+    }
     if let Some(n) = net {
         n.attach(
             &root.path,
@@ -519,6 +547,10 @@ fn spawn(
             pid.as_raw(),
             &bundle.spec,
         )?;
+    }
+    if let Some(d) = netdevs {
+        d.attach(&dir, pid.as_raw())
+            .map_err(crate::network::NetworkError::from)?;
     }
     if let Err(e) = parent_chan.send(&Msg::Go) {
         return Err(cgroup

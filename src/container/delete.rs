@@ -1,6 +1,7 @@
 //! `delete`: remove everything the container created.
 
 use std::fs;
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::sys::signal::Signal;
 
@@ -9,6 +10,18 @@ use crate::hooks;
 use crate::process::clone::pidfd_signal;
 
 pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
+    delete_holding(root, id, force, None)
+}
+
+/// `delete`; `netns`: the container's network namespace, held open by the
+/// caller (`run` holds it from create on, so the network teardown finds
+/// it after the container exited; see `network::held`).
+pub(crate) fn delete_holding(
+    root: &Root,
+    id: &str,
+    force: bool,
+    netns: Option<OwnedFd>,
+) -> Result<()> {
     root.sweep_dead_creates();
     let _lock = match root.lock(id) {
         // As runc: `delete --force` of a container that is already gone
@@ -20,9 +33,12 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     if !dir.join(STATE_FILE).exists() {
         // A create that was killed before it wrote its state: nothing runs,
         // only the directory is left.
-        if let Err(e) = crate::network::teardown(&dir, id) {
+        let held = netns.or_else(|| crate::network::held::hold(&dir, &root.proc));
+        if let Err(e) = crate::network::teardown(&dir, id, held.as_ref().map(|f| f.as_fd())) {
             tracing::warn!("delete {id}: {e}");
         }
+        drop(held);
+        crate::network::held::unpin(&dir);
         return fs::remove_dir_all(&dir).map_err(io_err("remove", &dir));
     }
     let st = root.load(id)?;
@@ -49,6 +65,10 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
         }
         tracing::warn!("delete --force {id}: {e}");
     }
+    // Before its processes die: the network namespace, held until the
+    // network teardown below (a CNI DEL needs the interface to remove the
+    // rules made for its address; moved devices come back from it).
+    let held = netns.or_else(|| crate::network::held::hold(&dir, &root.proc));
     if let Some(cg) = &st.cgroup {
         // Every process in the cgroup, whatever the recorded status: a
         // container without its own PID namespace does not die with its
@@ -69,12 +89,14 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     }
     // Network side effects (network.json), newest first; what fails stays
     // recorded so that a plain delete can be retried; --force goes on.
-    if let Err(e) = crate::network::teardown(&dir, id) {
+    if let Err(e) = crate::network::teardown(&dir, id, held.as_ref().map(|f| f.as_fd())) {
         if !force {
             return Err(e.into());
         }
         crate::logging::warn(&format!("delete --force {id}: {e}"));
     }
+    drop(held);
+    crate::network::held::unpin(&dir);
     if let Some(cg) = &st.cgroup {
         cg.destroy()?;
     }

@@ -151,11 +151,14 @@ fn run_inner(
     if detach {
         return Ok(0);
     }
+    // Held while the container runs: its network namespace outlives it
+    // until the delete below undoes the network (network::held).
+    let netns = crate::network::held::hold(&root.dir(&opts.id), &root.proc);
     let code = crate::console::wait_forwarding(created.pid, set, master)?;
     if !keep {
         // The container's exit code is what `run` reports; a cleanup that
         // fails is logged, and the state left behind lets `delete` retry it.
-        if let Err(e) = delete(root, &opts.id, true) {
+        if let Err(e) = super::delete::delete_holding(root, &opts.id, true, netns) {
             tracing::error!(
                 "run {}: cleanup failed ({e}); `cuddy delete --force {}` retries it",
                 opts.id,

@@ -24,12 +24,14 @@ pub mod bridge;
 pub mod cni;
 pub mod config;
 pub mod etc;
+pub mod held;
 pub mod ipam;
 pub mod netdev;
 pub mod netlink;
 pub mod ports;
 pub mod record;
 pub mod request;
+pub mod rtnl;
 pub mod setup;
 pub mod tools;
 
@@ -83,6 +85,12 @@ pub enum NetworkError {
     /// Several undo steps failed (teardown carries on and reports all).
     #[error("network teardown: {}", .0.join("; "))]
     Teardown(Vec<String>),
+    /// CNI mode.
+    #[error(transparent)]
+    Cni(#[from] cni::CniError),
+    /// linux.netDevices.
+    #[error(transparent)]
+    NetDev(#[from] netdev::NetDevError),
 }
 
 impl NetworkError {

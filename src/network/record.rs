@@ -90,6 +90,16 @@ impl Record {
         self.save()
     }
 
+    /// Replaces a recorded effect by `new` (e.g. a CNI attachment with its
+    /// ADD result), in one atomic rewrite.
+    pub fn replace(&mut self, old: &Effect, new: Effect) -> Result<()> {
+        match self.effects.iter_mut().rev().find(|e| *e == old) {
+            Some(e) => *e = new,
+            None => self.effects.push(new),
+        }
+        self.save()
+    }
+
     /// Forgets effects that are undone (teardown keeps the ones that failed,
     /// so a later delete tries them again).
     pub fn retain(&mut self, keep: impl FnMut(&Effect) -> bool) -> Result<()> {

@@ -4,7 +4,7 @@
 //! [`Effect`] kind; this file only dispatches.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType, Spec};
@@ -44,6 +44,10 @@ pub struct UndoCtx<'a> {
     pub id: &'a str,
     pub state_dir: &'a Path,
     pub state_root: &'a Path,
+    /// The container's network namespace while it still lives (held open
+    /// by the caller from before its processes were killed; see
+    /// [`super::held`]); None once it is gone.
+    pub netns: Option<BorrowedFd<'a>>,
 }
 
 /// Step 1: resolves the request (CLI over the config's annotations) and
@@ -213,8 +217,13 @@ impl Plan {
         if matches!(self.request.mode, Mode::Cni(_)) {
             cni::attach(&self.request, &mut a)?;
         }
-        ports::attach(&self.request, &mut a)?;
-        netdev::attach(&mut a)?;
+        // CNI mode publishes through the list's portMappings capability
+        // (portmap), not cuddy's nftables.
+        if !matches!(self.request.mode, Mode::Cni(_)) {
+            ports::attach(&self.request, &mut a)?;
+        }
+        // linux.netDevices do not depend on --network: create attaches
+        // them itself (super::netdev), with their own record.
         tracing::debug!("network: attach took {:?}", t.elapsed());
         Ok(())
     }
@@ -229,10 +238,20 @@ fn unreachable() -> NetworkError {
 
 /// Step 4 (delete, delete --force, a failed create): undoes every effect
 /// the record of `dir` lists, newest first; collects the errors and carries
-/// on. What failed stays in the record for a later delete.
-pub fn teardown(dir: &Path, id: &str) -> Result<()> {
+/// on. What failed stays in the record for a later delete. `netns`: the
+/// container's network namespace, held open while it lives
+/// ([`super::held::hold`]); moved devices (`linux.netDevices`) go back
+/// first.
+pub fn teardown(dir: &Path, id: &str, netns: Option<BorrowedFd>) -> Result<()> {
+    let mut errors = Vec::new();
+    if let Err(e) = netdev::detach(dir, netns) {
+        errors.push(e.to_string());
+    }
     let Some(mut rec) = Record::load(dir)? else {
-        return Ok(());
+        return match errors.is_empty() {
+            true => Ok(()),
+            false => Err(NetworkError::Teardown(errors)),
+        };
     };
     let t = std::time::Instant::now();
     let root = dir.parent().unwrap_or(Path::new("/"));
@@ -240,8 +259,8 @@ pub fn teardown(dir: &Path, id: &str) -> Result<()> {
         id,
         state_dir: dir,
         state_root: root,
+        netns,
     };
-    let mut errors = Vec::new();
     let mut failed = Vec::new();
     for e in rec.effects.iter().rev() {
         if let Err(err) = undo(e, &cx) {
@@ -266,6 +285,7 @@ fn undo(e: &Effect, cx: &UndoCtx) -> Result<()> {
         Effect::Veth { host, .. } => bridge::delete_veth(host),
         Effect::Ports { data } => ports::undo(data, cx),
         Effect::Cni { data } => cni::undo(data, cx),
-        Effect::NetDevice { data } => netdev::undo(data, cx),
+        // netDevices keep their own record (super::netdev::RECORD).
+        Effect::NetDevice { .. } => Ok(()),
     }
 }

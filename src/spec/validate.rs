@@ -498,13 +498,9 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
             "memory policy is not supported yet by cuddy",
         ));
     }
-    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(invalid(
-            cfg,
-            "linux.netDevices",
-            "moving network devices is not supported yet by cuddy",
-        ));
-    }
+    // config-linux.md "Network Devices": names and the namespace; the
+    // interfaces themselves are looked up by create.
+    crate::network::netdev::check_config(linux).map_err(|(field, why)| invalid(cfg, field, why))?;
     Ok(rootfs)
 }
 

@@ -20,6 +20,7 @@ mod mounts;
 mod mounts_conformance;
 mod netns;
 mod network_bridge;
+mod network_cni;
 mod notify;
 mod ns_conformance;
 mod orch;
