@@ -201,7 +201,7 @@ fn overlay_view() -> Result<(OwnedFd, CString), ExesealError> {
         ));
     }
     let empty = TempDir::new(dir)?;
-    let lower = format!("{}:{}", escape_lower(dir), escape_lower(&empty.0));
+    let lower = format!("{}:{}", escape_lower(dir), escape_lower(&empty.path));
     use crate::mounts::detached::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
     let opts = [
         detached::Opt {
@@ -247,13 +247,20 @@ fn escape_lower(p: &Path) -> String {
         .replace(':', "\\:")
 }
 
-/// A fresh empty directory (mkdtemp in the temporary directory): the
-/// overlay's lower layer under the binary's directory (overlayfs needs two
-/// lower layers to run without an upper one). It is removed as soon as the
-/// overlay is created (the overlay keeps its own reference). What it holds
-/// would not matter anyway: only the binary's name is opened, and the upper
-/// of the two layers wins.
-struct TempDir(PathBuf);
+/// An empty directory: the overlay's lower layer under the binary's
+/// directory (overlayfs needs two lower layers to run without an upper
+/// one). What it holds would not matter: only the binary's name is opened,
+/// and the upper of the two layers wins. It is one persistent directory per
+/// user (`cuddy-exeseal-empty-UID`), used only if it is a real directory
+/// owned by the caller and writable by nobody else; otherwise a fresh
+/// mkdtemp one, removed as soon as the overlay exists (the overlay keeps its
+/// own reference). A per-run directory alone would be left behind by a
+/// cuddy killed between its mkdtemp and its removal (the crash tier found
+/// it).
+struct TempDir {
+    path: PathBuf,
+    remove: bool,
+}
 
 impl TempDir {
     /// In the first of the usual temporary directories that is not inside
@@ -271,16 +278,38 @@ impl TempDir {
             .ok_or_else(|| {
                 sys(format!("a temporary directory outside {}", avoid.display()))(Errno::ENOENT)
             })?;
+        let uid = nix::unistd::geteuid().as_raw();
+        let fixed = base.join(format!("cuddy-exeseal-empty-{uid}"));
+        if usable_fixed_dir(&fixed, uid) {
+            return Ok(TempDir {
+                path: fixed,
+                remove: false,
+            });
+        }
         let tmpl = base.join("cuddy-exeseal-XXXXXX");
         nix::unistd::mkdtemp(&tmpl)
-            .map(TempDir)
+            .map(|path| TempDir { path, remove: true })
             .map_err(sys(format!("mkdtemp {}", tmpl.display())))
     }
 }
 
+/// Makes `p` if missing (0700) and checks it, without following a link:
+/// a directory owned by `uid`, writable by nobody else.
+fn usable_fixed_dir(p: &Path, uid: u32) -> bool {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let made = std::fs::DirBuilder::new().mode(0o700).create(p);
+    if made.is_err_and(|e| e.kind() != std::io::ErrorKind::AlreadyExists) {
+        return false;
+    }
+    std::fs::symlink_metadata(p)
+        .is_ok_and(|m| m.file_type().is_dir() && m.uid() == uid && m.mode() & 0o022 == 0)
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
+        if self.remove {
+            let _ = std::fs::remove_dir(&self.path);
+        }
     }
 }
 
@@ -389,15 +418,41 @@ mod tests {
     }
 
     #[test]
-    fn temp_dir_is_removed() {
+    fn empty_dir_is_one_per_user_and_kept() {
         let d = TempDir::new(Path::new("/nonexistent")).unwrap();
-        let p = d.0.clone();
+        let p = d.path.clone();
         assert!(p.is_dir());
+        assert!(!d.remove, "{p:?}: the per-user directory is used");
+        let uid = nix::unistd::geteuid().as_raw();
+        assert!(p.ends_with(format!("cuddy-exeseal-empty-{uid}")), "{p:?}");
         drop(d);
-        assert!(!p.exists());
+        assert!(p.is_dir(), "kept for the next run: nothing to leave behind");
         // Never inside the binary's directory.
         let d = TempDir::new(&std::env::temp_dir()).unwrap();
-        assert!(!d.0.starts_with(std::env::temp_dir()), "{:?}", d.0);
+        assert!(!d.path.starts_with(std::env::temp_dir()), "{:?}", d.path);
+    }
+
+    #[test]
+    fn a_planted_fixed_dir_is_not_used() {
+        let base = tempfile::tempdir().unwrap();
+        let target = base.path().join("elsewhere");
+        std::fs::create_dir(&target).unwrap();
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let uid = nix::unistd::geteuid().as_raw();
+        assert!(!usable_fixed_dir(&link, uid), "a symlink is refused");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(
+            !usable_fixed_dir(&target, uid),
+            "a world-writable one is refused"
+        );
+        assert!(
+            !usable_fixed_dir(&target, uid + 1),
+            "another user's is refused"
+        );
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(usable_fixed_dir(&target, uid));
     }
 
     #[test]

@@ -37,9 +37,22 @@ fn check_modes(cli: &Cli) -> Result<(), ContainerError> {
     Ok(())
 }
 
+/// Writes to stdout. A reader that went away (`cuddy state ID | head`)
+/// is not an error (print! would panic on EPIPE: Rust ignores SIGPIPE).
+fn emit(s: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("cuddy: write stdout: {e}")
+        }
+        _ => {}
+    }
+}
+
 fn print_json(v: &serde_json::Value) {
     match serde_json::to_string_pretty(v) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => emit(&format!("{s}\n")),
         Err(e) => eprintln!("cuddy: {e}"),
     }
 }
@@ -119,7 +132,7 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
         }
         Command::Delete(a) => container::delete(&root, &a.id, a.force).map(|_| 0),
         Command::List(a) => {
-            print!("{}", container::list(&root, a.format, a.quiet)?);
+            emit(&container::list(&root, a.format, a.quiet)?);
             Ok(0)
         }
         Command::Spec(a) => {
@@ -166,11 +179,11 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
         )
         .map(|_| 0),
         Command::Ps(a) => {
-            print!("{}", container::ps(&root, &a.id, a.format, &a.ps_args)?);
+            emit(&container::ps(&root, &a.id, a.format, &a.ps_args)?);
             Ok(0)
         }
         Command::Network(a) => {
-            print!("{}", cuddy::cli::network_run(&root.path, a)?);
+            emit(&cuddy::cli::network_run(&root.path, a)?);
             Ok(0)
         }
     }

@@ -411,3 +411,20 @@ fn features_matches_schema() {
         }
     }
 }
+
+/// `cuddy features | head -1`: the reader goes away before cuddy writes;
+/// cuddy must not panic on EPIPE (Rust ignores SIGPIPE, so print! would).
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let (r, w) = nix::unistd::pipe().unwrap();
+    drop(r);
+    let out = Command::new(env!("CARGO_BIN_EXE_cuddy"))
+        .arg("features")
+        .stdout(std::process::Stdio::from(w))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
