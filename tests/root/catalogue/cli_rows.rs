@@ -316,7 +316,7 @@ pub fn rows() -> Vec<Row> {
             "resources-swappiness",
             &["update", "--resources", "{FILE}", "{RUNNING}"],
             "{\"memory\": {\"swappiness\": 101}}",
-            &["swappiness", "101"],
+            &["linux.resources.memory.swappiness"],
         ),
         a(
             "resources-missing",

@@ -550,7 +550,7 @@ pub fn rows() -> Vec<Row> {
         c(
             "swappiness",
             |c, _| c["linux"]["resources"]["memory"] = json!({"swappiness": 200}),
-            &["linux.resources.memory.swappiness", "200"],
+            &["linux.resources.memory.swappiness"],
         ),
         c(
             "cpu-shares",
@@ -585,7 +585,7 @@ pub fn rows() -> Vec<Row> {
             |c, _| {
                 c["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "3MB", "limit": 0}])
             },
-            &["hugepageLimits", "3MB"],
+            &["linux.resources.hugepageLimits"],
         ),
         // config-linux.md "Seccomp".
         c(
