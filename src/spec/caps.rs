@@ -181,6 +181,26 @@ mod tests {
     }
 
     #[test]
+    fn effective_must_be_within_permitted() {
+        // capabilities(7): the effective set is a subset of the permitted.
+        let c: oci_spec::runtime::LinuxCapabilities = serde_json::from_value(json!({
+            "effective": ["CAP_KILL", "CAP_SYS_ADMIN", "CAP_CHOWN"],
+            "permitted": ["CAP_KILL"],
+        }))
+        .unwrap();
+        let (field, why) = check_effective(&c).unwrap_err();
+        assert_eq!(field, "process.capabilities.effective");
+        assert!(
+            why.starts_with("CAP_CHOWN, CAP_SYS_ADMIN not in process.capabilities.permitted"),
+            "{why}"
+        );
+        let ok: oci_spec::runtime::LinuxCapabilities =
+            serde_json::from_value(json!({"effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]}))
+                .unwrap();
+        assert!(check_effective(&ok).is_ok());
+    }
+
+    #[test]
     fn non_string_members_are_left_for_the_parser() {
         let mut c = json!({"bounding": [1, "CAP_FOO"]});
         let w = filter(&mut c, "x", &check);

@@ -257,7 +257,35 @@ pub(crate) fn invalid(
 
 #[cfg(test)]
 mod tests {
-    use super::dedup_env;
+    use super::{dedup_env, parse_config};
+
+    fn err(text: &str) -> String {
+        parse_config(text.as_bytes(), std::path::Path::new("c.json"))
+            .err()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn a_config_must_be_an_object_with_a_version() {
+        // config.md: config.json is a JSON object; ociVersion is REQUIRED.
+        let e = err("\n [1, 2]");
+        assert!(e.contains("config: must be a JSON object"), "{e}");
+        assert!(e.contains("an array at line 2 column 2"), "{e}");
+        assert!(err("").contains("an empty file"));
+        let e = err(r#"{"root": {"path": "rootfs"}}"#);
+        assert!(e.contains("ociVersion: missing"), "{e}");
+        // "" is present, so validation reports it as unsupported.
+        assert!(parse_config(br#"{"ociVersion": ""}"#, "c".as_ref()).is_ok());
+    }
+
+    #[test]
+    fn an_array_for_an_object_names_the_field() {
+        let e = err(r#"{"ociVersion": "1.0.2", "linux": {"resources": [null]}}"#);
+        assert!(e.contains("linux.resources: must be a JSON object"), "{e}");
+        let e = err(r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "user": []}}"#);
+        assert!(e.contains("process.user: must be a JSON object"), "{e}");
+    }
 
     fn v(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| x.to_string()).collect()
