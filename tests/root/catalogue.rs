@@ -12,6 +12,8 @@
 mod cli_rows;
 #[path = "catalogue/config_rows.rs"]
 mod config_rows;
+#[path = "catalogue/linux_rows.rs"]
+mod linux_rows;
 
 use std::path::{Path, PathBuf};
 
@@ -251,6 +253,7 @@ fn bad_input_catalogue() {
     let w = setup(&ctx);
     let rows: Vec<Row> = config_rows::rows()
         .into_iter()
+        .chain(linux_rows::rows())
         .chain(cli_rows::rows())
         .collect();
     assert!(rows.len() >= 80, "{} rows", rows.len());
