@@ -89,7 +89,7 @@ pub fn rows() -> Vec<Row> {
             &["config.json", "trailing characters", "line 1"],
         ),
         t(
-            "not-utf8",
+            "truncated",
             "{\"ociVersion\": \"1.0\u{fffd}\"",
             &["config.json", "EOF"],
         ),
