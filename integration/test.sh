@@ -10,12 +10,14 @@
 # 3. cargo fmt --check and cargo clippy -D warnings;
 # 4. cargo test: unit tests and the root integration tests (real containers
 #    on this host's cgroups, v1 or v2);
-# 5. the cgroup v2 tier: the root integration tests again inside a QEMU guest
+# 5. the fuzz targets, 25 s each (integration/fuzz/fuzz.sh; installs
+#    cargo-fuzz when missing; CUDDY_SKIP_FUZZ=1 skips);
+# 6. the cgroup v2 tier: the root integration tests again inside a QEMU guest
 #    that has only cgroup v2 (integration/vm/test-v2.sh), when present;
-# 6. prints one summary line with the totals.
+# 7. prints one summary line with the totals.
 #
 # Must run as root (the integration tests create namespaces, mounts and
-# cgroups). Set CUDDY_SKIP_V2=1 to skip step 5 locally.
+# cgroups). Set CUDDY_SKIP_V2=1 to skip step 6 locally.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -67,6 +69,12 @@ python3 integration/seccomp/test_docker_profile.py 2>&1 | tail -3
 echo "== cargo test (unit + root integration, this host's cgroups)"
 cargo test --no-fail-fast 2>&1 | tee "$log/host.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || fail=1
+
+if [ "${CUDDY_SKIP_FUZZ:-0}" != 1 ]; then
+    echo "== fuzz targets, ${CUDDY_FUZZ_SECONDS:-25}s each (integration/fuzz/fuzz.sh)"
+    bash integration/fuzz/fuzz.sh -t "${CUDDY_FUZZ_SECONDS:-25}" 2>&1 | tee "$log/fuzz.txt"
+    [ "${PIPESTATUS[0]}" = 0 ] || fail=1
+fi
 
 if [ -x integration/vm/test-v2.sh ] && [ "${CUDDY_SKIP_V2:-0}" != 1 ]; then
     echo "== cgroup v2 tier (QEMU guest with only cgroup v2)"

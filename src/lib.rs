@@ -11,6 +11,8 @@ pub mod container;
 pub mod exeseal;
 pub mod fds;
 pub mod features;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hooks;
 pub mod logging;
 pub mod lsm;

@@ -286,10 +286,17 @@ pub fn write_id_maps(proc: &ProcFs, pid: i32, spec: &Spec) -> Result<(), Namespa
     let Some(linux) = spec.linux() else {
         return Ok(());
     };
+    // The field a failed write blames: the kernel's EINVAL/EPERM says
+    // nothing of which map, line or id it refused.
     let w = |name: &str, text: String| {
+        let field = match name {
+            "uid_map" => "linux.uidMappings",
+            "gid_map" => "linux.gidMappings",
+            _ => "linux.gidMappings (setgroups deny, needed before an unprivileged gid_map)",
+        };
         proc.write(&format!("{pid}/{name}"), text.as_bytes())
             .map_err(|source| NamespaceError::Proc {
-                what: format!("linux.uidMappings/gidMappings of pid {pid} ({name})"),
+                what: format!("{field} of pid {pid}"),
                 source,
             })
     };

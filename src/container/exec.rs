@@ -145,6 +145,10 @@ fn build_process(opts: &ExecOptions, bundle: &spec::Bundle) -> Result<Process> {
         };
         bad(format!("exec {from}: {field}: {reason}"))
     })?;
+    if let Some(c) = p.capabilities() {
+        spec::caps::check_effective(c)
+            .map_err(|(field, reason)| bad(format!("exec: {field}: {reason}")))?;
+    }
     match p.args() {
         Some(a) if !a.is_empty() && !a[0].is_empty() => {}
         _ => return Err(bad("exec: process.args must name the program to run")),
@@ -166,16 +170,17 @@ fn build_process(opts: &ExecOptions, bundle: &spec::Bundle) -> Result<Process> {
 /// `--process FILE`: a JSON Process. Capability names that cannot be applied
 /// are dropped with a warning (config.md#linux-process), a duplicate
 /// variable in `env` is overridden by the later one.
-fn parse_process(text: &[u8], path: &Path) -> Result<Process> {
+pub(crate) fn parse_process(text: &[u8], path: &Path) -> Result<Process> {
     let parse_err = |e| io_err("parse --process", path)(std::io::Error::other(e));
-    let mut v: serde_json::Value = serde_json::from_slice(text).map_err(parse_err)?;
-    if let Some(c) = v.get_mut("capabilities") {
-        let field = format!("--process {}: capabilities", path.display());
-        for w in spec::caps::filter(c, &field, &spec::caps::check) {
-            crate::logging::warn(&w);
+    let mut p: Process = spec::json::parse_object(text, "", |v| {
+        if let Some(c) = v.get_mut("capabilities") {
+            let field = format!("--process {}: capabilities", path.display());
+            for w in spec::caps::filter(c, &field, &spec::caps::check) {
+                crate::logging::warn(&w);
+            }
         }
-    }
-    let mut p: Process = serde_json::from_value(v).map_err(parse_err)?;
+    })
+    .map_err(parse_err)?;
     if let Some(env) = p.env() {
         p.set_env(Some(spec::dedup_env(env)));
     }

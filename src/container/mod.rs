@@ -26,12 +26,15 @@ pub use create::{CreateOptions, create};
 pub use delete::{delete, delete_matching};
 pub use events::{events, parse_duration};
 pub use exec::{ExecOptions, exec};
+// For crate::fuzzing.
+pub(crate) use exec::parse_process as parse_exec_process;
 pub use kill::{kill, parse_signal};
 pub use list::{list, state_json};
 pub use pause::{pause, resume};
 pub use ps::ps;
 pub use run::run;
 pub use start::start;
+pub(crate) use update::parse_resources as parse_update_resources;
 pub use update::{parse_bytes, resources_from_args, update};
 
 use std::collections::HashMap;

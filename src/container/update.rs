@@ -62,17 +62,17 @@ pub fn parse_bytes(flag: &str, s: &str) -> Result<i64> {
 /// Parse a JSON `LinuxResources`. `"pids":{}` (no `limit`) leaves pids.max
 /// alone, as runtime spec 1.3.0 says (the limit is optional there), instead
 /// of reading as a limit of 0.
-fn parse_resources(text: &[u8]) -> serde_json::Result<LinuxResources> {
-    let mut v: serde_json::Value = serde_json::from_slice(text)?;
-    if let Some(obj) = v.as_object_mut() {
-        let no_limit = obj
-            .get("pids")
-            .is_some_and(|p| p.is_null() || p.get("limit").is_none_or(|l| l.is_null()));
-        if no_limit {
-            obj.remove("pids");
+pub(crate) fn parse_resources(text: &[u8]) -> std::result::Result<LinuxResources, String> {
+    crate::spec::json::parse_object(text, "", |v| {
+        if let Some(obj) = v.as_object_mut() {
+            let no_limit = obj
+                .get("pids")
+                .is_some_and(|p| p.is_null() || p.get("limit").is_none_or(|l| l.is_null()));
+            if no_limit {
+                obj.remove("pids");
+            }
         }
-    }
-    serde_json::from_value(v)
+    })
 }
 
 /// The resources to apply: the JSON from --resources (if any), then the flags.
@@ -88,12 +88,8 @@ pub fn resources_from_args(a: &UpdateArgs) -> Result<LinuxResources> {
             } else {
                 text = std::fs::read(p).map_err(io_err("read (--resources)", p))?;
             }
-            parse_resources(&text).map_err(|e| {
-                invalid(
-                    "--resources",
-                    format!("{} is not a JSON LinuxResources object: {e}", p.display()),
-                )
-            })?
+            parse_resources(&text)
+                .map_err(|e| invalid("--resources", format!("{}: {e}", p.display())))?
         }
     };
     let mem_flags = [

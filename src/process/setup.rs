@@ -8,7 +8,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use caps::{CapSet, Capability as Cap};
+use caps::{CapSet, Capability as Cap, CapsHashSet};
 use nix::errno::Errno;
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{IOPriorityClass, LinuxSchedulerFlag, LinuxSchedulerPolicy, Process};
@@ -302,18 +302,35 @@ pub fn user_and_caps(p: &Process, in_userns: bool) -> Result<(), ProcessError> {
         "set effective capabilities (process.capabilities.effective must be within permitted)",
     ))?;
     caps::clear(None, CapSet::Ambient).map_err(cap_err("clear ambient capabilities"))?;
-    // The kernel raises an ambient capability only if it is both permitted
-    // and inheritable. runc and crun accept configs that list ambient
-    // capabilities without inheritable ones (older `runc spec` wrote such
-    // configs), so a refused one is a warning, not a failure.
+    raise_ambient(&ambient, &permitted, &inheritable);
+    Ok(())
+}
+
+/// Raises the ambient capabilities. The kernel raises one only if it is
+/// both permitted and inheritable (capabilities(7)). Configs that list
+/// ambient capabilities without inheritable ones are common (runc 1.1's
+/// `runc spec` wrote ambient = permitted and no inheritable): runc up to 1.1
+/// ignored them silently (its capability package dropped the prctl error),
+/// runc 1.2 warns and goes on. cuddy skips those at debug level, in one line
+/// (they can never be raised: a fact of the config, not of the host), and
+/// warns, as runc 1.2, only when the kernel refuses one that is both
+/// permitted and inheritable (e.g. SECBIT_NO_CAP_AMBIENT_RAISE).
+fn raise_ambient(ambient: &CapsHashSet, permitted: &CapsHashSet, inheritable: &CapsHashSet) {
+    let mut skipped: Vec<String> = Vec::new();
     for cap in ambient {
-        if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
-            tracing::warn!(
-                "process.capabilities.ambient: {cap} not raised (it must be permitted and inheritable): {e}"
-            );
+        if !(permitted.contains(cap) && inheritable.contains(cap)) {
+            skipped.push(cap.to_string());
+        } else if let Err(e) = caps::raise(None, CapSet::Ambient, *cap) {
+            tracing::warn!("process.capabilities.ambient: {cap} not raised: {e}");
         }
     }
-    Ok(())
+    if !skipped.is_empty() {
+        skipped.sort();
+        tracing::debug!(
+            "process.capabilities.ambient: {} skipped: not both permitted and inheritable",
+            skipped.join(", ")
+        );
+    }
 }
 
 /// Checks that the switch really gave the ids asked for (real, effective

@@ -47,6 +47,35 @@ pub fn kernel_knows_all() -> bool {
     caps::all().is_subset(kernel_caps())
 }
 
+/// The kernel keeps effective capabilities within the permitted set
+/// (capabilities(7); capset(2) fails with EPERM otherwise): a name in
+/// `effective` that is not in `permitted` is refused, naming it, instead of
+/// failing in the container's init as "set permitted capabilities: EPERM".
+pub fn check_effective(c: &oci_spec::runtime::LinuxCapabilities) -> Result<(), (String, String)> {
+    let permitted = c.permitted().clone().unwrap_or_default();
+    let mut outside: Vec<String> = c
+        .effective()
+        .iter()
+        .flatten()
+        .filter(|cap| !permitted.contains(cap))
+        .map(|cap| match serde_json::to_value(cap) {
+            Ok(Value::String(name)) => name,
+            _ => format!("CAP_{cap}"),
+        })
+        .collect();
+    outside.sort();
+    match outside.first() {
+        None => Ok(()),
+        Some(_) => Err((
+            "process.capabilities.effective".to_string(),
+            format!(
+                "{} not in process.capabilities.permitted: the kernel allows effective capabilities only within the permitted set",
+                outside.join(", ")
+            ),
+        )),
+    }
+}
+
 /// Removes, from the capability sets of the `capabilities` object of a
 /// process, every name `ok` refuses; returns one warning per name removed,
 /// naming `field` (e.g. `process.capabilities`). A value that is not an
@@ -149,6 +178,26 @@ mod tests {
         assert!(check("CAP_CHOWN").is_ok());
         assert_eq!(check("CAP_FOO"), Err("unknown capability"));
         assert_eq!(check("chown"), Err("unknown capability"));
+    }
+
+    #[test]
+    fn effective_must_be_within_permitted() {
+        // capabilities(7): the effective set is a subset of the permitted.
+        let c: oci_spec::runtime::LinuxCapabilities = serde_json::from_value(json!({
+            "effective": ["CAP_KILL", "CAP_SYS_ADMIN", "CAP_CHOWN"],
+            "permitted": ["CAP_KILL"],
+        }))
+        .unwrap();
+        let (field, why) = check_effective(&c).unwrap_err();
+        assert_eq!(field, "process.capabilities.effective");
+        assert!(
+            why.starts_with("CAP_CHOWN, CAP_SYS_ADMIN not in process.capabilities.permitted"),
+            "{why}"
+        );
+        let ok: oci_spec::runtime::LinuxCapabilities =
+            serde_json::from_value(json!({"effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]}))
+                .unwrap();
+        assert!(check_effective(&ok).is_ok());
     }
 
     #[test]

@@ -5,6 +5,9 @@
 
 pub mod caps;
 mod default;
+pub mod idmap;
+pub mod json;
+mod resources;
 mod validate;
 
 pub use default::default_spec;
@@ -94,13 +97,8 @@ pub fn load_config(bundle: &Path, config: Option<&Path>) -> Result<Bundle, SpecE
         path: path.clone(),
         source,
     })?;
-    let mut spec = parse(&text, &path)?;
-    if let Some(p) = spec.process_mut() {
-        if let Some(env) = p.env() {
-            let env = dedup_env(env);
-            p.set_env(Some(env));
-        }
-    }
+    let mut spec = parse_config(&text, &path)?;
+    normalize(&mut spec);
     let rootfs = validate(&spec, &dir, &path)?;
     Ok(Bundle {
         dir,
@@ -108,6 +106,47 @@ pub fn load_config(bundle: &Path, config: Option<&Path>) -> Result<Bundle, SpecE
         spec,
         config: path,
     })
+}
+
+/// Parses a config.json (`path` names it in errors): a JSON object, with an
+/// `ociVersion`, of the spec's types. Static validation is [`validate`].
+#[doc(hidden)]
+pub fn parse_config(text: &[u8], path: &Path) -> Result<Spec, SpecError> {
+    // serde reads a JSON array as a struct's fields in order ("[]" is a
+    // config with every field absent): refuse anything but an object first.
+    if let Some(found) = json::not_an_object(text) {
+        return Err(invalid(path, "config", json::object_expected(found)));
+    }
+    let spec = parse(text, path)?;
+    let raw: serde_json::Value = serde_json::from_slice(text).unwrap_or_default();
+    json::check_shape(&raw, &spec, "").map_err(|e| match e.split_once(": ") {
+        Some((field, why)) => invalid(path, field, why),
+        None => invalid(path, "config", e),
+    })?;
+    // config.md "Specification version": REQUIRED. The parser defaults a
+    // missing one to "", which validation would show as `""`.
+    if spec.version().is_empty() && raw.get("ociVersion").is_none() {
+        return Err(invalid(
+            path,
+            "ociVersion",
+            format!(
+                "missing: config.md requires the runtime spec version the config follows (e.g. \"{OCI_VERSION}\")"
+            ),
+        ));
+    }
+    Ok(spec)
+}
+
+/// What load does to a parsed spec before validation: one entry per
+/// variable in `process.env` ([`dedup_env`]).
+#[doc(hidden)]
+pub fn normalize(spec: &mut Spec) {
+    if let Some(p) = spec.process_mut() {
+        if let Some(env) = p.env() {
+            let env = dedup_env(env);
+            p.set_env(Some(env));
+        }
+    }
 }
 
 /// Parses a config.json. Capability names that cannot be applied are
@@ -218,7 +257,35 @@ pub(crate) fn invalid(
 
 #[cfg(test)]
 mod tests {
-    use super::dedup_env;
+    use super::{dedup_env, parse_config};
+
+    fn err(text: &str) -> String {
+        parse_config(text.as_bytes(), std::path::Path::new("c.json"))
+            .err()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn a_config_must_be_an_object_with_a_version() {
+        // config.md: config.json is a JSON object; ociVersion is REQUIRED.
+        let e = err("\n [1, 2]");
+        assert!(e.contains("config: must be a JSON object"), "{e}");
+        assert!(e.contains("an array at line 2 column 2"), "{e}");
+        assert!(err("").contains("an empty file"));
+        let e = err(r#"{"root": {"path": "rootfs"}}"#);
+        assert!(e.contains("ociVersion: missing"), "{e}");
+        // "" is present, so validation reports it as unsupported.
+        assert!(parse_config(br#"{"ociVersion": ""}"#, "c".as_ref()).is_ok());
+    }
+
+    #[test]
+    fn an_array_for_an_object_names_the_field() {
+        let e = err(r#"{"ociVersion": "1.0.2", "linux": {"resources": [null]}}"#);
+        assert!(e.contains("linux.resources: must be a JSON object"), "{e}");
+        let e = err(r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "user": []}}"#);
+        assert!(e.contains("process.user: must be a JSON object"), "{e}");
+    }
 
     fn v(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| x.to_string()).collect()

@@ -105,6 +105,13 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
         .root()
         .as_ref()
         .ok_or_else(|| invalid(cfg, "root", "missing: a container needs a root filesystem"))?;
+    if root.path().as_os_str().is_empty() {
+        return Err(invalid(
+            cfg,
+            "root.path",
+            "missing or empty: the path of the container's root filesystem is required",
+        ));
+    }
     let rootfs = bundle.join(root.path());
     let meta = std::fs::metadata(&rootfs)
         .map_err(|e| invalid(cfg, "root.path", format!("{}: {e}", rootfs.display())))?;
@@ -141,6 +148,9 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
         ));
     }
     check_user_ids(process.user()).map_err(|(field, reason)| invalid(cfg, field, reason))?;
+    if let Some(c) = process.capabilities() {
+        super::caps::check_effective(c).map_err(|(field, reason)| invalid(cfg, field, reason))?;
+    }
     if let Some(env) = process.env() {
         for e in env {
             if !e.contains('=') {
@@ -462,6 +472,9 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
             }
         }
     }
+    if let Some(r) = linux.resources() {
+        super::resources::check(r).map_err(|(field, why)| invalid(cfg, field, why))?;
+    }
     let ml = linux.mount_label().clone().unwrap_or_default();
     crate::lsm::check("linux.mountLabel", crate::lsm::Module::SELinux, &ml, sys)
         .map_err(|e| invalid(cfg, "linux.mountLabel", e.to_string()))?;
@@ -508,6 +521,21 @@ pub fn validate(spec: &Spec, bundle: &Path, cfg: &Path) -> Result<PathBuf, SpecE
 /// both maps (runc: "user namespaces enabled, but no uid/gid mappings"); maps
 /// without a new user namespace are refused (a joined one has its own).
 fn check_userns_maps(
+    linux: &oci_spec::runtime::Linux,
+    owned: &HashSet<LinuxNamespaceType>,
+) -> Result<(), (String, String)> {
+    check_id_maps(linux, owned).map_err(|(f, w)| (f.to_string(), w.to_string()))?;
+    for (field, maps) in [
+        ("linux.uidMappings", linux.uid_mappings()),
+        ("linux.gidMappings", linux.gid_mappings()),
+    ] {
+        super::idmap::check_map(field, maps.as_deref().unwrap_or(&[]))?;
+    }
+    Ok(())
+}
+
+/// Both maps with a new user namespace, none without.
+fn check_id_maps(
     linux: &oci_spec::runtime::Linux,
     owned: &HashSet<LinuxNamespaceType>,
 ) -> Result<(), (&'static str, &'static str)> {

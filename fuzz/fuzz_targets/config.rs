@@ -1,0 +1,8 @@
+//! cargo fuzz target: see cuddy::fuzzing::config.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    cuddy::fuzzing::config(data);
+});
