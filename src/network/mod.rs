@@ -3,6 +3,7 @@
 //! `--network` (or `cuddy.network.*` annotations) asks cuddy to wire the
 //! container itself.
 
+pub mod nat;
 pub mod nft;
 pub mod request;
 

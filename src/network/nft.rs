@@ -56,6 +56,22 @@ pub enum NftError {
     /// `nft` refused the batch (nothing of it was applied).
     #[error("{op}: nft -f - failed (nothing applied): {stderr}")]
     Batch { op: &'static str, stderr: String },
+    /// A sysctl of the namespace (forwarding, route_localnet).
+    #[error("sysctl {path}: {op}: {source}")]
+    Sysctl {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// cuddy's own record of what it made (`nat.json`) or its lock.
+    #[error("{op} {path}: {source}")]
+    State {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A port another container publishes (nothing was applied).
     #[error("--publish {mapping}: {why}")]
     Taken { mapping: String, why: String },
