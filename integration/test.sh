@@ -4,8 +4,9 @@
 #   bash integration/test.sh
 #
 # 1. installs what the tests need from Debian (busybox-static, gcc for the
-#    probe, python3-jsonschema for the schema tests, containerd for the
-#    orchestrator test, qemu for the cgroup v2 tier) when missing;
+#    probe, python3-jsonschema for the schema tests, nftables for the
+#    published-port tests, containerd for the orchestrator test, qemu for
+#    the cgroup v2 tier) when missing;
 # 2. builds the busybox fixture and the probe (rootfs-fixtures/build.sh);
 # 3. cargo fmt --check and cargo clippy -D warnings;
 # 4. cargo test: unit tests and the root integration tests (real containers
@@ -31,6 +32,8 @@ dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'
 # seccomp: the libseccomp crate links libseccomp (found with pkg-config).
 dpkg-query -W -f='${Status}' libseccomp-dev 2>/dev/null | grep -q 'ok installed' || need+=(libseccomp-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+# Published ports and bridge masquerade: the nft tool (network tests).
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 # A real orchestrator: containerd (with ctr and its runc shim v2).
 command -v containerd >/dev/null && command -v containerd-shim-runc-v2 >/dev/null || need+=(containerd)
 if [ ${#need[@]} -gt 0 ]; then
