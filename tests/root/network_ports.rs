@@ -1,0 +1,342 @@
+//! Published ports and egress (issue 10 item 3, docs/networking.md
+//! "Published ports and egress"): nftables DNAT in cuddy's table
+//! `inet cuddy`, masquerade, hairpin. Every test runs cuddy inside a
+//! network namespace of its own ([`TestNetns`], "the host"), joined to a
+//! second one ("the peer", another subnet) by a veth pair: the host's own
+//! interfaces, routes, nftables and sysctls are never touched.
+//!
+//! config-linux.md#namespaces: the container gets a new network namespace
+//! (cuddy adds it for `--network bridge`); cuddy wires it from outside.
+
+use std::process::Output;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+use crate::netns::TestNetns;
+
+/// The host's address on the link to the peer, and the peer's.
+const HOST_IP: &str = "192.0.2.1";
+const PEER_IP: &str = "192.0.2.2";
+
+/// A host namespace and a peer namespace joined by a veth pair
+/// (192.0.2.0/24, TEST-NET-1); the peer has no route to the bridge's
+/// subnet, so a reply reaches a container only through the host's NAT.
+struct World {
+    host: TestNetns,
+    peer: TestNetns,
+}
+
+impl World {
+    fn new(tag: &str) -> Option<World> {
+        if !is_root() || !nft_present() {
+            return None;
+        }
+        let host = TestNetns::new(tag);
+        let peer = TestNetns::new(&format!("{tag}p"));
+        host.sh(&format!(
+            "ip link add up0 type veth peer name p0 netns {p} && \
+             ip addr add {HOST_IP}/24 dev up0 && ip link set up0 up && \
+             ip -n {p} addr add {PEER_IP}/24 dev p0 && ip -n {p} link set p0 up",
+            p = peer.name
+        ));
+        Some(World { host, peer })
+    }
+}
+
+fn nft_present() -> bool {
+    let ok = ["/usr/sbin/nft", "/sbin/nft"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists());
+    if !ok {
+        eprintln!("skipped: nft (Debian's nftables) is not installed");
+    }
+    ok
+}
+
+/// `busybox nc HOST PORT` from `ns` until it prints something (the server
+/// may not listen yet), bounded; returns what it printed.
+fn nc_until(ns: &TestNetns, host: &str, port: u16) -> String {
+    let script = format!(
+        "for i in $(seq 1 100); do out=$(busybox nc -w 2 {host} {port} </dev/null 2>/dev/null); \
+         [ -n \"$out\" ] && {{ echo \"$out\"; exit 0; }}; sleep 0.1; done; exit 1"
+    );
+    let o = ns.try_sh(&script);
+    assert_ok(&o, &format!("nc {host} {port} from {}", ns.name));
+    stdout(&o).trim().to_string()
+}
+
+/// A detached container of `config` with cuddy's `extra` flags, in `ns`.
+fn run_detached(ctx: &Ctx, ns: &TestNetns, id: &str, config: &Value, extra: &[&str]) {
+    let b = ctx.bundle(id, config);
+    let mut args = vec!["run", "-d", "--bundle", b.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push(id);
+    let o = ns.cuddy(ctx, &args);
+    assert_ok(&o, &format!("run -d {id}"));
+}
+
+fn delete(ctx: &Ctx, ns: &TestNetns, id: &str) {
+    let o = ns.cuddy(ctx, &["delete", "--force", id]);
+    assert_ok(&o, &format!("delete --force {id}"));
+}
+
+/// `nft list table inet cuddy` in `ns` (empty when there is none).
+fn table(ns: &TestNetns) -> String {
+    stdout(&ns.try_sh("nft list table inet cuddy"))
+}
+
+/// No chain, map element or rule of container `id` is left in `ns`, nor its
+/// state; the table itself may stay.
+fn assert_no_port_leftovers(ctx: &Ctx, ns: &TestNetns, id: &str) {
+    let t = table(ns);
+    let chain = cuddy::network::nft::chain_name(id);
+    assert!(!t.contains(&chain), "{chain} left in inet cuddy:\n{t}");
+    ctx.assert_no_leftovers(id);
+}
+
+/// A busybox server on container port 80 answering each connection with
+/// `reply` (`nc -ll`: keeps listening).
+fn server(ctx: &Ctx, reply: &str) -> Value {
+    ctx.config(&["nc", "-ll", "-p", "80", "-e", "echo", reply])
+}
+
+#[test]
+fn the_host_and_a_peer_reach_a_published_tcp_port() {
+    let Some(w) = World::new("pubtcp") else { return };
+    let ctx = Ctx::new("pubtcp");
+    let id = ctx.id("web");
+    run_detached(&ctx, &w.host, &id, &server(&ctx, "published"), &[
+        "--network",
+        "bridge",
+        "--publish",
+        "8080:80",
+    ]);
+    // From outside (prerouting): the peer, on the host's address.
+    assert_eq!(nc_until(&w.peer, HOST_IP, 8080), "published");
+    // The host itself (output): its own address, and 127.0.0.1.
+    assert_eq!(nc_until(&w.host, HOST_IP, 8080), "published");
+    assert_eq!(nc_until(&w.host, "127.0.0.1", 8080), "published");
+    let t = table(&w.host);
+    let chain = cuddy::network::nft::chain_name(&id);
+    assert!(t.contains(&format!("jump {chain}")), "{t}");
+    // Forwarding is on in the namespace that holds the bridge.
+    assert_eq!(w.host.sh("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
+    delete(&ctx, &w.host, &id);
+    assert_no_port_leftovers(&ctx, &w.host, &id);
+    // Nothing answers any more.
+    let o = w.peer.try_sh(&format!("busybox nc -w 1 {HOST_IP} 8080 </dev/null"));
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+}
+
+/// The container's init pid, from `cuddy state`.
+fn init_pid(ctx: &Ctx, ns: &TestNetns, id: &str) -> i64 {
+    let o = ns.cuddy(ctx, &["state", id]);
+    assert_ok(&o, "state");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["pid"].as_i64().unwrap()
+}
+
+const UDP_ECHO: &str = "import socket\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+s.bind(('0.0.0.0', 53))\n\
+while True:\n    d, a = s.recvfrom(100)\n    s.sendto(b'udp:' + d, a)\n";
+
+const UDP_ASK: &str = "import socket, sys\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+s.settimeout(0.2)\n\
+for i in range(100):\n    s.sendto(b'ping', (sys.argv[1], int(sys.argv[2])))\n    \
+try:\n        print(s.recv(100).decode()); sys.exit(0)\n    except socket.timeout:\n        pass\n\
+sys.exit(1)\n";
+
+#[test]
+fn a_published_udp_port_is_reached_from_the_peer_and_the_host() {
+    let Some(w) = World::new("pubudp") else { return };
+    let ctx = Ctx::new("pubudp");
+    let id = ctx.id("dns");
+    // busybox nc has no UDP: the container only sleeps, and a UDP echo
+    // server runs in its network namespace (what is tested is the path to
+    // that namespace).
+    run_detached(&ctx, &w.host, &id, &ctx.config(&["sleep", "60"]), &[
+        "--network",
+        "bridge",
+        "--publish",
+        "5353:53/udp",
+    ]);
+    let pid = init_pid(&ctx, &w.host, &id);
+    let mut srv = std::process::Command::new("nsenter");
+    srv.args(["-t", &pid.to_string(), "-n", "/usr/bin/python3", "-c", UDP_ECHO]);
+    let mut srv = srv.spawn().expect("udp server");
+    for (ns, addr) in [(&w.peer, HOST_IP), (&w.host, HOST_IP), (&w.host, "127.0.0.1")] {
+        let mut c = ns.cmd("/usr/bin/python3");
+        c.args(["-c", UDP_ASK, addr, "5353"]);
+        let o: Output = output_with_timeout(c, 60);
+        assert_ok(&o, &format!("udp to {addr}:5353 from {}", ns.name));
+        assert_eq!(stdout(&o).trim(), "udp:ping");
+    }
+    let _ = srv.kill();
+    let _ = srv.wait();
+    delete(&ctx, &w.host, &id);
+    assert_no_port_leftovers(&ctx, &w.host, &id);
+}
+
+#[test]
+fn a_container_reaches_out_through_masquerade() {
+    let Some(w) = World::new("egress") else { return };
+    let ctx = Ctx::new("egress");
+    // The peer says which address the connection comes from.
+    let mut peer = w.peer.cmd("busybox");
+    peer.args(["nc", "-l", "-p", "9000", "-e", "busybox", "netstat", "-tn"]);
+    let mut peer = peer.spawn().expect("peer server");
+    let id = ctx.id("out");
+    let cfg = ctx.config(&[
+        "sh",
+        "-c",
+        &format!("for i in $(seq 50); do nc {PEER_IP} 9000 </dev/null && exit 0; sleep 0.1; done; exit 1"),
+    ]);
+    let b = ctx.bundle(&id, &cfg);
+    let o = w.host.cuddy(&ctx, &[
+        "run",
+        "--network",
+        "bridge",
+        "--bundle",
+        b.to_str().unwrap(),
+        &id,
+    ]);
+    let _ = peer.kill();
+    let _ = peer.wait();
+    assert_ok(&o, "run the client");
+    let seen = stdout(&o);
+    let line = seen
+        .lines()
+        .find(|l| l.contains(&format!("{PEER_IP}:9000")))
+        .unwrap_or_else(|| panic!("no connection in the peer's netstat: {seen}"));
+    assert!(
+        line.contains(&format!("{HOST_IP}:")),
+        "the peer must see the host's address: {line}"
+    );
+    delete(&ctx, &w.host, &id);
+    ctx.assert_no_leftovers(&id);
+}
+
+#[test]
+fn hairpin_and_container_to_container_through_a_host_address() {
+    let Some(w) = World::new("hairpin") else { return };
+    let ctx = Ctx::new("hairpin");
+    let a = ctx.id("a");
+    // A serves and then reaches its own published port through the host.
+    let cfg = ctx.config(&[
+        "sh",
+        "-c",
+        &format!(
+            "nc -ll -p 80 -e echo hairpin & \
+             for i in $(seq 100); do out=$(nc -w 2 {HOST_IP} 8080 </dev/null); \
+             [ -n \"$out\" ] && {{ echo \"$out\" > /tmp/got; break; }}; sleep 0.1; done; sleep 60"
+        ),
+    ]);
+    run_detached(&ctx, &w.host, &a, &cfg, &[
+        "--network", "bridge", "--publish", "8080:80",
+    ]);
+    let o = w.host.cuddy(&ctx, &[
+        "exec", &a, "sh", "-c",
+        "for i in $(seq 100); do [ -s /tmp/got ] && exec cat /tmp/got; sleep 0.1; done; exit 1",
+    ]);
+    assert_ok(&o, "hairpin");
+    assert_eq!(stdout(&o).trim(), "hairpin");
+    // Another container reaches A's published port through the host.
+    let b = ctx.id("b");
+    let cfg = ctx.config(&[
+        "sh",
+        "-c",
+        &format!("for i in $(seq 50); do out=$(nc -w 2 {HOST_IP} 8080 </dev/null); [ -n \"$out\" ] && {{ echo \"$out\"; exit 0; }}; sleep 0.1; done; exit 1"),
+    ]);
+    let bundle = ctx.bundle(&b, &cfg);
+    let o = w.host.cuddy(&ctx, &[
+        "run", "--network", "bridge", "--bundle", bundle.to_str().unwrap(), &b,
+    ]);
+    assert_ok(&o, "container to container");
+    assert_eq!(stdout(&o).trim(), "hairpin");
+    delete(&ctx, &w.host, &b);
+    delete(&ctx, &w.host, &a);
+    assert_no_port_leftovers(&ctx, &w.host, &a);
+}
+
+#[test]
+fn a_port_already_published_is_refused_and_nothing_is_left() {
+    let Some(w) = World::new("pubtwice") else { return };
+    let ctx = Ctx::new("pubtwice");
+    let a = ctx.id("a");
+    run_detached(&ctx, &w.host, &a, &server(&ctx, "first"), &[
+        "--network", "bridge", "--publish", "8080:80",
+    ]);
+    let before = table(&w.host);
+    let links_before = w.host.links();
+    let b = ctx.id("b");
+    let bundle = ctx.bundle(&b, &server(&ctx, "second"));
+    let o = w.host.cuddy(&ctx, &[
+        "run", "-d", "--network", "bridge", "--publish", "8080:81",
+        "--bundle", bundle.to_str().unwrap(), &b,
+    ]);
+    assert_fails_with(&o, "8080:81/tcp");
+    assert!(stderr(&o).contains("already published"), "{}", stderr(&o));
+    assert_no_port_leftovers(&ctx, &w.host, &b);
+    assert_eq!(w.host.links(), links_before, "a veth of the refused container is left");
+    assert_eq!(table(&w.host), before, "the ruleset changed");
+    // The first still answers; the same port on another protocol or host
+    // address is another key.
+    assert_eq!(nc_until(&w.peer, HOST_IP, 8080), "first");
+    let c = ctx.id("c");
+    run_detached(&ctx, &w.host, &c, &server(&ctx, "third"), &[
+        "--network", "bridge", "--publish", "8080:80/udp", "--publish", "127.0.0.1:8080:80",
+    ]);
+    // The specific address wins over every address.
+    assert_eq!(nc_until(&w.host, "127.0.0.1", 8080), "third");
+    assert_eq!(nc_until(&w.host, HOST_IP, 8080), "first");
+    delete(&ctx, &w.host, &c);
+    delete(&ctx, &w.host, &a);
+    assert_no_port_leftovers(&ctx, &w.host, &a);
+    assert_no_port_leftovers(&ctx, &w.host, &c);
+}
+
+#[test]
+fn publish_from_the_bundle_annotation() {
+    let Some(w) = World::new("pubann") else { return };
+    let ctx = Ctx::new("pubann");
+    let id = ctx.id("ann");
+    // A bundle carries its network: the annotations cuddy documents.
+    let mut cfg = server(&ctx, "annotated");
+    cfg["annotations"] = json!({
+        "cuddy.network.mode": "bridge",
+        "cuddy.network.publish": "8081:80, 8082:80"
+    });
+    run_detached(&ctx, &w.host, &id, &cfg, &[]);
+    assert_eq!(nc_until(&w.peer, HOST_IP, 8081), "annotated");
+    assert_eq!(nc_until(&w.peer, HOST_IP, 8082), "annotated");
+    delete(&ctx, &w.host, &id);
+    assert_no_port_leftovers(&ctx, &w.host, &id);
+}
+
+#[test]
+fn bad_publish_requests_are_refused_and_nothing_is_left() {
+    let Some(w) = World::new("pubbad") else { return };
+    let ctx = Ctx::new("pubbad");
+    for (i, (flags, needle)) in [
+        (&["--network", "bridge", "--publish", "[::1]:8080:80"][..], "route_localnet"),
+        (&["--network", "bridge", "--publish", "224.0.0.1:8080:80"][..], "not a unicast"),
+        (&["--network", "bridge", "--publish", "8080:80", "--publish", "8080:81"][..], "same host port"),
+        (&["--network", "none", "--publish", "8080:80"][..], "needs --network bridge"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = ctx.id(&format!("bad{i}"));
+        let b = ctx.bundle(&id, &server(&ctx, "x"));
+        let mut args = vec!["run", "-d", "--bundle", b.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        args.push(&id);
+        let o = w.host.cuddy(&ctx, &args);
+        assert_fails_with(&o, needle);
+        assert_no_port_leftovers(&ctx, &w.host, &id);
+        assert!(w.host.links().iter().all(|l| !l.starts_with("veth") && !l.starts_with("vc")), "{:?}", w.host.links());
+    }
+}
