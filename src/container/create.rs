@@ -61,6 +61,8 @@ struct Undo<'a> {
     dir: Option<PathBuf>,
     cgroup: Option<&'a Cgroup>,
     child: Option<Pid>,
+    /// The container id once its network record may exist.
+    network: Option<String>,
     /// Once the init exists, a failed create still ends with the poststop
     /// hooks (runtime.md "Lifecycle": a failing hook continues at step 12).
     poststop: Option<(oci_spec::runtime::Hooks, String)>,
@@ -71,6 +73,11 @@ impl Undo<'_> {
         if let Some(pid) = self.child {
             let _ = kill(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
+        }
+        if let (Some(id), Some(d)) = (&self.network, &self.dir) {
+            if let Err(e) = crate::network::teardown(d, id) {
+                tracing::warn!("cleanup after failed create: {e}");
+            }
         }
         if let Some(cg) = self.cgroup {
             if let Err(e) = cg.destroy() {
@@ -155,6 +162,8 @@ pub(crate) fn create_bundle(
         Some(p) if terminal => Some(crate::console::connect(p)?),
         _ => None,
     };
+    // The network request may change the spec's network namespace.
+    let mut net = crate::network::plan(&opts.network, &mut bundle.spec)?;
     let ns = namespaces::plan(&bundle.spec)?;
 
     fs::DirBuilder::new()
@@ -174,6 +183,7 @@ pub(crate) fn create_bundle(
         dir: Some(dir.clone()),
         cgroup: None,
         child: None,
+        network: None,
         poststop: None,
     };
     if let Err(e) = super::notify::prepare(&mut bundle.spec, &dir) {
@@ -243,6 +253,15 @@ pub(crate) fn create_bundle(
             return Err(e);
         }
     };
+    // Leases, bridge, /etc files and their mounts: before the mount
+    // sources are opened (in spawn).
+    if let Some(n) = net.as_mut() {
+        undo.network = Some(opts.id.clone());
+        if let Err(e) = n.prepare(&root.path, &dir, &opts.id, &mut bundle.spec, &bundle.rootfs) {
+            undo.run();
+            return Err(e.into());
+        }
+    }
     let res = spawn(
         root,
         opts,
@@ -252,6 +271,7 @@ pub(crate) fn create_bundle(
         &mut undo,
         &mut state,
         console,
+        net.as_mut(),
     );
     match res {
         Ok(c) => Ok(c),
@@ -272,6 +292,7 @@ fn spawn(
     undo: &mut Undo,
     state: &mut State,
     console: Option<OwnedFd>,
+    net: Option<&mut crate::network::Plan>,
 ) -> Result<Created> {
     // Always applied: without resources the container still gets the
     // default device policy (deny all, then the default allow-list), plus
@@ -456,6 +477,17 @@ fn spawn(
         .map_err(|e| ContainerError::Unsupported(format!("process.oomScoreAdj {adj}: {e}")))?;
     }
     drop(proc);
+    // The init exists with its network namespace and waits: cuddy wires it
+    // before releasing it (so prestart hooks see the network too).
+    if let Some(n) = net {
+        n.attach(
+            &root.path,
+            &root.dir(&opts.id),
+            &opts.id,
+            pid.as_raw(),
+            &bundle.spec,
+        )?;
+    }
     if let Err(e) = parent_chan.send(&Msg::Go) {
         return Err(cgroup
             .and_then(oom_in_setup)
@@ -523,6 +555,7 @@ fn spawn(
     }
     undo.child = None;
     undo.cgroup = None;
+    undo.network = None;
     undo.dir = None;
     Ok(Created {
         state: state.clone(),

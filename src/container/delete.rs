@@ -19,6 +19,9 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
     if !dir.join(STATE_FILE).exists() {
         // A create that was killed before it wrote its state: nothing runs,
         // only the directory is left.
+        if let Err(e) = crate::network::teardown(&dir, id) {
+            tracing::warn!("delete {id}: {e}");
+        }
         return fs::remove_dir_all(&dir).map_err(io_err("remove", &dir));
     }
     let st = root.load(id)?;
@@ -62,6 +65,14 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
                 st.pid
             )));
         }
+    }
+    // Network side effects (network.json), newest first; what fails stays
+    // recorded so that a plain delete can be retried; --force goes on.
+    if let Err(e) = crate::network::teardown(&dir, id) {
+        if !force {
+            return Err(e.into());
+        }
+        crate::logging::warn(&format!("delete --force {id}: {e}"));
     }
     if let Some(cg) = &st.cgroup {
         cg.destroy()?;

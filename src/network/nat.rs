@@ -2,7 +2,9 @@
 //! bridge: IPv4/IPv6 forwarding, `route_localnet` on the bridge, the base
 //! ruleset of [`super::nft`] and the bridge's subnets in it. Made once per
 //! bridge (per network namespace and bridge ifindex), and recorded in
-//! `<networks dir>/nat.json` *before* it is made. These stay when the last
+//! `<networks dir>/@nat.record` (JSON; the '@' keeps it apart from the
+//! networks' own files, whose names never hold one) *before* it is made.
+//! These stay when the last
 //! container goes, as the bridge does (Docker and podman leave forwarding
 //! on too); the record says what cuddy changed (`was`: the value before).
 //!
@@ -25,8 +27,8 @@ use super::nft::{self, Batch, BridgeNat, NftError, Published, Result};
 use crate::utils::write_atomic;
 
 /// The record's file name in the networks directory.
-pub const NAT_FILE: &str = "nat.json";
-const LOCK_FILE: &str = "nat.lock";
+pub const NAT_FILE: &str = "@nat.record";
+const LOCK_FILE: &str = "@nat.lock";
 
 /// A sysctl cuddy set, with its value before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,7 +48,7 @@ pub struct BridgeDone {
     pub subnets: Vec<String>,
 }
 
-/// `nat.json`.
+/// `@nat.record`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostRecord {
     /// The network namespaces where the table `inet cuddy` was written.
@@ -58,7 +60,7 @@ pub struct HostRecord {
     pub bridges: Vec<BridgeDone>,
 }
 
-/// `nat.json` under its lock.
+/// `@nat.record` under its lock.
 struct Locked {
     path: PathBuf,
     rec: HostRecord,

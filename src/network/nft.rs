@@ -64,7 +64,7 @@ pub enum NftError {
         #[source]
         source: std::io::Error,
     },
-    /// cuddy's own record of what it made (`nat.json`) or its lock.
+    /// cuddy's own record of what it made (`@nat.record`) or its lock.
     #[error("{op} {path}: {source}")]
     State {
         op: &'static str,

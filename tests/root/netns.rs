@@ -1,6 +1,6 @@
 //! Network namespaces made by a test, so that nothing a networking test
 //! does (bridges, veths, nftables, sysctls) touches the host's own: cuddy
-//! itself runs inside the test's namespace (`ip netns exec`), as a host
+//! itself runs inside the test's namespace (`nsenter --net`), as a host
 //! would run it in its root network namespace.
 
 #![allow(dead_code)] // used by the networking tests as they land
@@ -30,10 +30,12 @@ impl TestNetns {
         ns
     }
 
-    /// A command run inside the namespace.
+    /// A command run inside the namespace: `nsenter --net`, not `ip netns
+    /// exec`, which also makes a mount namespace with a fresh /sys (hiding
+    /// /sys/fs/cgroup, which cuddy needs).
     pub fn cmd(&self, prog: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, prog]);
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", self.name)).arg(prog);
         c
     }
 

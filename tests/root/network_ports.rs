@@ -103,15 +103,18 @@ fn server(ctx: &Ctx, reply: &str) -> Value {
 
 #[test]
 fn the_host_and_a_peer_reach_a_published_tcp_port() {
-    let Some(w) = World::new("pubtcp") else { return };
+    let Some(w) = World::new("pubtcp") else {
+        return;
+    };
     let ctx = Ctx::new("pubtcp");
     let id = ctx.id("web");
-    run_detached(&ctx, &w.host, &id, &server(&ctx, "published"), &[
-        "--network",
-        "bridge",
-        "--publish",
-        "8080:80",
-    ]);
+    run_detached(
+        &ctx,
+        &w.host,
+        &id,
+        &server(&ctx, "published"),
+        &["--network", "bridge", "--publish", "8080:80"],
+    );
     // From outside (prerouting): the peer, on the host's address.
     assert_eq!(nc_until(&w.peer, HOST_IP, 8080), "published");
     // The host itself (output): its own address, and 127.0.0.1.
@@ -125,7 +128,9 @@ fn the_host_and_a_peer_reach_a_published_tcp_port() {
     delete(&ctx, &w.host, &id);
     assert_no_port_leftovers(&ctx, &w.host, &id);
     // Nothing answers any more.
-    let o = w.peer.try_sh(&format!("busybox nc -w 1 {HOST_IP} 8080 </dev/null"));
+    let o = w
+        .peer
+        .try_sh(&format!("busybox nc -w 1 {HOST_IP} 8080 </dev/null"));
     assert!(stdout(&o).is_empty(), "{}", stdout(&o));
 }
 
@@ -151,23 +156,37 @@ sys.exit(1)\n";
 
 #[test]
 fn a_published_udp_port_is_reached_from_the_peer_and_the_host() {
-    let Some(w) = World::new("pubudp") else { return };
+    let Some(w) = World::new("pubudp") else {
+        return;
+    };
     let ctx = Ctx::new("pubudp");
     let id = ctx.id("dns");
     // busybox nc has no UDP: the container only sleeps, and a UDP echo
     // server runs in its network namespace (what is tested is the path to
     // that namespace).
-    run_detached(&ctx, &w.host, &id, &ctx.config(&["sleep", "60"]), &[
-        "--network",
-        "bridge",
-        "--publish",
-        "5353:53/udp",
-    ]);
+    run_detached(
+        &ctx,
+        &w.host,
+        &id,
+        &ctx.config(&["sleep", "60"]),
+        &["--network", "bridge", "--publish", "5353:53/udp"],
+    );
     let pid = init_pid(&ctx, &w.host, &id);
     let mut srv = std::process::Command::new("nsenter");
-    srv.args(["-t", &pid.to_string(), "-n", "/usr/bin/python3", "-c", UDP_ECHO]);
+    srv.args([
+        "-t",
+        &pid.to_string(),
+        "-n",
+        "/usr/bin/python3",
+        "-c",
+        UDP_ECHO,
+    ]);
     let mut srv = srv.spawn().expect("udp server");
-    for (ns, addr) in [(&w.peer, HOST_IP), (&w.host, HOST_IP), (&w.host, "127.0.0.1")] {
+    for (ns, addr) in [
+        (&w.peer, HOST_IP),
+        (&w.host, HOST_IP),
+        (&w.host, "127.0.0.1"),
+    ] {
         let mut c = ns.cmd("/usr/bin/python3");
         c.args(["-c", UDP_ASK, addr, "5353"]);
         let o: Output = output_with_timeout(c, 60);
@@ -182,7 +201,9 @@ fn a_published_udp_port_is_reached_from_the_peer_and_the_host() {
 
 #[test]
 fn a_container_reaches_out_through_masquerade() {
-    let Some(w) = World::new("egress") else { return };
+    let Some(w) = World::new("egress") else {
+        return;
+    };
     let ctx = Ctx::new("egress");
     // The peer says which address the connection comes from.
     let mut peer = w.peer.cmd("busybox");
@@ -192,17 +213,22 @@ fn a_container_reaches_out_through_masquerade() {
     let cfg = ctx.config(&[
         "sh",
         "-c",
-        &format!("for i in $(seq 50); do nc {PEER_IP} 9000 </dev/null && exit 0; sleep 0.1; done; exit 1"),
+        &format!(
+            "for i in $(seq 50); do nc {PEER_IP} 9000 </dev/null && exit 0; sleep 0.1; done; exit 1"
+        ),
     ]);
     let b = ctx.bundle(&id, &cfg);
-    let o = w.host.cuddy(&ctx, &[
-        "run",
-        "--network",
-        "bridge",
-        "--bundle",
-        b.to_str().unwrap(),
-        &id,
-    ]);
+    let o = w.host.cuddy(
+        &ctx,
+        &[
+            "run",
+            "--network",
+            "bridge",
+            "--bundle",
+            b.to_str().unwrap(),
+            &id,
+        ],
+    );
     let _ = peer.kill();
     let _ = peer.wait();
     assert_ok(&o, "run the client");
@@ -221,7 +247,9 @@ fn a_container_reaches_out_through_masquerade() {
 
 #[test]
 fn hairpin_and_container_to_container_through_a_host_address() {
-    let Some(w) = World::new("hairpin") else { return };
+    let Some(w) = World::new("hairpin") else {
+        return;
+    };
     let ctx = Ctx::new("hairpin");
     let a = ctx.id("a");
     // A serves and then reaches its own published port through the host.
@@ -234,13 +262,23 @@ fn hairpin_and_container_to_container_through_a_host_address() {
              [ -n \"$out\" ] && {{ echo \"$out\" > /tmp/got; break; }}; sleep 0.1; done; sleep 60"
         ),
     ]);
-    run_detached(&ctx, &w.host, &a, &cfg, &[
-        "--network", "bridge", "--publish", "8080:80",
-    ]);
-    let o = w.host.cuddy(&ctx, &[
-        "exec", &a, "sh", "-c",
-        "for i in $(seq 100); do [ -s /tmp/got ] && exec cat /tmp/got; sleep 0.1; done; exit 1",
-    ]);
+    run_detached(
+        &ctx,
+        &w.host,
+        &a,
+        &cfg,
+        &["--network", "bridge", "--publish", "8080:80"],
+    );
+    let o = w.host.cuddy(
+        &ctx,
+        &[
+            "exec",
+            &a,
+            "sh",
+            "-c",
+            "for i in $(seq 100); do [ -s /tmp/got ] && exec cat /tmp/got; sleep 0.1; done; exit 1",
+        ],
+    );
     assert_ok(&o, "hairpin");
     assert_eq!(stdout(&o).trim(), "hairpin");
     // Another container reaches A's published port through the host.
@@ -251,9 +289,17 @@ fn hairpin_and_container_to_container_through_a_host_address() {
         &format!("for i in $(seq 50); do out=$(nc -w 2 {HOST_IP} 8080 </dev/null); [ -n \"$out\" ] && {{ echo \"$out\"; exit 0; }}; sleep 0.1; done; exit 1"),
     ]);
     let bundle = ctx.bundle(&b, &cfg);
-    let o = w.host.cuddy(&ctx, &[
-        "run", "--network", "bridge", "--bundle", bundle.to_str().unwrap(), &b,
-    ]);
+    let o = w.host.cuddy(
+        &ctx,
+        &[
+            "run",
+            "--network",
+            "bridge",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            &b,
+        ],
+    );
     assert_ok(&o, "container to container");
     assert_eq!(stdout(&o).trim(), "hairpin");
     delete(&ctx, &w.host, &b);
@@ -263,32 +309,63 @@ fn hairpin_and_container_to_container_through_a_host_address() {
 
 #[test]
 fn a_port_already_published_is_refused_and_nothing_is_left() {
-    let Some(w) = World::new("pubtwice") else { return };
+    let Some(w) = World::new("pubtwice") else {
+        return;
+    };
     let ctx = Ctx::new("pubtwice");
     let a = ctx.id("a");
-    run_detached(&ctx, &w.host, &a, &server(&ctx, "first"), &[
-        "--network", "bridge", "--publish", "8080:80",
-    ]);
+    run_detached(
+        &ctx,
+        &w.host,
+        &a,
+        &server(&ctx, "first"),
+        &["--network", "bridge", "--publish", "8080:80"],
+    );
     let before = table(&w.host);
     let links_before = w.host.links();
     let b = ctx.id("b");
     let bundle = ctx.bundle(&b, &server(&ctx, "second"));
-    let o = w.host.cuddy(&ctx, &[
-        "run", "-d", "--network", "bridge", "--publish", "8080:81",
-        "--bundle", bundle.to_str().unwrap(), &b,
-    ]);
+    let o = w.host.cuddy(
+        &ctx,
+        &[
+            "run",
+            "-d",
+            "--network",
+            "bridge",
+            "--publish",
+            "8080:81",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            &b,
+        ],
+    );
     assert_fails_with(&o, "8080:81/tcp");
     assert!(stderr(&o).contains("already published"), "{}", stderr(&o));
     assert_no_port_leftovers(&ctx, &w.host, &b);
-    assert_eq!(w.host.links(), links_before, "a veth of the refused container is left");
+    assert_eq!(
+        w.host.links(),
+        links_before,
+        "a veth of the refused container is left"
+    );
     assert_eq!(table(&w.host), before, "the ruleset changed");
     // The first still answers; the same port on another protocol or host
     // address is another key.
     assert_eq!(nc_until(&w.peer, HOST_IP, 8080), "first");
     let c = ctx.id("c");
-    run_detached(&ctx, &w.host, &c, &server(&ctx, "third"), &[
-        "--network", "bridge", "--publish", "8080:80/udp", "--publish", "127.0.0.1:8080:80",
-    ]);
+    run_detached(
+        &ctx,
+        &w.host,
+        &c,
+        &server(&ctx, "third"),
+        &[
+            "--network",
+            "bridge",
+            "--publish",
+            "8080:80/udp",
+            "--publish",
+            "127.0.0.1:8080:80",
+        ],
+    );
     // The specific address wins over every address.
     assert_eq!(nc_until(&w.host, "127.0.0.1", 8080), "third");
     assert_eq!(nc_until(&w.host, HOST_IP, 8080), "first");
@@ -300,7 +377,9 @@ fn a_port_already_published_is_refused_and_nothing_is_left() {
 
 #[test]
 fn publish_from_the_bundle_annotation() {
-    let Some(w) = World::new("pubann") else { return };
+    let Some(w) = World::new("pubann") else {
+        return;
+    };
     let ctx = Ctx::new("pubann");
     let id = ctx.id("ann");
     // A bundle carries its network: the annotations cuddy documents.
@@ -318,13 +397,34 @@ fn publish_from_the_bundle_annotation() {
 
 #[test]
 fn bad_publish_requests_are_refused_and_nothing_is_left() {
-    let Some(w) = World::new("pubbad") else { return };
+    let Some(w) = World::new("pubbad") else {
+        return;
+    };
     let ctx = Ctx::new("pubbad");
     for (i, (flags, needle)) in [
-        (&["--network", "bridge", "--publish", "[::1]:8080:80"][..], "route_localnet"),
-        (&["--network", "bridge", "--publish", "224.0.0.1:8080:80"][..], "not a unicast"),
-        (&["--network", "bridge", "--publish", "8080:80", "--publish", "8080:81"][..], "same host port"),
-        (&["--network", "none", "--publish", "8080:80"][..], "needs --network bridge"),
+        (
+            &["--network", "bridge", "--publish", "[::1]:8080:80"][..],
+            "route_localnet",
+        ),
+        (
+            &["--network", "bridge", "--publish", "224.0.0.1:8080:80"][..],
+            "not a unicast",
+        ),
+        (
+            &[
+                "--network",
+                "bridge",
+                "--publish",
+                "8080:80",
+                "--publish",
+                "8080:81",
+            ][..],
+            "same host port",
+        ),
+        (
+            &["--network", "none", "--publish", "8080:80"][..],
+            "needs --network bridge",
+        ),
     ]
     .into_iter()
     .enumerate()
@@ -337,6 +437,13 @@ fn bad_publish_requests_are_refused_and_nothing_is_left() {
         let o = w.host.cuddy(&ctx, &args);
         assert_fails_with(&o, needle);
         assert_no_port_leftovers(&ctx, &w.host, &id);
-        assert!(w.host.links().iter().all(|l| !l.starts_with("veth") && !l.starts_with("vc")), "{:?}", w.host.links());
+        assert!(
+            w.host
+                .links()
+                .iter()
+                .all(|l| !l.starts_with("veth") && !l.starts_with("vc")),
+            "{:?}",
+            w.host.links()
+        );
     }
 }
