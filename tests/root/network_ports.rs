@@ -252,42 +252,25 @@ fn hairpin_and_container_to_container_through_a_host_address() {
     };
     let ctx = Ctx::new("hairpin");
     let a = ctx.id("a");
-    // A serves and then reaches its own published port through the host.
-    let cfg = ctx.config(&[
-        "sh",
-        "-c",
-        &format!(
-            "nc -ll -p 80 -e echo hairpin & \
-             for i in $(seq 100); do out=$(nc -w 2 {HOST_IP} 8080 </dev/null); \
-             [ -n \"$out\" ] && {{ echo \"$out\" > /tmp/got; break; }}; sleep 0.1; done; sleep 60"
-        ),
-    ]);
+    // A serves; a process of A (exec: A's network namespace) reaches A's
+    // own published port through the host's address.
     run_detached(
         &ctx,
         &w.host,
         &a,
-        &cfg,
+        &server(&ctx, "hairpin"),
         &["--network", "bridge", "--publish", "8080:80"],
     );
-    let o = w.host.cuddy(
-        &ctx,
-        &[
-            "exec",
-            &a,
-            "sh",
-            "-c",
-            "for i in $(seq 100); do [ -s /tmp/got ] && exec cat /tmp/got; sleep 0.1; done; exit 1",
-        ],
+    let ask = format!(
+        "for i in $(seq 100); do out=$(nc -w 2 {HOST_IP} 8080 </dev/null); \
+         [ -n \"$out\" ] && {{ echo \"$out\"; exit 0; }}; sleep 0.1; done; exit 1"
     );
+    let o = w.host.cuddy(&ctx, &["exec", &a, "sh", "-c", &ask]);
     assert_ok(&o, "hairpin");
     assert_eq!(stdout(&o).trim(), "hairpin");
     // Another container reaches A's published port through the host.
     let b = ctx.id("b");
-    let cfg = ctx.config(&[
-        "sh",
-        "-c",
-        &format!("for i in $(seq 50); do out=$(nc -w 2 {HOST_IP} 8080 </dev/null); [ -n \"$out\" ] && {{ echo \"$out\"; exit 0; }}; sleep 0.1; done; exit 1"),
-    ]);
+    let cfg = ctx.config(&["sh", "-c", &ask]);
     let bundle = ctx.bundle(&b, &cfg);
     let o = w.host.cuddy(
         &ctx,
