@@ -107,6 +107,7 @@ fn the_host_and_a_peer_reach_a_published_tcp_port() {
         return;
     };
     let ctx = Ctx::new("pubtcp");
+    let _cleanup = CleanupIn(&ctx, &w.host);
     let id = ctx.id("web");
     run_detached(
         &ctx,
@@ -132,6 +133,46 @@ fn the_host_and_a_peer_reach_a_published_tcp_port() {
         .peer
         .try_sh(&format!("busybox nc -w 1 {HOST_IP} 8080 </dev/null"));
     assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+}
+
+/// Deletes (inside the test's namespace, where their veths and rules are)
+/// every container left in `ctx`'s state root when a test ends, failed or
+/// not, before [`Ctx`]'s own cleanup (which runs outside it) would.
+struct CleanupIn<'a>(&'a Ctx, &'a TestNetns);
+
+impl Drop for CleanupIn<'_> {
+    fn drop(&mut self) {
+        let Ok(rd) = std::fs::read_dir(&self.0.root) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('@') {
+                let _ = self.1.cuddy(self.0, &["delete", "--force", &name]);
+            }
+        }
+    }
+}
+
+/// A helper process of the test (a server in a namespace), killed by PID
+/// when the test ends, failed or not.
+struct Helper(std::process::Child);
+
+impl Helper {
+    fn spawn(mut c: std::process::Command) -> Helper {
+        use std::process::Stdio;
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Helper(c.spawn().expect("spawn a helper"))
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The container's init pid, from `cuddy state`.
@@ -160,6 +201,7 @@ fn a_published_udp_port_is_reached_from_the_peer_and_the_host() {
         return;
     };
     let ctx = Ctx::new("pubudp");
+    let _cleanup = CleanupIn(&ctx, &w.host);
     let id = ctx.id("dns");
     // busybox nc has no UDP: the container only sleeps, and a UDP echo
     // server runs in its network namespace (what is tested is the path to
@@ -181,7 +223,7 @@ fn a_published_udp_port_is_reached_from_the_peer_and_the_host() {
         "-c",
         UDP_ECHO,
     ]);
-    let mut srv = srv.spawn().expect("udp server");
+    let _srv = Helper::spawn(srv);
     for (ns, addr) in [
         (&w.peer, HOST_IP),
         (&w.host, HOST_IP),
@@ -193,8 +235,6 @@ fn a_published_udp_port_is_reached_from_the_peer_and_the_host() {
         assert_ok(&o, &format!("udp to {addr}:5353 from {}", ns.name));
         assert_eq!(stdout(&o).trim(), "udp:ping");
     }
-    let _ = srv.kill();
-    let _ = srv.wait();
     delete(&ctx, &w.host, &id);
     assert_no_port_leftovers(&ctx, &w.host, &id);
 }
@@ -205,10 +245,11 @@ fn a_container_reaches_out_through_masquerade() {
         return;
     };
     let ctx = Ctx::new("egress");
+    let _cleanup = CleanupIn(&ctx, &w.host);
     // The peer says which address the connection comes from.
     let mut peer = w.peer.cmd("busybox");
     peer.args(["nc", "-l", "-p", "9000", "-e", "busybox", "netstat", "-tn"]);
-    let mut peer = peer.spawn().expect("peer server");
+    let peer = Helper::spawn(peer);
     let id = ctx.id("out");
     let cfg = ctx.config(&[
         "sh",
@@ -229,8 +270,7 @@ fn a_container_reaches_out_through_masquerade() {
             &id,
         ],
     );
-    let _ = peer.kill();
-    let _ = peer.wait();
+    drop(peer);
     assert_ok(&o, "run the client");
     let seen = stdout(&o);
     let line = seen
@@ -251,6 +291,7 @@ fn hairpin_and_container_to_container_through_a_host_address() {
         return;
     };
     let ctx = Ctx::new("hairpin");
+    let _cleanup = CleanupIn(&ctx, &w.host);
     let a = ctx.id("a");
     // A serves; a process of A (exec: A's network namespace) reaches A's
     // own published port through the host's address.
@@ -262,7 +303,7 @@ fn hairpin_and_container_to_container_through_a_host_address() {
         &["--network", "bridge", "--publish", "8080:80"],
     );
     let ask = format!(
-        "for i in $(seq 100); do out=$(nc -w 2 {HOST_IP} 8080 </dev/null); \
+        "for i in $(seq 100); do out=$(nc -w 1 {HOST_IP} 8080 </dev/null); \
          [ -n \"$out\" ] && {{ echo \"$out\"; exit 0; }}; sleep 0.1; done; exit 1"
     );
     let o = w.host.cuddy(&ctx, &["exec", &a, "sh", "-c", &ask]);
@@ -296,6 +337,7 @@ fn a_port_already_published_is_refused_and_nothing_is_left() {
         return;
     };
     let ctx = Ctx::new("pubtwice");
+    let _cleanup = CleanupIn(&ctx, &w.host);
     let a = ctx.id("a");
     run_detached(
         &ctx,
@@ -364,6 +406,7 @@ fn publish_from_the_bundle_annotation() {
         return;
     };
     let ctx = Ctx::new("pubann");
+    let _cleanup = CleanupIn(&ctx, &w.host);
     let id = ctx.id("ann");
     // A bundle carries its network: the annotations cuddy documents.
     let mut cfg = server(&ctx, "annotated");
@@ -384,6 +427,7 @@ fn bad_publish_requests_are_refused_and_nothing_is_left() {
         return;
     };
     let ctx = Ctx::new("pubbad");
+    let _cleanup = CleanupIn(&ctx, &w.host);
     for (i, (flags, needle)) in [
         (
             &["--network", "bridge", "--publish", "[::1]:8080:80"][..],
