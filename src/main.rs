@@ -169,6 +169,10 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
             print!("{}", container::ps(&root, &a.id, a.format, &a.ps_args)?);
             Ok(0)
         }
+        Command::Network(a) => {
+            print!("{}", cuddy::cli::network_run(&root.path, a)?);
+            Ok(0)
+        }
     }
 }
 

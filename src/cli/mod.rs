@@ -9,6 +9,7 @@ mod exec;
 mod features;
 mod kill;
 mod list;
+mod network;
 mod pause;
 mod ps;
 mod run;
@@ -24,6 +25,7 @@ pub use exec::ExecArgs;
 pub use features::FeaturesArgs;
 pub use kill::KillArgs;
 pub use list::{ListArgs, ListFormat};
+pub use network::{NetworkArgs, NetworkCommand, run as network_run};
 pub use pause::{PauseArgs, ResumeArgs};
 pub use ps::{PsArgs, PsFormat};
 pub use run::RunArgs;
@@ -156,4 +158,6 @@ pub enum Command {
     Events(EventsArgs),
     /// List the processes of a container.
     Ps(PsArgs),
+    /// cuddy's networks (bridge mode): ls, inspect, create, rm, prune.
+    Network(NetworkArgs),
 }

@@ -44,9 +44,9 @@ pub struct Prepared {
 /// Before clone: the network's config, the bridge, the leases and the /etc
 /// files (each lease recorded before it is made).
 pub fn prepare(cx: &mut Ctx) -> Result<Prepared> {
-    let net = config::load(cx.root, cx.name)?;
+    let mut net = config::load(cx.root, cx.name)?;
     let mut nl = Netlink::open()?;
-    let (bridge_index, mtu) = ensure_bridge(&mut nl, &net)?;
+    let (bridge_index, mtu) = ensure_bridge(&mut nl, &mut net)?;
     let addresses = ipam::allocate(cx.root, &net, cx.id, &cx.request.ips, cx.record)?;
     cx.record.set_addresses(addresses.clone())?;
     let ips: Vec<IpAddr> = addresses.iter().map(|a| a.0).collect();
@@ -62,7 +62,11 @@ pub fn prepare(cx: &mut Ctx) -> Result<Prepared> {
 /// The bridge of `net`, made if missing (up, with each subnet's gateway
 /// address); an existing link of that name must be a bridge. Returns its
 /// index and MTU. A bridge cuddy made stays for the next container.
-fn ensure_bridge(nl: &mut Netlink, net: &Network) -> Result<(u32, u32)> {
+///
+/// A family the kernel refuses (IPv6 disabled: EACCES, or not built in:
+/// EAFNOSUPPORT) is dropped from `net` for this container (debug log), so
+/// an IPv4-only host still works.
+fn ensure_bridge(nl: &mut Netlink, net: &mut Network) -> Result<(u32, u32)> {
     let link = match nl.link(&net.bridge)? {
         Some(l) => l,
         None => {
@@ -92,12 +96,22 @@ fn ensure_bridge(nl: &mut Netlink, net: &Network) -> Result<(u32, u32)> {
     {
         nl.set_up(index, &net.bridge)?;
     }
+    let mut usable = Vec::new();
     for sn in &net.subnets {
         match nl.add_addr(index, sn.gateway(), sn.prefix) {
             Err(e) if netlink::errno(&e) == Some(EEXIST) => {}
+            Err(e)
+                if sn.addr.is_ipv6()
+                    && matches!(netlink::errno(&e), Some(libc::EACCES | libc::EAFNOSUPPORT)) =>
+            {
+                tracing::debug!("network: {sn} left out: IPv6 is off here ({e})");
+                continue;
+            }
             r => r?,
         }
+        usable.push(*sn);
     }
+    net.subnets = usable;
     Ok((index, netlink::mtu(&link).unwrap_or(1500)))
 }
 

@@ -33,7 +33,11 @@ pub fn prepare(
     addrs: &[IpAddr],
     dns: &[IpAddr],
 ) -> Result<()> {
-    let hostname = spec.hostname().clone().unwrap_or_else(|| id.to_string());
+    let hostname = spec
+        .hostname()
+        .clone()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| id.to_string());
     let host_resolv = fs::read_to_string(HOST_RESOLV).unwrap_or_default();
     write(dir, "hosts", &hosts(&hostname, addrs))?;
     write(dir, "hostname", &format!("{hostname}\n"))?;

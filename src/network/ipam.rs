@@ -116,6 +116,12 @@ pub fn allocate(
         network: net.name.clone(),
         why,
     };
+    let v4 = wanted.iter().filter(|w| w.is_ipv4()).count();
+    if v4 > 1 || wanted.len() - v4 > 1 {
+        return Err(bad(
+            "--ip: at most one address per family (IPv4, IPv6)".into()
+        ));
+    }
     for ip in wanted {
         let sn = net.subnet_for(*ip).ok_or_else(|| {
             bad(format!(
@@ -259,4 +265,76 @@ pub fn prune(root: &Path, network: &str) -> Result<Vec<(IpAddr, Lease)>> {
     }
     gone.sort_by_key(|(ip, _)| *ip);
     Ok(gone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::{Mode, Options, Request};
+
+    fn record(dir: &Path) -> Record {
+        let req = Request::resolve(
+            Options {
+                mode: Some(Mode::Bridge("cuddy0".into())),
+                ..Default::default()
+            },
+            &Default::default(),
+        )
+        .unwrap()
+        .unwrap();
+        Record::create(dir, req).unwrap()
+    }
+
+    #[test]
+    fn lowest_free_address_stale_leases_reclaimed_and_wanted_checked() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let net = Network::default_bridge();
+        for id in ["a", "b"] {
+            fs::create_dir(r.join(id)).unwrap();
+        }
+        let ga = allocate(r, &net, "a", &[], &mut record(&r.join("a"))).unwrap();
+        let gb = allocate(r, &net, "b", &[], &mut record(&r.join("b"))).unwrap();
+        assert_eq!(ga[0].0.to_string(), "10.77.0.2");
+        assert_eq!(gb[0].0.to_string(), "10.77.0.3");
+        assert_eq!(gb[1].0.to_string(), "fd77:c0dd:7::3");
+        // b's address is taken while b exists.
+        fs::create_dir(r.join("c")).unwrap();
+        let e = allocate(
+            r,
+            &net,
+            "c",
+            &["10.77.0.3".parse().unwrap()],
+            &mut record(&r.join("c")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("taken by container \"b\""), "{e}");
+        for (ip, why) in [
+            ("10.77.0.0", "network address"),
+            ("10.77.0.1", "gateway"),
+            ("10.77.255.255", "broadcast"),
+            ("10.1.0.5", "outside"),
+        ] {
+            let e = allocate(
+                r,
+                &net,
+                "c",
+                &[ip.parse().unwrap()],
+                &mut record(&r.join("c")),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(why), "{ip}: {e}");
+        }
+        // a vanished without cuddy: its lease is stale and is taken over.
+        fs::remove_dir_all(r.join("a")).unwrap();
+        let gc = allocate(r, &net, "c", &[], &mut record(&r.join("c"))).unwrap();
+        assert_eq!(gc[0].0.to_string(), "10.77.0.2");
+        // Release only removes the owner's lease.
+        release(r, "cuddy0", gc[0].0, "b").unwrap();
+        assert!(leases_dir(r, "cuddy0").join("10.77.0.2").exists());
+        release(r, "cuddy0", gc[0].0, "c").unwrap();
+        assert!(!leases_dir(r, "cuddy0").join("10.77.0.2").exists());
+    }
 }

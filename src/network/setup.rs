@@ -131,6 +131,20 @@ impl Plan {
         spec: &mut Spec,
         rootfs: &Path,
     ) -> Result<()> {
+        let t = std::time::Instant::now();
+        let r = self.prepare_mode(root, dir, id, spec, rootfs);
+        tracing::debug!("network: prepare took {:?}", t.elapsed());
+        r
+    }
+
+    fn prepare_mode(
+        &mut self,
+        root: &Path,
+        dir: &Path,
+        id: &str,
+        spec: &mut Spec,
+        rootfs: &Path,
+    ) -> Result<()> {
         match &self.request.mode {
             Mode::Host => Ok(()),
             Mode::None => {
@@ -178,6 +192,7 @@ impl Plan {
         let Some(record) = self.record.as_mut() else {
             return Ok(());
         };
+        let t = std::time::Instant::now();
         let netns_path = PathBuf::from(format!("/proc/{pid}/ns/net"));
         let netns = std::fs::File::open(&netns_path)
             .map(OwnedFd::from)
@@ -200,6 +215,7 @@ impl Plan {
         }
         ports::attach(&self.request, &mut a)?;
         netdev::attach(&mut a)?;
+        tracing::debug!("network: attach took {:?}", t.elapsed());
         Ok(())
     }
 }
@@ -218,6 +234,7 @@ pub fn teardown(dir: &Path, id: &str) -> Result<()> {
     let Some(mut rec) = Record::load(dir)? else {
         return Ok(());
     };
+    let t = std::time::Instant::now();
     let root = dir.parent().unwrap_or(Path::new("/"));
     let cx = UndoCtx {
         id,
@@ -233,6 +250,7 @@ pub fn teardown(dir: &Path, id: &str) -> Result<()> {
         }
     }
     rec.retain(|e| failed.contains(e))?;
+    tracing::debug!("network: teardown took {:?}", t.elapsed());
     if errors.is_empty() {
         Ok(())
     } else {

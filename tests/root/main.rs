@@ -17,6 +17,7 @@ mod lifecycle_conformance;
 mod mounts;
 mod mounts_conformance;
 mod netns;
+mod network_bridge;
 mod network_ports;
 mod notify;
 mod ns_conformance;
