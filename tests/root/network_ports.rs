@@ -474,3 +474,38 @@ fn bad_publish_requests_are_refused_and_nothing_is_left() {
         );
     }
 }
+
+#[test]
+fn delete_after_an_element_was_removed_by_hand_leaves_nothing() {
+    let Some(w) = World::new("pubhand") else {
+        return;
+    };
+    let ctx = Ctx::new("pubhand");
+    let _cleanup = CleanupIn(&ctx, &w.host);
+    let id = ctx.id("x");
+    run_detached(
+        &ctx,
+        &w.host,
+        &id,
+        &server(&ctx, "x"),
+        &[
+            "--network",
+            "bridge",
+            "--publish",
+            "8083:80",
+            "--publish",
+            "8084:80/udp",
+        ],
+    );
+    let chain = cuddy::network::nft::chain_name(&id);
+    assert!(table(&w.host).contains(&format!("jump {chain}")));
+    // Someone removes one of the container's elements by hand: the
+    // recorded keys no longer all exist, so the one-batch teardown fails
+    // and the keys still jumping to the chain are read back.
+    w.host
+        .sh("nft delete element inet cuddy pub_any '{ ipv4 . tcp . 8083 }'");
+    delete(&ctx, &w.host, &id);
+    let t = table(&w.host);
+    assert!(!t.contains(&chain), "{t}");
+    assert_no_port_leftovers(&ctx, &w.host, &id);
+}
