@@ -18,6 +18,9 @@ use crate::netns::TestNetns;
 /// The host's address on the link to the peer, and the peer's.
 const HOST_IP: &str = "192.0.2.1";
 const PEER_IP: &str = "192.0.2.2";
+/// The same link's IPv6 addresses (2001:db8::/32, documentation).
+const HOST_IP6: &str = "2001:db8:77::1";
+const PEER_IP6: &str = "2001:db8:77::2";
 
 /// A host namespace and a peer namespace joined by a veth pair
 /// (192.0.2.0/24, TEST-NET-1); the peer has no route to the bridge's
@@ -37,7 +40,9 @@ impl World {
         host.sh(&format!(
             "ip link add up0 type veth peer name p0 netns {p} && \
              ip addr add {HOST_IP}/24 dev up0 && ip link set up0 up && \
-             ip -n {p} addr add {PEER_IP}/24 dev p0 && ip -n {p} link set p0 up",
+             ip addr add {HOST_IP6}/64 dev up0 nodad && \
+             ip -n {p} addr add {PEER_IP}/24 dev p0 && \
+             ip -n {p} addr add {PEER_IP6}/64 dev p0 nodad && ip -n {p} link set p0 up",
             p = peer.name
         ));
         Some(World { host, peer })
@@ -121,11 +126,16 @@ fn the_host_and_a_peer_reach_a_published_tcp_port() {
     // The host itself (output): its own address, and 127.0.0.1.
     assert_eq!(nc_until(&w.host, HOST_IP, 8080), "published");
     assert_eq!(nc_until(&w.host, "127.0.0.1", 8080), "published");
+    // IPv6: the container has an address of the bridge's IPv6 subnet.
+    assert_eq!(nc_until(&w.peer, HOST_IP6, 8080), "published");
+    assert_eq!(nc_until(&w.host, HOST_IP6, 8080), "published");
     let t = table(&w.host);
     let chain = cuddy::network::nft::chain_name(&id);
     assert!(t.contains(&format!("jump {chain}")), "{t}");
     // Forwarding is on in the namespace that holds the bridge.
     assert_eq!(w.host.sh("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
+    let fwd6 = w.host.sh("cat /proc/sys/net/ipv6/conf/all/forwarding");
+    assert_eq!(fwd6.trim(), "1");
     delete(&ctx, &w.host, &id);
     assert_no_port_leftovers(&ctx, &w.host, &id);
     // Nothing answers any more.
@@ -246,16 +256,24 @@ fn a_container_reaches_out_through_masquerade() {
     };
     let ctx = Ctx::new("egress");
     let _cleanup = CleanupIn(&ctx, &w.host);
-    // The peer says which address the connection comes from.
-    let mut peer = w.peer.cmd("busybox");
-    peer.args(["nc", "-l", "-p", "9000", "-e", "busybox", "netstat", "-tn"]);
-    let peer = Helper::spawn(peer);
+    // The peer says which address each connection comes from (IPv4 on
+    // port 9000, IPv6 on 9001).
+    let peers: Vec<Helper> = ["9000", "9001"]
+        .iter()
+        .map(|port| {
+            let mut c = w.peer.cmd("busybox");
+            c.args(["nc", "-l", "-p", port, "-e", "busybox", "netstat", "-tn"]);
+            Helper::spawn(c)
+        })
+        .collect();
     let id = ctx.id("out");
     let cfg = ctx.config(&[
         "sh",
         "-c",
         &format!(
-            "for i in $(seq 50); do nc {PEER_IP} 9000 </dev/null && exit 0; sleep 0.1; done; exit 1"
+            "ask() {{ for i in $(seq 50); do out=$(nc $1 $2 </dev/null) && [ -n \"$out\" ] && \
+             {{ echo \"$out\"; return 0; }}; sleep 0.1; done; return 1; }}; \
+             ask {PEER_IP} 9000 && ask {PEER_IP6} 9001"
         ),
     ]);
     let b = ctx.bundle(&id, &cfg);
@@ -270,17 +288,22 @@ fn a_container_reaches_out_through_masquerade() {
             &id,
         ],
     );
-    drop(peer);
+    drop(peers);
     assert_ok(&o, "run the client");
     let seen = stdout(&o);
-    let line = seen
-        .lines()
-        .find(|l| l.contains(&format!("{PEER_IP}:9000")))
-        .unwrap_or_else(|| panic!("no connection in the peer's netstat: {seen}"));
-    assert!(
-        line.contains(&format!("{HOST_IP}:")),
-        "the peer must see the host's address: {line}"
-    );
+    for (peer, host) in [(PEER_IP, HOST_IP), (PEER_IP6, HOST_IP6)] {
+        let line = seen
+            .lines()
+            .find(|l| l.contains(&format!("{peer}:900")))
+            .unwrap_or_else(|| panic!("no connection to {peer} in the peer's netstat: {seen}"));
+        // Proto Recv-Q Send-Q Local Foreign State; IPv4 shows as ::ffff:A.
+        let foreign = line.split_whitespace().nth(4).unwrap_or("");
+        let foreign = foreign.strip_prefix("::ffff:").unwrap_or(foreign);
+        assert!(
+            foreign.starts_with(&format!("{host}:")),
+            "the peer must see the host's address {host}: {line}"
+        );
+    }
     delete(&ctx, &w.host, &id);
     ctx.assert_no_leftovers(&id);
 }
