@@ -261,3 +261,50 @@ fn sysctl(l: &mut Locked, parts: &[&str], what: &str) -> Result<()> {
     );
     Ok(())
 }
+
+/// `network prune`, for a bridge it removed: its name and subnets leave
+/// the sets (so nothing is masqueraded for a subnet cuddy no longer has),
+/// and its record entry goes. Each element is deleted on its own: one that
+/// is gone already is no error.
+pub fn forget_bridge(dir: &Path, b: &BridgeNat) -> Result<()> {
+    let mut l = Locked::open(dir)?;
+    let mut lines = vec![format!(
+        "delete element {} bridges {{ \"{}\" }}",
+        nft::TABLE,
+        b.bridge
+    )];
+    for (addr, prefix) in b.subnets {
+        let set = if addr.is_ipv4() { "nets_v4" } else { "nets_v6" };
+        lines.push(format!(
+            "delete element {} {set} {{ {addr}/{prefix} }}",
+            nft::TABLE
+        ));
+    }
+    for line in lines {
+        let _ = nft::run_text("forget a bridge", &line)?;
+    }
+    let ns = netns_id()?;
+    l.rec
+        .bridges
+        .retain(|d| d.bridge != b.bridge || d.netns != ns);
+    l.save()
+}
+
+/// `network prune`: the chains of the state root `root` (by their prefix)
+/// whose container no longer exists (a teardown that never ran) are removed
+/// with their map elements; returns their names. `live`: the chain names of
+/// the containers in `root`.
+pub fn prune_chains(root: &Path, live: &[String]) -> Result<Vec<String>> {
+    let Ok(text) = nft::run_text("list cuddy's table", &format!("list table {}", nft::TABLE))?
+    else {
+        return Ok(Vec::new()); // no table
+    };
+    let mut gone = Vec::new();
+    for chain in nft::container_chains(&text, &nft::root_prefix(root)) {
+        if !live.contains(&chain) {
+            nft::remove(&chain, &[])?;
+            gone.push(chain);
+        }
+    }
+    Ok(gone)
+}

@@ -98,20 +98,31 @@ pub struct Published<'a> {
     pub ports: &'a [PortMapping],
 }
 
-/// The container's chain: `c_ID` when the id is short and of
-/// `[A-Za-z0-9_-]` (nft identifiers), else `c_h` and 32 hex digits of its
-/// SHA-256.
-pub fn chain_name(id: &str) -> String {
+/// The container's chain: `cTAG_ID` when the id is short and of
+/// `[A-Za-z0-9_-]` (nft identifiers), else `cTAG_h` and 32 hex digits of
+/// its SHA-256. TAG is 6 hex digits of the SHA-256 of the state root, so
+/// two state roots in one network namespace never share a chain, and
+/// `network prune` of one never takes another's (see [`root_prefix`]).
+pub fn chain_name(root: &Path, id: &str) -> String {
     let plain = id.len() <= 64
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let prefix = root_prefix(root);
     if plain {
-        return format!("c_{id}");
+        return format!("{prefix}{id}");
     }
-    let d = Sha256::digest(id.as_bytes());
-    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("c_h{hex}")
+    format!("{prefix}h{}", hex(&Sha256::digest(id.as_bytes())[..16]))
+}
+
+/// `cTAG_`: the start of every chain of the containers of `root`.
+pub fn root_prefix(root: &Path) -> String {
+    let d = Sha256::digest(root.as_os_str().as_encoded_bytes());
+    format!("c{}_", hex(&d[..3]))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One map element of a published port: the map, its key, and the DNAT
@@ -460,6 +471,21 @@ pub fn remove(chain: &str, keys: &[(String, String)]) -> Result<()> {
     apply("remove published ports", &b, &[])
 }
 
+/// Runs one nft command (text); Ok(stdout) or Err(stderr).
+pub fn run_text(op: &'static str, cmd: &str) -> Result<std::result::Result<String, String>> {
+    nft(op, &["-f", "-"], cmd)
+}
+
+/// The chains of `nft list table` output that start with `prefix`.
+pub fn container_chains(text: &str, prefix: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("chain "))
+        .filter_map(|l| l.strip_suffix(" {"))
+        .filter(|c| c.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The (map, key) pairs whose verdict is `jump chain`, read from the maps.
 fn keys_jumping_to(chain: &str) -> Result<Vec<(String, String)>> {
     let mut keys = Vec::new();
@@ -511,10 +537,14 @@ mod tests {
 
     #[test]
     fn chain_names_are_nft_identifiers() {
-        assert_eq!(chain_name("web-1_a"), "c_web-1_a");
-        let h = chain_name("a.b");
-        assert!(h.starts_with("c_h") && h.len() == 35, "{h}");
-        assert_eq!(chain_name(&"x".repeat(65)).len(), 35);
+        let r = Path::new("/run/cuddy");
+        let p = root_prefix(r);
+        assert_eq!(p.len(), 8);
+        assert_eq!(chain_name(r, "web-1_a"), format!("{p}web-1_a"));
+        let h = chain_name(r, "a.b");
+        assert!(h.starts_with(&format!("{p}h")) && h.len() == 41, "{h}");
+        assert_eq!(chain_name(r, &"x".repeat(65)).len(), 41);
+        assert_ne!(root_prefix(Path::new("/run/other")), p);
     }
 
     #[test]
@@ -601,6 +631,13 @@ mod tests {
             err.contains("9090:90/udp") && err.contains("already published"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn container_chains_are_read_from_the_table() {
+        let text = "table inet cuddy {\n\tchain prerouting {\n\t}\n\tchain c_web {\n\t\tmeta nfproto ipv4 tcp dport 80 dnat ip to 10.77.0.2:80\n\t}\n\tchain c_habc {\n\t}\n}\n";
+        assert_eq!(container_chains(text, "c_"), ["c_web", "c_habc"]);
+        assert!(container_chains(text, "c0_").is_empty());
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub fn attach(req: &Request, a: &mut Attach) -> Result<()> {
     if req.publish.is_empty() {
         return Ok(nat::ensure_bridge(&dir, &b)?);
     }
-    let chain = nft::chain_name(a.id);
+    let chain = nft::chain_name(a.state_root, a.id);
     let addr = |v4: bool| {
         a.record
             .addresses

@@ -9,7 +9,27 @@ use serde_json::{Value, json};
 
 use super::config::{self, Network, Subnet};
 use super::netlink::Netlink;
-use super::{NetworkError, Result, ipam};
+use super::{NetworkError, Result, ipam, nat, nft};
+
+/// The nft chain names of the containers in the state root (directories
+/// whose name holds no '@'); an unreadable root is an error, never "none".
+fn live_chains(root: &Path) -> Result<Vec<String>> {
+    let rd = match std::fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(super::io_err("read", root)(e)),
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.map_err(super::io_err("read", root))?;
+        if let Ok(id) = e.file_name().into_string() {
+            if !id.contains('@') {
+                out.push(nft::chain_name(root, &id));
+            }
+        }
+    }
+    Ok(out)
+}
 
 /// Is the network's bridge there (in cuddy's network namespace)? An
 /// interface of that name that is no bridge is not cuddy's.
@@ -151,6 +171,18 @@ pub fn prune(root: &Path) -> Result<String> {
         if ipam::leases(root, &n.name)?.is_empty() && bridge_present(&n) {
             Netlink::open()?.del_link(&n.bridge)?;
             let _ = writeln!(out, "{}: removed bridge {}", n.name, n.bridge);
+            let subnets: Vec<_> = n.subnets.iter().map(|s| (s.addr, s.prefix)).collect();
+            let b = nft::BridgeNat {
+                bridge: &n.bridge,
+                subnets: &subnets,
+            };
+            nat::forget_bridge(&config::dir(root), &b)?;
+        }
+    }
+    // Published ports of containers that no longer exist (issue 10 item 6).
+    if nft::nft_path().is_ok() {
+        for chain in nat::prune_chains(root, &live_chains(root)?)? {
+            let _ = writeln!(out, "removed published ports (nft chain {chain})");
         }
     }
     Ok(out)

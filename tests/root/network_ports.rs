@@ -95,7 +95,7 @@ fn table(ns: &TestNetns) -> String {
 /// state; the table itself may stay.
 fn assert_no_port_leftovers(ctx: &Ctx, ns: &TestNetns, id: &str) {
     let t = table(ns);
-    let chain = cuddy::network::nft::chain_name(id);
+    let chain = cuddy::network::nft::chain_name(&ctx.root, id);
     assert!(!t.contains(&chain), "{chain} left in inet cuddy:\n{t}");
     ctx.assert_no_leftovers(id);
 }
@@ -130,7 +130,7 @@ fn the_host_and_a_peer_reach_a_published_tcp_port() {
     assert_eq!(nc_until(&w.peer, HOST_IP6, 8080), "published");
     assert_eq!(nc_until(&w.host, HOST_IP6, 8080), "published");
     let t = table(&w.host);
-    let chain = cuddy::network::nft::chain_name(&id);
+    let chain = cuddy::network::nft::chain_name(&ctx.root, &id);
     assert!(t.contains(&format!("jump {chain}")), "{t}");
     // Forwarding is on in the namespace that holds the bridge.
     assert_eq!(w.host.sh("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
@@ -520,7 +520,7 @@ fn delete_after_an_element_was_removed_by_hand_leaves_nothing() {
             "8084:80/udp",
         ],
     );
-    let chain = cuddy::network::nft::chain_name(&id);
+    let chain = cuddy::network::nft::chain_name(&ctx.root, &id);
     assert!(table(&w.host).contains(&format!("jump {chain}")));
     // Someone removes one of the container's elements by hand: the
     // recorded keys no longer all exist, so the one-batch teardown fails
@@ -531,4 +531,43 @@ fn delete_after_an_element_was_removed_by_hand_leaves_nothing() {
     let t = table(&w.host);
     assert!(!t.contains(&chain), "{t}");
     assert_no_port_leftovers(&ctx, &w.host, &id);
+}
+
+#[test]
+fn network_prune_removes_the_chain_of_a_container_whose_teardown_never_ran() {
+    let Some(w) = World::new("pubprune") else {
+        return;
+    };
+    let ctx = Ctx::new("pubprune");
+    let _cleanup = CleanupIn(&ctx, &w.host);
+    let (gone, kept) = (ctx.id("gone"), ctx.id("kept"));
+    for (id, port) in [(&gone, "8085:80"), (&kept, "8086:80")] {
+        run_detached(
+            &ctx,
+            &w.host,
+            id,
+            &server(&ctx, id),
+            &["--network", "bridge", "--publish", port],
+        );
+    }
+    // The record loses its ports effect (as if cuddy died before writing
+    // it, or the teardown never ran): delete leaves the chain behind.
+    let rec_path = ctx.root.join(&gone).join("network.json");
+    let mut rec: Value = serde_json::from_slice(&std::fs::read(&rec_path).unwrap()).unwrap();
+    rec["effects"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|e| e["kind"] != "ports");
+    std::fs::write(&rec_path, serde_json::to_vec(&rec).unwrap()).unwrap();
+    delete(&ctx, &w.host, &gone);
+    let chain = cuddy::network::nft::chain_name(&ctx.root, &gone);
+    assert!(table(&w.host).contains(&chain), "the stale chain is there");
+    let o = w.host.cuddy(&ctx, &["network", "prune"]);
+    assert_ok(&o, "network prune");
+    assert!(stdout(&o).contains(&chain), "{}", stdout(&o));
+    assert_no_port_leftovers(&ctx, &w.host, &gone);
+    // The live container keeps its port.
+    assert_eq!(nc_until(&w.peer, HOST_IP, 8086), kept);
+    delete(&ctx, &w.host, &kept);
+    assert_no_port_leftovers(&ctx, &w.host, &kept);
 }
