@@ -4,9 +4,10 @@
 //! bridge (per network namespace and bridge ifindex), and recorded in
 //! `<networks dir>/@nat.record` (JSON; the '@' keeps it apart from the
 //! networks' own files, whose names never hold one) *before* it is made.
-//! These stay when the last
-//! container goes, as the bridge does (Docker and podman leave forwarding
-//! on too); the record says what cuddy changed (`was`: the value before).
+//! These stay when the last container goes, as the bridge does (Docker and
+//! podman leave forwarding on too); the record says what cuddy changed
+//! (`was`: the value before). `network prune` takes a removed bridge's
+//! subnets out of the sets and the chains of vanished containers away.
 //!
 //! Kernel facts: `/proc/sys/net` is the network namespace of the process
 //! that reads it, so the writes land in the namespace cuddy runs in (the
