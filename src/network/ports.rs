@@ -45,6 +45,15 @@ pub fn attach(req: &Request, a: &mut Attach) -> Result<()> {
     };
     let dir = config::ensure_dir(a.state_root)?;
     if req.publish.is_empty() {
+        if nft::nft_path().is_err() {
+            // Egress is a convenience, not a request: without the nft tool
+            // the container still gets its bridge (host and containers
+            // reach it), only not the outside.
+            tracing::warn!(
+                "network: nft not found (Debian's nftables package): no masquerade, the container reaches only the host and the bridge"
+            );
+            return Ok(());
+        }
         return Ok(nat::ensure_bridge(&dir, &b)?);
     }
     let chain = nft::chain_name(a.state_root, a.id);
