@@ -571,3 +571,57 @@ fn network_prune_removes_the_chain_of_a_container_whose_teardown_never_ran() {
     delete(&ctx, &w.host, &kept);
     assert_no_port_leftovers(&ctx, &w.host, &kept);
 }
+
+#[test]
+fn a_create_killed_after_its_ports_were_published_is_undone_by_delete_force() {
+    // config.md#posix-platform-hooks: prestart hooks run after the
+    // namespaces (and cuddy's wiring of the network one) exist.
+    let Some(w) = World::new("pubcrash") else {
+        return;
+    };
+    let ctx = Ctx::new("pubcrash");
+    let _cleanup = CleanupIn(&ctx, &w.host);
+    let id = ctx.id("c");
+    // A prestart hook that hangs: cuddy is killed while it runs, after the
+    // chain and its map elements exist.
+    let mut cfg = ctx.config(&["true"]);
+    cfg["hooks"] = json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", "30"]}]});
+    let b = ctx.bundle(&id, &cfg);
+    let mut cmd = w.host.cmd(CUDDY);
+    cmd.arg("--root")
+        .arg(&ctx.root)
+        .args([
+            "create",
+            "--network",
+            "bridge",
+            "--publish",
+            "8087:80",
+            "--bundle",
+        ])
+        .arg(&b)
+        .arg(&id)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("spawn cuddy");
+    let chain = cuddy::network::nft::chain_name(&ctx.root, &id);
+    for _ in 0..500 {
+        if table(&w.host).contains(&format!("jump {chain}")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        table(&w.host).contains(&format!("jump {chain}")),
+        "never published"
+    );
+    // nsenter execs cuddy: the child's pid is cuddy's.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill cuddy");
+    let _ = child.wait();
+    delete(&ctx, &w.host, &id);
+    assert_no_port_leftovers(&ctx, &w.host, &id);
+    assert!(!table(&w.host).contains("8087"), "{}", table(&w.host));
+}
