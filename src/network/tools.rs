@@ -66,6 +66,7 @@ pub fn ls(root: &Path) -> Result<String> {
 
 /// `network inspect [NAME]`: JSON, one object (NAME) or an array (all).
 pub fn inspect(root: &Path, name: Option<&str>) -> Result<Value> {
+    let host = nat::load(&config::dir(root))?.unwrap_or_default();
     let one = |n: &Network| -> Result<Value> {
         let mut leases: Vec<_> = ipam::leases(root, &n.name)?.into_iter().collect();
         leases.sort_by_key(|(ip, _)| *ip);
@@ -77,6 +78,14 @@ pub fn inspect(root: &Path, name: Option<&str>) -> Result<Value> {
                 "subnet": s.to_string(),
                 "gateway": s.gateway().to_string(),
             })).collect::<Vec<_>>(),
+            // What cuddy made for the bridge's egress and published ports
+            // (docs/networking.md "Published ports and egress").
+            "nat": {
+                "masquerade": host.bridges.iter().any(|b| b.bridge == n.bridge),
+                "sysctlsChanged": host.sysctls.iter().map(|c| json!({
+                    "key": c.key, "was": c.was, "now": c.now,
+                })).collect::<Vec<_>>(),
+            },
             "allocations": leases.iter().map(|(ip, l)| json!({
                 "address": ip.to_string(),
                 "container": l.id,

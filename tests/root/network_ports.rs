@@ -136,6 +136,15 @@ fn the_host_and_a_peer_reach_a_published_tcp_port() {
     assert_eq!(w.host.sh("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
     let fwd6 = w.host.sh("cat /proc/sys/net/ipv6/conf/all/forwarding");
     assert_eq!(fwd6.trim(), "1");
+    // ...and recorded with the value before, shown by network inspect.
+    let o = w.host.cuddy(&ctx, &["network", "inspect", "cuddy0"]);
+    assert_ok(&o, "network inspect");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["nat"]["masquerade"], json!(true), "{v}");
+    let changed = v["nat"]["sysctlsChanged"].to_string();
+    for key in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
+        assert!(changed.contains(key), "{changed}");
+    }
     delete(&ctx, &w.host, &id);
     assert_no_port_leftovers(&ctx, &w.host, &id);
     // Nothing answers any more.
