@@ -4,8 +4,9 @@
 #   bash integration/test.sh
 #
 # 1. installs what the tests need from Debian (busybox-static, gcc for the
-#    probe, python3-jsonschema for the schema tests, containerd for the
-#    orchestrator test, qemu for the cgroup v2 tier) when missing;
+#    probe, python3-jsonschema for the schema tests, nftables for the
+#    published-port tests, containerd for the orchestrator test, qemu for
+#    the cgroup v2 tier) when missing;
 # 2. builds the busybox fixture and the probe (rootfs-fixtures/build.sh);
 # 3. cargo fmt --check and cargo clippy -D warnings;
 # 4. cargo test: unit tests and the root integration tests (real containers
@@ -35,6 +36,8 @@ dpkg-query -W -f='${Status}' libseccomp-dev 2>/dev/null | grep -q 'ok installed'
 command -v pkg-config >/dev/null || need+=(pkg-config)
 # The crash-injection tier (tests/root/crash.rs) kills cuddy with strace -e inject.
 command -v strace >/dev/null || need+=(strace)
+# Published ports and bridge masquerade: the nft tool (network tests).
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 # A real orchestrator: containerd (with ctr and its runc shim v2).
 command -v containerd >/dev/null && command -v containerd-shim-runc-v2 >/dev/null || need+=(containerd)
 # Behind podman and Docker (tests/root/podman.rs, docker.rs): Debian's podman

@@ -26,8 +26,10 @@ pub mod config;
 pub mod etc;
 pub mod held;
 pub mod ipam;
+pub mod nat;
 pub mod netdev;
 pub mod netlink;
+pub mod nft;
 pub mod ports;
 pub mod record;
 pub mod request;
@@ -82,6 +84,9 @@ pub enum NetworkError {
     /// A record (`network.json`) that does not parse.
     #[error("{path}: {why}")]
     Record { path: PathBuf, why: String },
+    /// Published ports, masquerade, forwarding ([`nft`], [`nat`]).
+    #[error(transparent)]
+    Nft(#[from] nft::NftError),
     /// Several undo steps failed (teardown carries on and reports all).
     #[error("network teardown: {}", .0.join("; "))]
     Teardown(Vec<String>),

@@ -9,7 +9,27 @@ use serde_json::{Value, json};
 
 use super::config::{self, Network, Subnet};
 use super::netlink::Netlink;
-use super::{NetworkError, Result, ipam};
+use super::{NetworkError, Result, ipam, nat, nft};
+
+/// The nft chain names of the containers in the state root (directories
+/// whose name holds no '@'); an unreadable root is an error, never "none".
+fn live_chains(root: &Path) -> Result<Vec<String>> {
+    let rd = match std::fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(super::io_err("read", root)(e)),
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.map_err(super::io_err("read", root))?;
+        if let Ok(id) = e.file_name().into_string() {
+            if !id.contains('@') {
+                out.push(nft::chain_name(root, &id));
+            }
+        }
+    }
+    Ok(out)
+}
 
 /// Is the network's bridge there (in cuddy's network namespace)? An
 /// interface of that name that is no bridge is not cuddy's.
@@ -46,6 +66,7 @@ pub fn ls(root: &Path) -> Result<String> {
 
 /// `network inspect [NAME]`: JSON, one object (NAME) or an array (all).
 pub fn inspect(root: &Path, name: Option<&str>) -> Result<Value> {
+    let host = nat::load(&config::dir(root))?.unwrap_or_default();
     let one = |n: &Network| -> Result<Value> {
         let mut leases: Vec<_> = ipam::leases(root, &n.name)?.into_iter().collect();
         leases.sort_by_key(|(ip, _)| *ip);
@@ -57,6 +78,14 @@ pub fn inspect(root: &Path, name: Option<&str>) -> Result<Value> {
                 "subnet": s.to_string(),
                 "gateway": s.gateway().to_string(),
             })).collect::<Vec<_>>(),
+            // What cuddy made for the bridge's egress and published ports
+            // (docs/networking.md "Published ports and egress").
+            "nat": {
+                "masquerade": host.bridges.iter().any(|b| b.bridge == n.bridge),
+                "sysctlsChanged": host.sysctls.iter().map(|c| json!({
+                    "key": c.key, "was": c.was, "now": c.now,
+                })).collect::<Vec<_>>(),
+            },
             "allocations": leases.iter().map(|(ip, l)| json!({
                 "address": ip.to_string(),
                 "container": l.id,
@@ -151,6 +180,18 @@ pub fn prune(root: &Path) -> Result<String> {
         if ipam::leases(root, &n.name)?.is_empty() && bridge_present(&n) {
             Netlink::open()?.del_link(&n.bridge)?;
             let _ = writeln!(out, "{}: removed bridge {}", n.name, n.bridge);
+            let subnets: Vec<_> = n.subnets.iter().map(|s| (s.addr, s.prefix)).collect();
+            let b = nft::BridgeNat {
+                bridge: &n.bridge,
+                subnets: &subnets,
+            };
+            nat::forget_bridge(&config::dir(root), &b)?;
+        }
+    }
+    // Published ports of containers that no longer exist (issue 10 item 6).
+    if nft::nft_path().is_ok() {
+        for chain in nat::prune_chains(root, &live_chains(root)?)? {
+            let _ = writeln!(out, "removed published ports (nft chain {chain})");
         }
     }
     Ok(out)

@@ -22,6 +22,7 @@ mod mounts_conformance;
 mod netns;
 mod network_bridge;
 mod network_cni;
+mod network_ports;
 mod notify;
 mod ns_conformance;
 mod orch;
