@@ -286,21 +286,31 @@ fn capabilities_of_user_with_ambient() {
         assert_eq!(p["caps"][set], mask(&[]), "{set}: {}", p["caps"]);
     }
 
-    // An ambient capability that is not inheritable cannot be raised: as in
-    // runc and crun, a warning naming it, and the process runs without it.
+    // An ambient capability that is not inheritable can never be raised
+    // (capabilities(7)): skipped, named once at debug level, not warned
+    // (issue 11 item 8: runc 1.1 ignored these silently), and the process
+    // runs without it.
     let id = ctx.id("bad");
     let mut c = ctx.config(&["/bin/probe"]);
     c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
     c["process"]["capabilities"]["ambient"] = json!(["CAP_KILL"]);
-    let out = ctx.run(&id, &c);
+    let b = ctx.bundle(&id, &c);
+    let out = ctx.cuddy(&["--debug", "run", "--bundle", b.to_str().unwrap(), &id]);
     assert_ok(
         &out,
         "run with an ambient capability that is not inheritable",
     );
+    let err = stderr(&out);
     assert!(
-        stderr(&out).contains("CAP_KILL"),
-        "warning: {}",
-        stderr(&out)
+        err.contains("CAP_KILL") && err.contains("skipped"),
+        "debug line: {err}"
+    );
+    let quiet = ctx.run(&ctx.id("bad2"), &c);
+    assert_ok(&quiet, "run without --debug");
+    assert!(
+        !stderr(&quiet).contains("CAP_KILL"),
+        "no warning: {}",
+        stderr(&quiet)
     );
     let p: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(p["caps"]["ambient"], mask(&[]));
