@@ -48,6 +48,11 @@ pub struct UndoCtx<'a> {
     /// by the caller from before its processes were killed; see
     /// [`super::held`]); None once it is gone.
     pub netns: Option<BorrowedFd<'a>>,
+    /// The namespace dies once the teardown is over: every caller (delete,
+    /// delete --force, a failed create) has killed the container's
+    /// processes first and drops its hold and pin right after, so what dies
+    /// with the namespace (the veth pair) needs no undo of its own.
+    pub dying: bool,
 }
 
 /// Step 1: resolves the request (CLI over the config's annotations) and
@@ -260,6 +265,7 @@ pub fn teardown(dir: &Path, id: &str, netns: Option<BorrowedFd>) -> Result<()> {
         state_dir: dir,
         state_root: root,
         netns,
+        dying: true,
     };
     let mut failed = Vec::new();
     for e in rec.effects.iter().rev() {
@@ -282,7 +288,7 @@ fn undo(e: &Effect, cx: &UndoCtx) -> Result<()> {
         Effect::Lease { network, address } => {
             ipam::release(cx.state_root, network, *address, cx.id)
         }
-        Effect::Veth { host, .. } => bridge::delete_veth(host),
+        Effect::Veth { host, .. } => bridge::delete_veth(host, cx.dying),
         Effect::Ports { data } => ports::undo(data, cx),
         Effect::Cni { data } => cni::undo(data, cx),
         // netDevices keep their own record (super::netdev::RECORD).

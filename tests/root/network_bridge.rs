@@ -54,17 +54,32 @@ fn addresses_of(ns: &TestNetns, ctx: &Ctx, id: &str) -> Vec<String> {
         .collect()
 }
 
+/// The bound within which a deleted container's veth is gone: delete
+/// leaves the pair to die with the container's network namespace, which
+/// the kernel's cleanup_net does asynchronously, milliseconds after delete
+/// returned (docs/networking.md "Cost"); 5 s is far above it.
+fn links_settle(ns: &TestNetns, what: &str, ok: impl Fn(&[String]) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let links = ns.links();
+        if ok(&links) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: links left behind 5 s after delete: {links:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Nothing of the containers is left: no state, no veth (only the bridge
 /// may stay), no lease.
 fn assert_clean(ns: &TestNetns, ctx: &Ctx, ids: &[&str]) {
     for id in ids {
         ctx.assert_no_leftovers(id);
     }
-    let links = ns.links();
-    assert!(
-        links.iter().all(|l| l == "cuddy0"),
-        "links left behind: {links:?}"
-    );
+    links_settle(ns, "only the bridge", |l| l.iter().all(|l| l == "cuddy0"));
     let leases = ctx.root.join("@networks/cuddy0.leases");
     if leases.exists() {
         let left: Vec<_> = std::fs::read_dir(&leases)
@@ -377,12 +392,7 @@ fn bad_input_is_refused_clearly_and_leaves_nothing() {
             assert_fails_with(&out, needle);
         }
         ctx.assert_no_leftovers(&id);
-        let links = ns.links();
-        assert_eq!(
-            links.len(),
-            2,
-            "only the bridge and holder's veth: {links:?}"
-        );
+        links_settle(&ns, "only the bridge and holder's veth", |l| l.len() == 2);
         let leases = std::fs::read_dir(ctx.root.join("@networks/cuddy0.leases"))
             .expect("leases")
             .count();
@@ -462,6 +472,6 @@ fn prune_releases_stale_leases_and_removes_an_unused_bridge() {
         "{}",
         stdout(&out)
     );
-    assert!(ns.links().is_empty(), "{:?}", ns.links());
+    links_settle(&ns, "no link", |l| l.is_empty());
     assert_clean(&ns, &ctx, &[&id]);
 }
