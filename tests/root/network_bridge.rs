@@ -475,3 +475,40 @@ fn prune_releases_stale_leases_and_removes_an_unused_bridge() {
     links_settle(&ns, "no link", |l| l.is_empty());
     assert_clean(&ns, &ctx, &[&id]);
 }
+
+/// delete leaves the veth pair to die with the container's network
+/// namespace (docs/networking.md "Records and cleanup"; config-linux.md
+/// "Namespaces": the container's `network` namespace is cuddy's new one):
+/// while something outside cuddy still holds that namespace the old host
+/// end lives on, and a new container of the same id still gets its own
+/// (per-instance name) instead of EEXIST. Fails with the id-only name.
+#[test]
+fn a_reused_id_never_collides_with_a_veth_still_dying() {
+    require_root!();
+    let ctx = Ctx::new("nb-reuse");
+    let ns = TestNetns::new("nbreuse");
+    let id = ctx.id("c");
+    let c = config(&ctx, "sleep 30");
+    let created = create(&ns, &ctx, &id, &c, &["--network", "bridge"]);
+    assert_ok(&created, "create");
+    let st = ns.cuddy(&ctx, &["state", &id]);
+    assert_ok(&st, "state");
+    let v: Value = serde_json::from_slice(&st.stdout).expect("state JSON");
+    let pid = v["pid"].as_i64().expect("pid");
+    // An outside reference, as a bind mount made by hand would be.
+    let hold = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("open the netns");
+    delete(&ns, &ctx, &id);
+    let old = ns.links();
+    assert_eq!(old.len(), 2, "the held namespace keeps its pair: {old:?}");
+    let again = create(&ns, &ctx, &id, &c, &["--network", "bridge"]);
+    assert_ok(&again, "create of the same id while the old veth lives");
+    let both = ns.links();
+    assert_eq!(both.len(), 3, "bridge, old and new host ends: {both:?}");
+    assert!(
+        both.iter().all(|l| l == "cuddy0" || l.starts_with("vc")),
+        "{both:?}"
+    );
+    delete(&ns, &ctx, &id);
+    drop(hold);
+    assert_clean(&ns, &ctx, &[&id]);
+}
