@@ -48,7 +48,6 @@ pub fn prepare(cx: &mut Ctx) -> Result<Prepared> {
     let mut nl = Netlink::open()?;
     let (bridge_index, mtu) = ensure_bridge(&mut nl, &mut net)?;
     let addresses = ipam::allocate(cx.root, &net, cx.id, &cx.request.ips, cx.record)?;
-    cx.record.set_addresses(addresses.clone())?;
     let ips: Vec<IpAddr> = addresses.iter().map(|a| a.0).collect();
     etc::prepare(cx.dir, cx.spec, cx.rootfs, cx.id, &ips, &cx.request.dns)?;
     Ok(Prepared {

@@ -163,7 +163,9 @@ impl Plan {
                 Ok(())
             }
             Mode::Bridge(name) => {
-                let mut rec = Record::create(dir, self.request.clone())?;
+                // Written by the first recorded effect (the leases): the
+                // bridge made before it stays anyway.
+                let mut rec = Record::unsaved(dir, self.request.clone());
                 let name = name.clone();
                 let p = bridge::prepare(&mut bridge::Ctx {
                     root,
@@ -274,7 +276,10 @@ pub fn teardown(dir: &Path, id: &str, netns: Option<BorrowedFd>) -> Result<()> {
             failed.push(e.clone());
         }
     }
-    rec.retain(|e| failed.contains(e))?;
+    match failed.is_empty() {
+        true => rec.remove()?,
+        false => rec.retain(|e| failed.contains(e))?,
+    }
     tracing::debug!("network: teardown took {:?}", t.elapsed());
     if errors.is_empty() {
         Ok(())
