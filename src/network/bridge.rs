@@ -48,7 +48,6 @@ pub fn prepare(cx: &mut Ctx) -> Result<Prepared> {
     let mut nl = Netlink::open()?;
     let (bridge_index, mtu) = ensure_bridge(&mut nl, &mut net)?;
     let addresses = ipam::allocate(cx.root, &net, cx.id, &cx.request.ips, cx.record)?;
-    cx.record.set_addresses(addresses.clone())?;
     let ips: Vec<IpAddr> = addresses.iter().map(|a| a.0).collect();
     etc::prepare(cx.dir, cx.spec, cx.rootfs, cx.id, &ips, &cx.request.dns)?;
     Ok(Prepared {
@@ -115,11 +114,18 @@ fn ensure_bridge(nl: &mut Netlink, net: &mut Network) -> Result<(u32, u32)> {
     Ok((index, netlink::mtu(&link).unwrap_or(1500)))
 }
 
-/// The host end's name: `vc` and 13 hex digits of SHA-256(id) (15 bytes,
-/// IFNAMSIZ - 1): derived from the id, so delete finds it even without
-/// a record, and distinct for distinct ids but for a 2^-52 chance.
-pub fn host_ifname(id: &str) -> String {
-    let h = Sha256::digest(id.as_bytes());
+/// The host end's name: `vc` and 13 hex digits of SHA-256(id, nonce) (15
+/// bytes, IFNAMSIZ - 1), the nonce random per container instance: the
+/// teardown leaves the pair to die with the container's namespace, which
+/// the kernel does asynchronously, so a new container of the same id must
+/// not collide with an end still going. The name is recorded
+/// ([`Effect::Veth`]) before the pair is made; names are distinct but for a
+/// 2^-52 chance (and a collision is EEXIST: a failed create, nothing else).
+pub fn host_ifname(id: &str, nonce: u64) -> String {
+    let mut h = Sha256::new();
+    h.update(id.as_bytes());
+    h.update(nonce.to_le_bytes());
+    let h = h.finalize();
     let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
     format!("vc{}", &hex[..13])
 }
@@ -127,7 +133,7 @@ pub fn host_ifname(id: &str) -> String {
 /// After clone: the veth pair (recorded first), then inside the container
 /// the addresses and default routes (lo is up already: the init does it).
 pub fn attach(p: &Prepared, a: &mut Attach) -> Result<()> {
-    let host = host_ifname(a.id);
+    let host = host_ifname(a.id, nonce());
     a.record.add(Effect::Veth {
         host: host.clone(),
         bridge: p.network.bridge.clone(),
@@ -163,8 +169,38 @@ pub fn attach(p: &Prepared, a: &mut Attach) -> Result<()> {
     ipam::stamp(a.state_root, a.record, a.id, start)
 }
 
-/// Undoes an [`Effect::Veth`]: deleting the host end deletes the pair.
-pub fn delete_veth(host: &str) -> Result<()> {
+/// A random per-instance nonce for [`host_ifname`] (getrandom; the time
+/// and pid if that fails: uniqueness, not secrecy, is what counts).
+fn nonce() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most b.len() bytes into the buffer.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), libc::GRND_NONBLOCK) };
+    if n == b.len() as isize {
+        return u64::from_le_bytes(b);
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Undoes an [`Effect::Veth`]. Kernel fact: a veth pair dies with either
+/// end, and the end in a network namespace dies with that namespace (its
+/// cleanup_net work unregisters the devices of every dying namespace in
+/// one batch, asynchronously, after the last reference went). An explicit
+/// RTM_DELLINK costs 10-20 ms (unregister_netdevice waits for RCU grace
+/// periods) on the delete path, so when the container's namespace dies
+/// anyway (`dying`: its processes are dead and cuddy's own references,
+/// the held fd and the pin, go right after the teardown) the pair is left
+/// to it; the host end is gone milliseconds after `delete` returned
+/// (docs/networking.md "Cost"). Otherwise (the namespace of a live init)
+/// it is deleted here. Idempotent (ENODEV is success).
+pub fn delete_veth(host: &str, dying: bool) -> Result<()> {
+    if dying {
+        tracing::debug!("network: veth {host} left to die with the namespace");
+        return Ok(());
+    }
     Netlink::open()?.del_link(host)
 }
 
@@ -172,9 +208,11 @@ pub fn delete_veth(host: &str) -> Result<()> {
 mod tests {
     #[test]
     fn host_names_fit_ifnamsiz_and_differ() {
-        let a = super::host_ifname("web");
+        let a = super::host_ifname("web", 1);
         assert_eq!(a.len(), 15);
-        assert_ne!(a, super::host_ifname("web2"));
-        assert_eq!(a, super::host_ifname("web"));
+        assert_ne!(a, super::host_ifname("web2", 1));
+        assert_ne!(a, super::host_ifname("web", 2));
+        assert_eq!(a, super::host_ifname("web", 1));
+        assert_ne!(super::nonce(), super::nonce());
     }
 }

@@ -103,8 +103,9 @@ pub fn is_live(root: &Path, l: &Lease) -> bool {
 }
 
 /// Takes one address per subnet of `net` for container `id`: the one asked
-/// for with `--ip` in that family, else the lowest free one. Each lease is
-/// recorded in `rec` before its file is made. Returns (address, prefix).
+/// for with `--ip` in that family, else the lowest free one. The leases and
+/// the addresses are recorded in `rec` (one write, which also creates the
+/// record file) before any lease file is made. Returns (address, prefix).
 pub fn allocate(
     root: &Path,
     net: &Network,
@@ -133,6 +134,7 @@ pub fn allocate(
     let (dir, _lock) = lock(root, &net.name)?;
     let taken = leases(root, &net.name)?;
     let mut out = Vec::new();
+    let mut effects = Vec::new();
     for sn in &net.subnets {
         let want = wanted.iter().find(|w| sn.contains(**w)).copied();
         let ip = match want {
@@ -148,20 +150,25 @@ pub fn allocate(
             None => free(root, sn, &taken)
                 .ok_or_else(|| bad(format!("no free address left in {sn}")))?,
         };
-        rec.add(Effect::Lease {
+        effects.push(Effect::Lease {
             network: net.name.clone(),
             address: ip,
-        })?;
+        });
+        out.push((ip, sn.prefix));
+    }
+    // Every lease and the addresses recorded in one write before any lease
+    // file is made (a lease recorded but never made undoes to nothing).
+    rec.add_leases(effects, out.clone())?;
+    for (ip, _) in &out {
         write_lease(
             &dir,
-            ip,
+            *ip,
             &Lease {
                 id: id.into(),
                 pid_start: 0,
             },
-            taken.contains_key(&ip),
+            taken.contains_key(ip),
         )?;
-        out.push((ip, sn.prefix));
     }
     Ok(out)
 }

@@ -48,6 +48,11 @@ pub struct UndoCtx<'a> {
     /// by the caller from before its processes were killed; see
     /// [`super::held`]); None once it is gone.
     pub netns: Option<BorrowedFd<'a>>,
+    /// The namespace dies once the teardown is over: every caller (delete,
+    /// delete --force, a failed create) has killed the container's
+    /// processes first and drops its hold and pin right after, so what dies
+    /// with the namespace (the veth pair) needs no undo of its own.
+    pub dying: bool,
 }
 
 /// Step 1: resolves the request (CLI over the config's annotations) and
@@ -158,7 +163,9 @@ impl Plan {
                 Ok(())
             }
             Mode::Bridge(name) => {
-                let mut rec = Record::create(dir, self.request.clone())?;
+                // Written by the first recorded effect (the leases): the
+                // bridge made before it stays anyway.
+                let mut rec = Record::unsaved(dir, self.request.clone());
                 let name = name.clone();
                 let p = bridge::prepare(&mut bridge::Ctx {
                     root,
@@ -260,6 +267,7 @@ pub fn teardown(dir: &Path, id: &str, netns: Option<BorrowedFd>) -> Result<()> {
         state_dir: dir,
         state_root: root,
         netns,
+        dying: true,
     };
     let mut failed = Vec::new();
     for e in rec.effects.iter().rev() {
@@ -268,7 +276,10 @@ pub fn teardown(dir: &Path, id: &str, netns: Option<BorrowedFd>) -> Result<()> {
             failed.push(e.clone());
         }
     }
-    rec.retain(|e| failed.contains(e))?;
+    match failed.is_empty() {
+        true => rec.remove()?,
+        false => rec.retain(|e| failed.contains(e))?,
+    }
     tracing::debug!("network: teardown took {:?}", t.elapsed());
     if errors.is_empty() {
         Ok(())
@@ -282,7 +293,7 @@ fn undo(e: &Effect, cx: &UndoCtx) -> Result<()> {
         Effect::Lease { network, address } => {
             ipam::release(cx.state_root, network, *address, cx.id)
         }
-        Effect::Veth { host, .. } => bridge::delete_veth(host),
+        Effect::Veth { host, .. } => bridge::delete_veth(host, cx.dying),
         Effect::Ports { data } => ports::undo(data, cx),
         Effect::Cni { data } => cni::undo(data, cx),
         // netDevices keep their own record (super::netdev::RECORD).

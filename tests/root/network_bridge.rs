@@ -54,17 +54,32 @@ fn addresses_of(ns: &TestNetns, ctx: &Ctx, id: &str) -> Vec<String> {
         .collect()
 }
 
+/// The bound within which a deleted container's veth is gone: delete
+/// leaves the pair to die with the container's network namespace, which
+/// the kernel's cleanup_net does asynchronously, milliseconds after delete
+/// returned (docs/networking.md "Cost"); 5 s is far above it.
+fn links_settle(ns: &TestNetns, what: &str, ok: impl Fn(&[String]) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let links = ns.links();
+        if ok(&links) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: links left behind 5 s after delete: {links:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Nothing of the containers is left: no state, no veth (only the bridge
 /// may stay), no lease.
 fn assert_clean(ns: &TestNetns, ctx: &Ctx, ids: &[&str]) {
     for id in ids {
         ctx.assert_no_leftovers(id);
     }
-    let links = ns.links();
-    assert!(
-        links.iter().all(|l| l == "cuddy0"),
-        "links left behind: {links:?}"
-    );
+    links_settle(ns, "only the bridge", |l| l.iter().all(|l| l == "cuddy0"));
     let leases = ctx.root.join("@networks/cuddy0.leases");
     if leases.exists() {
         let left: Vec<_> = std::fs::read_dir(&leases)
@@ -377,12 +392,7 @@ fn bad_input_is_refused_clearly_and_leaves_nothing() {
             assert_fails_with(&out, needle);
         }
         ctx.assert_no_leftovers(&id);
-        let links = ns.links();
-        assert_eq!(
-            links.len(),
-            2,
-            "only the bridge and holder's veth: {links:?}"
-        );
+        links_settle(&ns, "only the bridge and holder's veth", |l| l.len() == 2);
         let leases = std::fs::read_dir(ctx.root.join("@networks/cuddy0.leases"))
             .expect("leases")
             .count();
@@ -462,6 +472,43 @@ fn prune_releases_stale_leases_and_removes_an_unused_bridge() {
         "{}",
         stdout(&out)
     );
-    assert!(ns.links().is_empty(), "{:?}", ns.links());
+    links_settle(&ns, "no link", |l| l.is_empty());
+    assert_clean(&ns, &ctx, &[&id]);
+}
+
+/// delete leaves the veth pair to die with the container's network
+/// namespace (docs/networking.md "Records and cleanup"; config-linux.md
+/// "Namespaces": the container's `network` namespace is cuddy's new one):
+/// while something outside cuddy still holds that namespace the old host
+/// end lives on, and a new container of the same id still gets its own
+/// (per-instance name) instead of EEXIST. Fails with the id-only name.
+#[test]
+fn a_reused_id_never_collides_with_a_veth_still_dying() {
+    require_root!();
+    let ctx = Ctx::new("nb-reuse");
+    let ns = TestNetns::new("nbreuse");
+    let id = ctx.id("c");
+    let c = config(&ctx, "sleep 30");
+    let created = create(&ns, &ctx, &id, &c, &["--network", "bridge"]);
+    assert_ok(&created, "create");
+    let st = ns.cuddy(&ctx, &["state", &id]);
+    assert_ok(&st, "state");
+    let v: Value = serde_json::from_slice(&st.stdout).expect("state JSON");
+    let pid = v["pid"].as_i64().expect("pid");
+    // An outside reference, as a bind mount made by hand would be.
+    let hold = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("open the netns");
+    delete(&ns, &ctx, &id);
+    let old = ns.links();
+    assert_eq!(old.len(), 2, "the held namespace keeps its pair: {old:?}");
+    let again = create(&ns, &ctx, &id, &c, &["--network", "bridge"]);
+    assert_ok(&again, "create of the same id while the old veth lives");
+    let both = ns.links();
+    assert_eq!(both.len(), 3, "bridge, old and new host ends: {both:?}");
+    assert!(
+        both.iter().all(|l| l == "cuddy0" || l.starts_with("vc")),
+        "{both:?}"
+    );
+    delete(&ns, &ctx, &id);
+    drop(hold);
     assert_clean(&ns, &ctx, &[&id]);
 }
