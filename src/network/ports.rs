@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::nft::{self, BridgeNat, Published};
 use super::record::Effect;
 use super::setup::{Attach, UndoCtx};
-use super::{Mode, NetworkError, Request, Result, bridge, config, nat};
+use super::{Mode, NetworkError, Request, Result, config, nat};
 
 /// What [`Effect::Ports`] carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,7 +90,22 @@ pub fn attach(req: &Request, a: &mut Attach) -> Result<()> {
             why: e.to_string(),
         })?,
     })?;
-    hairpin(&bridge::host_ifname(a.id))?;
+    // The host end's name is per instance (bridge::host_ifname): the one
+    // recorded before the pair was made.
+    let host = a
+        .record
+        .effects
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Effect::Veth { host, .. } => Some(host.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| NetworkError::Record {
+            path: a.record.path().to_path_buf(),
+            why: "--publish: no veth recorded for the container".into(),
+        })?;
+    hairpin(&host)?;
     nat::publish(&dir, &b, &p)?;
     Ok(())
 }
