@@ -41,8 +41,11 @@ command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 # A real orchestrator: containerd (with ctr and its runc shim v2).
 command -v containerd >/dev/null && command -v containerd-shim-runc-v2 >/dev/null || need+=(containerd)
 # Behind podman and Docker (tests/root/podman.rs, docker.rs): Debian's podman
-# 4.3 (conmon, CNI plugins) and docker.io 20.10 (dockerd, docker-init).
-for p in podman conmon containernetworking-plugins docker.io; do
+# 4.3 (conmon, CNI plugins) and docker.io 20.10 (dockerd, docker-init);
+# apparmor for apparmor_parser: where the kernel has AppArmor (the v2 tier's
+# Debian guest kernel) dockerd and podman load their default profile with it
+# and refuse to run containers without it.
+for p in podman conmon containernetworking-plugins docker.io apparmor; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
 # CNI mode (network_cni tests): the iptables the CNI plugins run.
