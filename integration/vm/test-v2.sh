@@ -13,7 +13,7 @@
 # guest kernel; rootfs-fixtures/build.sh builds the busybox fixture (on the
 # host: 9p and TCG make it slow in the guest).
 #
-# Environment: VM_TIMEOUT (seconds for the guest, default 2400), VM_CPUS,
+# Environment: VM_TIMEOUT (seconds for the guest, default 3600), VM_CPUS,
 # VM_MEM, VM_ACCEL as for run.sh; CUDDY_V2_TEST_THREADS (default 2).
 set -uo pipefail
 
@@ -42,7 +42,7 @@ if [ -d "$REPO/../shared" ]; then
 elif [ -d /work/shared ]; then
     share=(--share /work/shared)
 fi
-export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$VM_DIR/run.sh --timeout ${VM_TIMEOUT:-2400} ${share[*]} --"
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$VM_DIR/run.sh --timeout ${VM_TIMEOUT:-3600} ${share[*]} --"
 echo "test-v2: running the root integration tests in the cgroup v2 guest" >&2
 cargo test --test root --quiet -- --test-threads "${CUDDY_V2_TEST_THREADS:-2}" "$@"
 rc=$?
