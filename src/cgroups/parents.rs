@@ -15,6 +15,7 @@
 use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -45,7 +46,12 @@ impl Registry {
             path: dir.to_path_buf(),
             source,
         };
-        fs::create_dir_all(dir).map_err(|e| io_err("mkdir", e))?;
+        // Root's own (0700): nobody else can plant an entry or a link.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io_err("mkdir", e))?;
         let deadline = Instant::now() + LOCK_TIMEOUT;
         let mut delay = Duration::from_millis(1);
         loop {
@@ -94,11 +100,19 @@ impl Registry {
         let Some(e) = self.entry(cg) else {
             return Ok(());
         };
-        fs::write(&e, b"").map_err(|source| CgroupError::Io {
-            op: "record cgroup parent",
-            path: e,
-            source,
-        })
+        // O_NOFOLLOW: an entry is never written through a planted link.
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(&e)
+            .map(drop)
+            .map_err(|source| CgroupError::Io {
+                op: "record cgroup parent",
+                path: e,
+                source,
+            })
     }
 
     /// Forget `cg` (removed, gone, or not ours after all).
