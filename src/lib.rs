@@ -20,6 +20,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod network;
 pub mod process;
+pub mod sandbox;
 pub mod seccomp;
 pub mod spec;
 pub mod utils;
