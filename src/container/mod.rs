@@ -537,10 +537,9 @@ mod tests {
         }
     }
 
-    /// The status machine from a fake /proc: alive + fifo = created, alive =
-    /// running, zombie / dead / reused pid = stopped.
-    #[test]
-    fn status_from_fake_proc() {
+    /// A state root with container "c" and a fake /proc holding pid 42, in
+    /// a tempdir (kept alive by the returned guard).
+    fn fake_root() -> (tempfile::TempDir, Root) {
         let d = tempfile::tempdir().unwrap();
         let root = Root {
             path: d.path().join("run"),
@@ -548,6 +547,14 @@ mod tests {
         };
         fs::create_dir_all(root.dir("c")).unwrap();
         fs::create_dir_all(root.proc.join("42")).unwrap();
+        (d, root)
+    }
+
+    /// The status machine from a fake /proc: alive + fifo = created, alive =
+    /// running, zombie / dead / reused pid = stopped.
+    #[test]
+    fn status_from_fake_proc() {
+        let (_d, root) = fake_root();
         let stat = |state: char, start: u64| {
             fs::write(
                 root.proc.join("42/stat"),
@@ -585,13 +592,7 @@ mod tests {
     #[test]
     fn created_is_derived_from_the_inits_exe() {
         use std::os::unix::fs::MetadataExt;
-        let d = tempfile::tempdir().unwrap();
-        let root = Root {
-            path: d.path().join("run"),
-            proc: d.path().join("proc"),
-        };
-        fs::create_dir_all(root.dir("c")).unwrap();
-        fs::create_dir_all(root.proc.join("42")).unwrap();
+        let (d, root) = fake_root();
         fs::write(
             root.proc.join("42/stat"),
             "42 (sh) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 777 1000 10",
@@ -617,12 +618,7 @@ mod tests {
     /// once its process is gone (lock dropped) it loads and derives stopped.
     #[test]
     fn creating_is_hidden_then_abandoned() {
-        let d = tempfile::tempdir().unwrap();
-        let root = Root {
-            path: d.path().join("run"),
-            proc: d.path().join("proc"),
-        };
-        fs::create_dir_all(root.dir("c")).unwrap();
+        let (_d, root) = fake_root();
         let mut st = state("c", 0, 0);
         st.status = Status::Creating;
         let lock = root.save_creating(&st).unwrap();
