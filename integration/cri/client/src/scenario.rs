@@ -1,0 +1,451 @@
+//! The kubelet's calls for one pod of two containers, each checked against
+//! what really happened on the host and inside the containers.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use k8s_cri::v1::security_profile::ProfileType;
+use k8s_cri::v1::*;
+
+use crate::host::{self, cgroup_dir, ns_ino, read_trim, verbose_pid};
+use crate::{Cri, Opts, call, step};
+
+const MEMORY_LIMIT: i64 = 64 << 20;
+const CPU_SHARES: i64 = 512;
+const CPU_QUOTA: i64 = 50_000;
+const CPU_PERIOD: i64 = 100_000;
+
+/// The kubelet's defaults: network and IPC shared by the pod (joined by
+/// path from the sandbox), a PID namespace per container.
+pub fn ns_options() -> NamespaceOption {
+    NamespaceOption {
+        network: NamespaceMode::Pod as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
+fn runtime_default() -> Option<SecurityProfile> {
+    Some(SecurityProfile {
+        profile_type: ProfileType::RuntimeDefault as i32,
+        localhost_ref: String::new(),
+    })
+}
+
+pub fn pod_config(name: &str, cgroup_parent: &str, log_dir: &str) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "cuddy-test".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: log_dir.into(),
+        linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: cgroup_parent.into(),
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(ns_options()),
+                seccomp: runtime_default(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A container with the kubelet's fields for limits and RuntimeDefault
+/// seccomp (config-linux.md#memory, #cpu, #seccomp).
+pub fn container_config(name: &str, image: &str, command: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        linux: Some(LinuxContainerConfig {
+            resources: Some(LinuxContainerResources {
+                cpu_period: CPU_PERIOD,
+                cpu_quota: CPU_QUOTA,
+                cpu_shares: CPU_SHARES,
+                memory_limit_in_bytes: MEMORY_LIMIT,
+                ..Default::default()
+            }),
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(ns_options()),
+                seccomp: runtime_default(),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn exec(cri: &mut Cri, id: &str, cmd: &[&str]) -> ExecSyncResponse {
+    call!(
+        cri,
+        exec_sync,
+        ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: 30,
+        }
+    )
+}
+
+/// `sh -c script` in the container; asserts exit 0 and returns stdout.
+fn sh(cri: &mut Cri, id: &str, script: &str) -> String {
+    let r = exec(cri, id, &["/bin/sh", "-c", script]);
+    let out = String::from_utf8_lossy(&r.stdout).to_string();
+    assert_eq!(
+        r.exit_code,
+        0,
+        "exec {script:?} in {id}: stdout {out:?} stderr {:?}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    out
+}
+
+pub fn container_status(cri: &mut Cri, id: &str) -> (ContainerStatus, HashMap<String, String>) {
+    let r = call!(
+        cri,
+        container_status,
+        ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        }
+    );
+    (r.status.expect("ContainerStatus without status"), r.info)
+}
+
+pub fn sandbox_status(cri: &mut Cri, id: &str) -> PodSandboxStatusResponse {
+    call!(
+        cri,
+        pod_sandbox_status,
+        PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: true,
+        }
+    )
+}
+
+/// Everything the scenario found, for the next steps.
+pub struct Pod {
+    id: String,
+    pid: u32,
+    ip: String,
+}
+
+pub fn run(cri: &mut Cri, o: &Opts) {
+    let handler = o.get_or("handler", "cuddy");
+    step("Version", || {
+        let v = call!(
+            cri,
+            version,
+            VersionRequest {
+                version: "v1".into()
+            }
+        );
+        eprintln!(
+            "    {} {} CRI {}",
+            v.runtime_name, v.runtime_version, v.runtime_api_version
+        );
+        assert_eq!(v.runtime_name, "containerd");
+        assert_eq!(v.runtime_api_version, "v1");
+    });
+    let cfg = pod_config("cuddy-pod", &o.get("cgroup-parent"), &o.get("log-dir"));
+    let pod = step("RunPodSandbox", || run_pod(cri, &cfg, &handler, o));
+    let image = o.get("image");
+    // c1 ignores SIGTERM (sleep as PID 1), c2 exits 42 on it.
+    let c1 = container_config("c1", &image, &["/bin/sleep", "1000"]);
+    let c2 = container_config(
+        "c2",
+        &image,
+        &[
+            "/bin/sh",
+            "-c",
+            "echo hello from c2; trap 'exit 42' TERM; while :; do sleep 1 & wait $!; done",
+        ],
+    );
+    let mut ids = Vec::new();
+    for c in [c1, c2] {
+        let name = c
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let id = step(&format!("CreateContainer+StartContainer {name}"), || {
+            let r = call!(
+                cri,
+                create_container,
+                CreateContainerRequest {
+                    pod_sandbox_id: pod.id.clone(),
+                    config: Some(c),
+                    sandbox_config: Some(cfg.clone()),
+                }
+            );
+            call!(
+                cri,
+                start_container,
+                StartContainerRequest {
+                    container_id: r.container_id.clone(),
+                }
+            );
+            r.container_id
+        });
+        ids.push(id);
+    }
+    let mut cgroups = Vec::new();
+    for id in &ids {
+        let dir = step(&format!("observe {id:.12}"), || {
+            observe(cri, id, &pod, &o.get("cgroup-parent"), &handler)
+        });
+        cgroups.push(dir);
+    }
+    step("pod shares net+ipc, not pid", || {
+        let (_, i1) = container_status(cri, &ids[0]);
+        let (_, i2) = container_status(cri, &ids[1]);
+        let (p1, p2) = (verbose_pid(&i1), verbose_pid(&i2));
+        assert_eq!(ns_ino(p1, "net"), ns_ino(p2, "net"));
+        assert_eq!(ns_ino(p1, "ipc"), ns_ino(p2, "ipc"));
+        assert_ne!(ns_ino(p1, "pid"), ns_ino(p2, "pid"));
+        // IPC really shared: a SysV segment made in c1 (shmget, x86_64 NR
+        // 29, IPC_CREAT|0600) is found by its key from c2.
+        let key = "0x43554459";
+        let made = sh(
+            cri,
+            &ids[0],
+            &format!("/bin/probe --syscall 29 {key} 4096 0x380"),
+        );
+        let found = sh(cri, &ids[1], &format!("/bin/probe --syscall 29 {key} 0 0"));
+        assert!(made.contains("\"errno\": 0"), "shmget in c1: {made}");
+        assert_eq!(made, found, "c2 sees another IPC namespace");
+    });
+    step("ExecSync output and exit code", || {
+        let r = exec(
+            cri,
+            &ids[1],
+            &["/bin/sh", "-c", "echo out; echo err >&2; exit 7"],
+        );
+        assert_eq!(r.exit_code, 7);
+        assert_eq!(r.stdout, b"out\n");
+        assert_eq!(r.stderr, b"err\n");
+    });
+    step("ContainerStats", || stats(cri, &ids[0]));
+    step("container log (CRI format)", || {
+        let log = Path::new(&o.get("log-dir")).join("c2.log");
+        let text = host::read(&log.to_string_lossy());
+        assert!(
+            text.lines().any(|l| l.ends_with(" stdout F hello from c2")),
+            "{}: {text}",
+            log.display()
+        );
+    });
+    step("StopContainer c2 (SIGTERM, trapped: exit 42)", || {
+        stop(cri, &ids[1], 10, 42)
+    });
+    step(
+        "StopContainer c1 (SIGTERM ignored, SIGKILL after 1 s: 137)",
+        || stop(cri, &ids[0], 1, 137),
+    );
+    step("RemoveContainer", || {
+        for (id, dir) in ids.iter().zip(&cgroups) {
+            call!(
+                cri,
+                remove_container,
+                RemoveContainerRequest {
+                    container_id: id.clone()
+                }
+            );
+            assert!(
+                !dir.exists(),
+                "{} left after RemoveContainer",
+                dir.display()
+            );
+        }
+        let left = call!(cri, list_containers, ListContainersRequest { filter: None });
+        assert!(left.containers.is_empty(), "{:?}", left.containers);
+    });
+    step("StopPodSandbox + RemovePodSandbox", || {
+        remove_pod(cri, &pod)
+    });
+}
+
+fn run_pod(cri: &mut Cri, cfg: &PodSandboxConfig, handler: &str, o: &Opts) -> Pod {
+    let r = call!(
+        cri,
+        run_pod_sandbox,
+        RunPodSandboxRequest {
+            config: Some(cfg.clone()),
+            runtime_handler: handler.into(),
+        }
+    );
+    let st = sandbox_status(cri, &r.pod_sandbox_id);
+    let s = st.status.clone().expect("PodSandboxStatus without status");
+    assert_eq!(s.state, PodSandboxState::SandboxReady as i32);
+    assert_eq!(s.runtime_handler, handler);
+    let ip = s.network.map(|n| n.ip).unwrap_or_default();
+    let subnet = o.get("subnet");
+    assert!(ip.starts_with(&subnet), "pod IP {ip:?} not in {subnet}0/24");
+    let pid = verbose_pid(&st.info);
+    assert_eq!(host::runtime_of(pid, &r.pod_sandbox_id), handler);
+    // The pause process: its own network namespace (made by the CRI plugin,
+    // set up by the CNI bridge plugin), not the host's.
+    assert_ne!(ns_ino(pid, "net"), ns_ino(std::process::id(), "net"));
+    assert_eq!(host::seccomp_mode(pid), "2");
+    eprintln!("    pod {:.12} ip {ip} pause pid {pid}", r.pod_sandbox_id);
+    Pod {
+        id: r.pod_sandbox_id,
+        pid,
+        ip,
+    }
+}
+
+/// A running container as the kubelet would see it and as it really is:
+/// returns its memory cgroup directory (checked gone after removal).
+fn observe(cri: &mut Cri, id: &str, pod: &Pod, parent: &str, handler: &str) -> std::path::PathBuf {
+    let (st, info) = container_status(cri, id);
+    assert_eq!(st.state, ContainerState::ContainerRunning as i32);
+    let pid = verbose_pid(&info);
+    assert_eq!(host::runtime_of(pid, id), handler);
+    // config-linux.md#namespaces: network and IPC joined by path from the
+    // sandbox (/proc/PAUSE/ns/…, the CRI netns file), PID its own.
+    for kind in ["net", "ipc"] {
+        assert_eq!(ns_ino(pid, kind), ns_ino(pod.pid, kind), "{kind} namespace");
+    }
+    assert_ne!(ns_ino(pid, "pid"), ns_ino(pod.pid, "pid"));
+    let inside = sh(
+        cri,
+        id,
+        "readlink /proc/self/ns/net; readlink /proc/self/ns/ipc",
+    );
+    assert_eq!(
+        inside,
+        format!(
+            "net:[{}]\nipc:[{}]\n",
+            ns_ino(pod.pid, "net"),
+            ns_ino(pod.pid, "ipc")
+        )
+    );
+    // The pod's IP from the CNI bridge, on the container's eth0.
+    let addr = sh(cri, id, "ip -o -4 addr show dev eth0");
+    assert!(addr.contains(&format!("inet {}/", pod.ip)), "{addr}");
+    // config-linux.md#seccomp: RuntimeDefault is containerd's default
+    // profile: a filter (mode 2) that refuses unshare(CLONE_NEWUSER)
+    // without CAP_SYS_ADMIN (not in the CRI's default capabilities).
+    assert_eq!(host::seccomp_mode(pid), "2");
+    assert_eq!(
+        sh(
+            cri,
+            id,
+            "grep ^Seccomp: /proc/self/status; unshare -U true 2>/dev/null && echo unshared || echo refused"
+        ),
+        "Seccomp:\t2\nrefused\n"
+    );
+    // config-linux.md#memory / #cpu, in the cgroup under the pod's parent.
+    let path = host::cgroup_path(pid);
+    assert!(path.starts_with(parent), "cgroup {path} not under {parent}");
+    let mem = cgroup_dir(pid, "memory");
+    let cpu = cgroup_dir(pid, "cpu");
+    let limit = MEMORY_LIMIT.to_string();
+    if host::is_v2() {
+        assert_eq!(read_trim(&mem.join("memory.max")), limit);
+        // runc's shares-to-weight: 1 + (shares - 2) * 9999 / 262142.
+        let weight = 1 + (CPU_SHARES - 2) * 9999 / 262_142;
+        assert_eq!(read_trim(&cpu.join("cpu.weight")), weight.to_string());
+        assert_eq!(
+            read_trim(&cpu.join("cpu.max")),
+            format!("{CPU_QUOTA} {CPU_PERIOD}")
+        );
+    } else {
+        assert_eq!(read_trim(&mem.join("memory.limit_in_bytes")), limit);
+        assert_eq!(read_trim(&cpu.join("cpu.shares")), CPU_SHARES.to_string());
+        assert_eq!(
+            read_trim(&cpu.join("cpu.cfs_quota_us")),
+            CPU_QUOTA.to_string()
+        );
+    }
+    let seen = sh(
+        cri,
+        id,
+        "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+    );
+    assert_eq!(seen.trim(), limit, "memory limit seen inside");
+    mem
+}
+
+fn stats(cri: &mut Cri, id: &str) {
+    let r = call!(
+        cri,
+        container_stats,
+        ContainerStatsRequest {
+            container_id: id.into()
+        }
+    );
+    let s = r.stats.expect("ContainerStats without stats");
+    let ws = s
+        .memory
+        .and_then(|m| m.working_set_bytes.or(m.usage_bytes))
+        .map(|v| v.value)
+        .unwrap_or(0);
+    assert!(ws > 0, "memory usage {ws}");
+    let cpu = s
+        .cpu
+        .and_then(|c| c.usage_core_nano_seconds)
+        .map(|v| v.value)
+        .unwrap_or(0);
+    assert!(cpu > 0, "cpu usage {cpu}");
+    eprintln!("    memory working set {ws} B, cpu {cpu} ns");
+}
+
+fn stop(cri: &mut Cri, id: &str, timeout: i64, want: i32) {
+    call!(
+        cri,
+        stop_container,
+        StopContainerRequest {
+            container_id: id.into(),
+            timeout,
+        }
+    );
+    let (st, _) = container_status(cri, id);
+    assert_eq!(st.state, ContainerState::ContainerExited as i32);
+    assert_eq!(st.exit_code, want, "exit code (reason {:?})", st.reason);
+    assert!(st.finished_at > 0);
+}
+
+pub fn remove_pod(cri: &mut Cri, pod: &Pod) {
+    call!(
+        cri,
+        stop_pod_sandbox,
+        StopPodSandboxRequest {
+            pod_sandbox_id: pod.id.clone()
+        }
+    );
+    let st = sandbox_status(cri, &pod.id).status.expect("status");
+    assert_eq!(st.state, PodSandboxState::SandboxNotready as i32);
+    assert!(
+        !Path::new(&format!("/proc/{}", pod.pid)).exists(),
+        "pause {} still alive",
+        pod.pid
+    );
+    call!(
+        cri,
+        remove_pod_sandbox,
+        RemovePodSandboxRequest {
+            pod_sandbox_id: pod.id.clone()
+        }
+    );
+    let left = call!(
+        cri,
+        list_pod_sandbox,
+        ListPodSandboxRequest { filter: None }
+    );
+    assert!(left.items.is_empty(), "{:?}", left.items);
+}
