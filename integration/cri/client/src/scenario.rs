@@ -357,9 +357,10 @@ fn observe(cri: &mut Cri, id: &str, pod: &Pod, parent: &str, handler: &str) -> s
     let limit = MEMORY_LIMIT.to_string();
     if host::is_v2() {
         assert_eq!(read_trim(&mem.join("memory.max")), limit);
-        // runc's shares-to-weight: 1 + (shares - 2) * 9999 / 262142.
-        let weight = 1 + (CPU_SHARES - 2) * 9999 / 262_142;
-        assert_eq!(read_trim(&cpu.join("cpu.weight")), weight.to_string());
+        // cpu.shares 512 as cpu.weight: 59 with the log-quadratic mapping
+        // of runc >= 1.3.2 and crun >= 1.23 (ceil(10^((l*l + 125*l)/612 -
+        // 7/34)), l = log2(512) = 9), which cuddy follows.
+        assert_eq!(read_trim(&cpu.join("cpu.weight")), "59");
         assert_eq!(
             read_trim(&cpu.join("cpu.max")),
             format!("{CPU_QUOTA} {CPU_PERIOD}")
