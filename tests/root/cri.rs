@@ -405,7 +405,8 @@ fn cri_pod_lifecycle_with_cuddy_as_binary_name() {
     assert!(!host_link.status.success(), "{BRIDGE} on the host");
 
     if !in_vm() {
-        let out = ctrd.driver(&bin, &["bench", "--runs", "5"]);
+        let runs = std::env::var("CUDDY_CRI_BENCH_RUNS").unwrap_or_else(|_| "5".into());
+        let out = ctrd.driver(&bin, &["bench", "--runs", &runs]);
         assert_ok(&out, "cuddy-cri bench");
         eprint!("{}", stdout(&out));
     }
