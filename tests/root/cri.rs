@@ -233,7 +233,7 @@ impl Containerd {
         c.args(args)
             .arg("--socket")
             .arg(self.dir.join("ctrd.sock"))
-            .args(["--image", IMAGE])
+            .args(["--image", IMAGE, "--pause-image", PAUSE])
             .arg("--cgroup-parent")
             .arg(format!("/{}", self.cg_name))
             .arg("--log-dir")

@@ -6,9 +6,9 @@
 //! calls would.
 //!
 //! ```text
-//! cuddy-cri scenario --socket S --image REF [--handler H] --cgroup-parent P
-//!                    --log-dir D --subnet 10.88.77.
-//! cuddy-cri bench    --socket S --image REF [--runs 5]
+//! cuddy-cri scenario --socket S --image REF --pause-image REF [--handler H]
+//!                    --cgroup-parent P --log-dir D --subnet 10.88.77.
+//! cuddy-cri bench    --socket S --image REF --cgroup-parent P --log-dir D [--runs 5]
 //! cuddy-cri version  --socket S
 //! ```
 //!
@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use hyper_util::rt::TokioIo;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -33,6 +34,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 pub struct Cri {
     pub rt: tokio::runtime::Runtime,
     pub rs: RuntimeServiceClient<Channel>,
+    pub is: ImageServiceClient<Channel>,
 }
 
 impl Cri {
@@ -57,15 +59,24 @@ impl Cri {
             .unwrap_or_else(|e| panic!("connect to the CRI socket {socket}: {e}"));
         Cri {
             rt,
-            rs: RuntimeServiceClient::new(channel),
+            rs: RuntimeServiceClient::new(channel.clone()),
+            is: ImageServiceClient::new(channel),
         }
     }
 }
 
 /// One CRI call, blocking: `call!(cri, method, request)` is the response
-/// message; a gRPC error panics naming the method.
+/// message (`call!(cri, is: method, request)` for the image service); a
+/// gRPC error panics naming the method.
 #[macro_export]
 macro_rules! call {
+    ($cri:expr, is: $m:ident, $req:expr) => {{
+        let c: &mut $crate::Cri = &mut *$cri;
+        let req = $req;
+        c.rt.block_on(c.is.$m(req))
+            .map(|r| r.into_inner())
+            .unwrap_or_else(|s| panic!("CRI {} failed: {s:?}", stringify!($m)))
+    }};
     ($cri:expr, $m:ident, $req:expr) => {{
         let c: &mut $crate::Cri = &mut *$cri;
         let req = $req;

@@ -160,6 +160,25 @@ pub fn run(cri: &mut Cri, o: &Opts) {
         assert_eq!(v.runtime_name, "containerd");
         assert_eq!(v.runtime_api_version, "v1");
     });
+    step("ImageStatus (imported with ctr, no registry)", || {
+        for image in [o.get("image"), o.get("pause-image")] {
+            let r = call!(
+                cri,
+                is: image_status,
+                ImageStatusRequest {
+                    image: Some(ImageSpec {
+                        image: image.clone(),
+                        ..Default::default()
+                    }),
+                    verbose: false,
+                }
+            );
+            let img = r
+                .image
+                .unwrap_or_else(|| panic!("{image} unknown to the CRI"));
+            assert!(img.repo_tags.contains(&image), "{:?}", img.repo_tags);
+        }
+    });
     let cfg = pod_config("cuddy-pod", &o.get("cgroup-parent"), &o.get("log-dir"));
     let pod = step("RunPodSandbox", || run_pod(cri, &cfg, &handler, o));
     let image = o.get("image");
