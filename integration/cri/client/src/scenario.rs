@@ -314,7 +314,11 @@ fn run_pod(cri: &mut Cri, cfg: &PodSandboxConfig, handler: &str, o: &Opts) -> Po
     let subnet = o.get("subnet");
     assert!(ip.starts_with(&subnet), "pod IP {ip:?} not in {subnet}0/24");
     let pid = verbose_pid(&st.info);
-    assert_eq!(host::runtime_of(pid, &r.pod_sandbox_id), handler);
+    assert_eq!(
+        host::runtime_of(pid, &r.pod_sandbox_id),
+        handler,
+        "the sandbox's runtime"
+    );
     // The pause process: its own network namespace (made by the CRI plugin,
     // set up by the CNI bridge plugin), not the host's.
     assert_ne!(ns_ino(pid, "net"), ns_ino(std::process::id(), "net"));
@@ -333,7 +337,7 @@ fn observe(cri: &mut Cri, id: &str, pod: &Pod, parent: &str, handler: &str) -> s
     let (st, info) = container_status(cri, id);
     assert_eq!(st.state, ContainerState::ContainerRunning as i32);
     let pid = verbose_pid(&info);
-    assert_eq!(host::runtime_of(pid, id), handler);
+    assert_eq!(host::runtime_of(pid, id), handler, "{id}'s runtime");
     // config-linux.md#namespaces: network and IPC joined by path from the
     // sandbox (/proc/PAUSE/ns/…, the CRI netns file), PID its own.
     for kind in ["net", "ipc"] {
