@@ -117,22 +117,26 @@ fn missing_prerequisite() -> Option<String> {
     None
 }
 
-/// The driver binary: built here (its own target dir, next to cuddy's),
-/// or in the QEMU guest (no cargo) the one the host built.
-fn client() -> Result<PathBuf, String> {
+/// The driver binary and the pause image's rootfs (`/pause` only, as
+/// registry.k8s.io/pause is), built here into `target/cri-client` (the
+/// driver's own target dir, next to cuddy's), or in the QEMU guest (no
+/// cargo; gcc -static is slow under TCG) the ones the host built.
+fn client() -> Result<(PathBuf, PathBuf), String> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo.join("target"))
         .join("cri-client");
     let bin = target.join("debug/cuddy-cri");
+    let pause = target.join("pause-rootfs");
     if in_vm() {
-        return if bin.is_file() {
-            Ok(bin)
+        return if bin.is_file() && pause.join("pause").is_file() {
+            Ok((bin, pause))
         } else {
             Err(format!(
-                "{} not built (the host's run of this test builds it; the guest has no cargo)",
-                bin.display()
+                "{} or {}/pause not built (the host's run of this test builds them; the guest has no cargo)",
+                bin.display(),
+                pause.display()
             ))
         };
     }
@@ -143,7 +147,15 @@ fn client() -> Result<PathBuf, String> {
         .env("CARGO_TARGET_DIR", &target);
     let out = output_with_timeout(c, 1200);
     assert_ok(&out, "cargo build of integration/cri/client");
-    Ok(bin)
+    std::fs::create_dir_all(&pause).unwrap();
+    let gcc = Command::new("gcc")
+        .args(["-static", "-O2", "-Wall", "-o"])
+        .arg(pause.join("pause"))
+        .arg(repo.join("integration/cri/pause.c"))
+        .output()
+        .unwrap();
+    assert_ok(&gcc, "gcc -static integration/cri/pause.c");
+    Ok((bin, pause))
 }
 
 /// containerd in the holder's namespaces, stopped by PID on drop, with
@@ -346,7 +358,7 @@ fn cri_pod_lifecycle_with_cuddy_as_binary_name() {
         eprintln!("SKIPPED cri_pod_lifecycle_with_cuddy_as_binary_name: {why}");
         return;
     }
-    let bin = match client() {
+    let (bin, pause_root) = match client() {
         Ok(b) => b,
         Err(why) => {
             eprintln!("SKIPPED cri_pod_lifecycle_with_cuddy_as_binary_name: {why}");
@@ -362,16 +374,6 @@ fn cri_pod_lifecycle_with_cuddy_as_binary_name() {
     let cg = PodCgroups {
         name: format!("cuddy-t-cri-{}", std::process::id()),
     };
-    // The pause image: /pause only, as registry.k8s.io/pause is.
-    let pause_root = dir.join("pause-rootfs");
-    std::fs::create_dir_all(&pause_root).unwrap();
-    let gcc = Command::new("gcc")
-        .args(["-static", "-O2", "-Wall", "-o"])
-        .arg(pause_root.join("pause"))
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/cri/pause.c"))
-        .output()
-        .unwrap();
-    assert_ok(&gcc, "gcc -static pause.c");
     std::fs::create_dir_all(dir.join("pods")).unwrap();
 
     let holder = Holder::new(
