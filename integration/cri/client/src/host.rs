@@ -98,6 +98,24 @@ pub fn runtime_of(init_pid: u32, id: &str) -> &'static str {
     }
 }
 
+/// The OCI config the shim handed the runtime for container `id`. The
+/// shim's working directory is the bundle of the pod's sandbox (one runc
+/// shim serves the whole pod); the bundles are siblings named by ID.
+pub fn bundle_config(init_pid: u32, id: &str) -> serde_json::Value {
+    let p = format!("/proc/{}/cwd/../{id}/config.json", ppid(init_pid));
+    serde_json::from_str(&read(&p)).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+/// The `path` of the namespace of `kind` in a config ("" when it has none,
+/// None when the namespace is not listed).
+pub fn ns_path(config: &serde_json::Value, kind: &str) -> Option<String> {
+    config["linux"]["namespaces"]
+        .as_array()?
+        .iter()
+        .find(|n| n["type"] == kind)
+        .map(|n| n["path"].as_str().unwrap_or("").to_string())
+}
+
 pub fn read(p: &str) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {p}: {e}"))
 }

@@ -320,8 +320,15 @@ fn run_pod(cri: &mut Cri, cfg: &PodSandboxConfig, handler: &str, o: &Opts) -> Po
         "the sandbox's runtime"
     );
     // The pause process: its own network namespace (made by the CRI plugin,
-    // set up by the CNI bridge plugin), not the host's.
+    // set up by the CNI bridge plugin), not the host's, joined by the path
+    // of the netns file the CRI plugin bound it to.
     assert_ne!(ns_ino(pid, "net"), ns_ino(std::process::id(), "net"));
+    let net = host::ns_path(&host::bundle_config(pid, &r.pod_sandbox_id), "network");
+    let net = net.unwrap_or_default();
+    assert!(
+        net.starts_with("/var/run/netns/cni-"),
+        "sandbox netns {net:?}"
+    );
     assert_eq!(host::seccomp_mode(pid), "2");
     eprintln!("    pod {:.12} ip {ip} pause pid {pid}", r.pod_sandbox_id);
     Pod {
@@ -344,6 +351,15 @@ fn observe(cri: &mut Cri, id: &str, pod: &Pod, parent: &str, handler: &str) -> s
         assert_eq!(ns_ino(pid, kind), ns_ino(pod.pid, kind), "{kind} namespace");
     }
     assert_ne!(ns_ino(pid, "pid"), ns_ino(pod.pid, "pid"));
+    // … and how: the config.json the shim gave the runtime names the pause
+    // process's network and IPC namespaces by path; a new PID namespace (no
+    // path).
+    let config = host::bundle_config(pid, id);
+    for (kind, proc_name) in [("network", "net"), ("ipc", "ipc")] {
+        let want = format!("/proc/{}/ns/{proc_name}", pod.pid);
+        assert_eq!(host::ns_path(&config, kind), Some(want), "{kind} path");
+    }
+    assert_eq!(host::ns_path(&config, "pid"), Some(String::new()));
     let inside = sh(
         cri,
         id,
