@@ -158,8 +158,8 @@ fn client() -> Result<(PathBuf, PathBuf), String> {
     Ok((bin, pause))
 }
 
-/// containerd in the holder's namespaces, stopped by PID on drop, with
-/// (the container processes are ended by `PodCgroups`, the shims by the `Holder`).
+/// containerd in the holder's namespaces, stopped by PID on drop (the
+/// container processes are ended by `PodCgroups`, the shims by `Holder`).
 struct Containerd {
     dir: PathBuf,
     child: Child,
@@ -347,6 +347,56 @@ fn processes_in_cgroup(name: &str) -> Vec<i32> {
     v
 }
 
+/// Before containerd stops: host-local released every lease (only its
+/// lock and last-reserved files remain), no netns file, no container state
+/// dir under the runc shim's root, no mount of a pod's rootfs or shm in
+/// containerd's mount namespace.
+fn assert_nothing_left_in(dir: &Path, holder: &Holder) {
+    let leases: Vec<_> = std::fs::read_dir(dir.join("ipam/cuddy-cri"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        leases.iter().any(|n| n.starts_with("last_reserved_ip")),
+        "host-local did not keep its state in the test's dir: {leases:?}"
+    );
+    assert!(
+        leases.iter().all(|n| !n.starts_with(SUBNET)),
+        "IPAM leases left: {leases:?}"
+    );
+    let entries = |p: &str| -> Vec<String> {
+        std::fs::read_dir(holder.path(p))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        entries("/run/netns").is_empty(),
+        "netns files left: {:?}",
+        entries("/run/netns")
+    );
+    // A container's state dir is named by its ID; cuddy's own caches
+    // (`.seccomp-cache`: compiled filters) are dot-names and stay.
+    let state: Vec<_> = entries("/run/containerd/runc/k8s.io")
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert!(state.is_empty(), "runtime state left: {state:?}");
+    let mi = std::fs::read_to_string(format!("/proc/{}/mountinfo", holder.pid())).unwrap();
+    let d = dir.to_string_lossy();
+    let mounts: Vec<_> = mi.lines().filter(|l| l.contains(d.as_ref())).collect();
+    assert!(
+        mounts.is_empty(),
+        "mounts left in containerd's namespace: {mounts:?}"
+    );
+}
+
 /// The kubelet's calls through containerd's CRI, with cuddy as the runtime
 /// (the driver's `scenario`; see integration/cri/client/src/scenario.rs),
 /// then the cuddy-vs-runc latency through the same CRI (host only), then
@@ -416,50 +466,9 @@ fn cri_pod_lifecycle_with_cuddy_as_binary_name() {
         eprint!("{}", stdout(&out));
     }
 
-    // Nothing left: host-local released every lease (only its lock and
-    // last-reserved files remain), no netns file, no runtime state dir, no
-    // mount of the pods' rootfs/shm, no shim, no container process or cgroup.
-    let leases: Vec<_> = std::fs::read_dir(dir.join("ipam/cuddy-cri"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(
-        leases.iter().all(|n| !n.starts_with(SUBNET)),
-        "IPAM leases left: {leases:?}"
-    );
-    let entries = |p: &str| -> Vec<String> {
-        std::fs::read_dir(holder.path(p))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    assert!(
-        entries("/run/netns").is_empty(),
-        "netns files left: {:?}",
-        entries("/run/netns")
-    );
-    // A container's state dir is named by its ID; cuddy's own caches
-    // (`.seccomp-cache`: compiled filters) are dot-names and stay.
-    let state: Vec<_> = entries("/run/containerd/runc/k8s.io")
-        .into_iter()
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    assert!(state.is_empty(), "runtime state left: {state:?}");
-    let mi = std::fs::read_to_string(format!("/proc/{}/mountinfo", holder.pid())).unwrap();
-    let d = dir.to_string_lossy();
-    let mounts: Vec<_> = mi.lines().filter(|l| l.contains(d.as_ref())).collect();
-    assert!(
-        mounts.is_empty(),
-        "mounts left in containerd's namespace: {mounts:?}"
-    );
+    assert_nothing_left_in(dir, &holder);
     ctrd.stop();
-    let procs = processes_mentioning(d.as_ref());
+    let procs = processes_mentioning(&dir.to_string_lossy());
     assert!(procs.is_empty(), "processes left: {procs:?}");
     let others = holder.other_processes();
     assert!(
