@@ -9,7 +9,9 @@ use std::time::Instant;
 use k8s_cri::v1::*;
 
 use crate::host::{self, verbose_pid};
-use crate::scenario::{container_config, container_status, pod_config, sandbox_status};
+use crate::scenario::{
+    container_config, container_status, create_start, pod_config, sandbox_status,
+};
 use crate::{Cri, Opts, call};
 
 fn median(v: &mut [f64]) -> f64 {
@@ -35,24 +37,8 @@ fn once(cri: &mut Cri, o: &Opts, handler: &str, i: usize) -> (f64, f64) {
     let run_pod = t.elapsed().as_secs_f64() * 1e3;
     let c = container_config("c", &o.get("image"), &["/bin/sleep", "1000"]);
     let t = Instant::now();
-    let id = call!(
-        cri,
-        create_container,
-        CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(c),
-            sandbox_config: Some(cfg),
-        }
-    )
-    .container_id;
-    call!(
-        cri,
-        start_container,
-        StartContainerRequest {
-            container_id: id.clone()
-        }
-    );
-    let create_start = t.elapsed().as_secs_f64() * 1e3;
+    let id = create_start(cri, &pod, &cfg, c);
+    let create_start_ms = t.elapsed().as_secs_f64() * 1e3;
     let (_, info) = container_status(cri, &id);
     assert_eq!(host::runtime_of(verbose_pid(&info), &id), handler);
     let pause = verbose_pid(&sandbox_status(cri, &pod).info);
@@ -84,7 +70,7 @@ fn once(cri: &mut Cri, o: &Opts, handler: &str, i: usize) -> (f64, f64) {
             pod_sandbox_id: pod
         }
     );
-    (run_pod, create_start)
+    (run_pod, create_start_ms)
 }
 
 pub fn run(cri: &mut Cri, o: &Opts) {

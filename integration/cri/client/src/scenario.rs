@@ -145,39 +145,9 @@ pub struct Pod {
 
 pub fn run(cri: &mut Cri, o: &Opts) {
     let handler = o.get_or("handler", "cuddy");
-    step("Version", || {
-        let v = call!(
-            cri,
-            version,
-            VersionRequest {
-                version: "v1".into()
-            }
-        );
-        eprintln!(
-            "    {} {} CRI {}",
-            v.runtime_name, v.runtime_version, v.runtime_api_version
-        );
-        assert_eq!(v.runtime_name, "containerd");
-        assert_eq!(v.runtime_api_version, "v1");
-    });
+    step("Version", || version(cri));
     step("ImageStatus (imported with ctr, no registry)", || {
-        for image in [o.get("image"), o.get("pause-image")] {
-            let r = call!(
-                cri,
-                is: image_status,
-                ImageStatusRequest {
-                    image: Some(ImageSpec {
-                        image: image.clone(),
-                        ..Default::default()
-                    }),
-                    verbose: false,
-                }
-            );
-            let img = r
-                .image
-                .unwrap_or_else(|| panic!("{image} unknown to the CRI"));
-            assert!(img.repo_tags.contains(&image), "{:?}", img.repo_tags);
-        }
+        images(cri, &[o.get("image"), o.get("pause-image")])
     });
     let cfg = pod_config("cuddy-pod", &o.get("cgroup-parent"), &o.get("log-dir"));
     let pod = step("RunPodSandbox", || run_pod(cri, &cfg, &handler, o));
@@ -194,30 +164,9 @@ pub fn run(cri: &mut Cri, o: &Opts) {
         ],
     );
     let mut ids = Vec::new();
-    for c in [c1, c2] {
-        let name = c
-            .metadata
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
+    for (name, c) in [("c1", c1), ("c2", c2)] {
         let id = step(&format!("CreateContainer+StartContainer {name}"), || {
-            let r = call!(
-                cri,
-                create_container,
-                CreateContainerRequest {
-                    pod_sandbox_id: pod.id.clone(),
-                    config: Some(c),
-                    sandbox_config: Some(cfg.clone()),
-                }
-            );
-            call!(
-                cri,
-                start_container,
-                StartContainerRequest {
-                    container_id: r.container_id.clone(),
-                }
-            );
-            r.container_id
+            create_start(cri, &pod.id, &cfg, c)
         });
         ids.push(id);
     }
@@ -228,25 +177,7 @@ pub fn run(cri: &mut Cri, o: &Opts) {
         });
         cgroups.push(dir);
     }
-    step("pod shares net+ipc, not pid", || {
-        let (_, i1) = container_status(cri, &ids[0]);
-        let (_, i2) = container_status(cri, &ids[1]);
-        let (p1, p2) = (verbose_pid(&i1), verbose_pid(&i2));
-        assert_eq!(ns_ino(p1, "net"), ns_ino(p2, "net"));
-        assert_eq!(ns_ino(p1, "ipc"), ns_ino(p2, "ipc"));
-        assert_ne!(ns_ino(p1, "pid"), ns_ino(p2, "pid"));
-        // IPC really shared: a SysV segment made in c1 (shmget, x86_64 NR
-        // 29, IPC_CREAT|0600) is found by its key from c2.
-        let key = "0x43554459";
-        let made = sh(
-            cri,
-            &ids[0],
-            &format!("/bin/probe --syscall 29 {key} 4096 0x380"),
-        );
-        let found = sh(cri, &ids[1], &format!("/bin/probe --syscall 29 {key} 0 0"));
-        assert!(made.contains("\"errno\": 0"), "shmget in c1: {made}");
-        assert_eq!(made, found, "c2 sees another IPC namespace");
-    });
+    step("pod shares net+ipc, not pid", || pod_shares(cri, &ids));
     step("ExecSync output and exit code", || {
         let r = exec(
             cri,
@@ -274,27 +205,114 @@ pub fn run(cri: &mut Cri, o: &Opts) {
         "StopContainer c1 (SIGTERM ignored, SIGKILL after 1 s: 137)",
         || stop(cri, &ids[0], 1, 137),
     );
-    step("RemoveContainer", || {
-        for (id, dir) in ids.iter().zip(&cgroups) {
-            call!(
-                cri,
-                remove_container,
-                RemoveContainerRequest {
-                    container_id: id.clone()
-                }
-            );
-            assert!(
-                !dir.exists(),
-                "{} left after RemoveContainer",
-                dir.display()
-            );
-        }
-        let left = call!(cri, list_containers, ListContainersRequest { filter: None });
-        assert!(left.containers.is_empty(), "{:?}", left.containers);
-    });
+    step("RemoveContainer", || remove_containers(cri, &ids, &cgroups));
     step("StopPodSandbox + RemovePodSandbox", || {
         remove_pod(cri, &pod)
     });
+}
+
+fn version(cri: &mut Cri) {
+    let v = call!(
+        cri,
+        version,
+        VersionRequest {
+            version: "v1".into()
+        }
+    );
+    eprintln!(
+        "    {} {} CRI {}",
+        v.runtime_name, v.runtime_version, v.runtime_api_version
+    );
+    assert_eq!(v.runtime_name, "containerd");
+    assert_eq!(v.runtime_api_version, "v1");
+}
+
+/// The images are known to the CRI by the names they were imported with.
+fn images(cri: &mut Cri, names: &[String]) {
+    for image in names {
+        let r = call!(
+            cri,
+            is: image_status,
+            ImageStatusRequest {
+                image: Some(ImageSpec {
+                    image: image.clone(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            }
+        );
+        let img = r
+            .image
+            .unwrap_or_else(|| panic!("{image} unknown to the CRI"));
+        assert!(img.repo_tags.contains(image), "{:?}", img.repo_tags);
+    }
+}
+
+pub fn create_start(
+    cri: &mut Cri,
+    pod: &str,
+    cfg: &PodSandboxConfig,
+    c: ContainerConfig,
+) -> String {
+    let r = call!(
+        cri,
+        create_container,
+        CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(c),
+            sandbox_config: Some(cfg.clone()),
+        }
+    );
+    call!(
+        cri,
+        start_container,
+        StartContainerRequest {
+            container_id: r.container_id.clone(),
+        }
+    );
+    r.container_id
+}
+
+/// The two containers share the pod's network and IPC namespaces (the
+/// same inodes; a SysV shm segment made in c1, shmget x86_64 NR 29 with
+/// IPC_CREAT|0600, is found by its key from c2), each has its own PID
+/// namespace.
+fn pod_shares(cri: &mut Cri, ids: &[String]) {
+    let (_, i1) = container_status(cri, &ids[0]);
+    let (_, i2) = container_status(cri, &ids[1]);
+    let (p1, p2) = (verbose_pid(&i1), verbose_pid(&i2));
+    assert_eq!(ns_ino(p1, "net"), ns_ino(p2, "net"));
+    assert_eq!(ns_ino(p1, "ipc"), ns_ino(p2, "ipc"));
+    assert_ne!(ns_ino(p1, "pid"), ns_ino(p2, "pid"));
+    let key = "0x43554459";
+    let made = sh(
+        cri,
+        &ids[0],
+        &format!("/bin/probe --syscall 29 {key} 4096 0x380"),
+    );
+    let found = sh(cri, &ids[1], &format!("/bin/probe --syscall 29 {key} 0 0"));
+    assert!(made.contains("\"errno\": 0"), "shmget in c1: {made}");
+    assert_eq!(made, found, "c2 sees another IPC namespace");
+}
+
+/// RemoveContainer: each container's cgroup directory goes with it.
+fn remove_containers(cri: &mut Cri, ids: &[String], cgroups: &[std::path::PathBuf]) {
+    for (id, dir) in ids.iter().zip(cgroups) {
+        call!(
+            cri,
+            remove_container,
+            RemoveContainerRequest {
+                container_id: id.clone()
+            }
+        );
+        assert!(
+            !dir.exists(),
+            "{} left after RemoveContainer",
+            dir.display()
+        );
+    }
+    let left = call!(cri, list_containers, ListContainersRequest { filter: None });
+    assert!(left.containers.is_empty(), "{:?}", left.containers);
 }
 
 fn run_pod(cri: &mut Cri, cfg: &PodSandboxConfig, handler: &str, o: &Opts) -> Pod {
