@@ -5,10 +5,11 @@
 #
 # 1. installs what the tests need from Debian (busybox-static, gcc for the
 #    probe, python3-jsonschema for the schema tests, nftables for the
-#    published-port tests, containerd for the orchestrator test, qemu for
-#    the cgroup v2 tier) when missing;
+#    published-port tests, containerd for the orchestrator test, protoc for
+#    the CRI test driver, qemu for the cgroup v2 tier) when missing;
 # 2. builds the busybox fixture and the probe (rootfs-fixtures/build.sh);
-# 3. cargo fmt --check and cargo clippy -D warnings;
+# 3. cargo fmt --check and cargo clippy -D warnings (cuddy, and the CRI test
+#    driver integration/cri/client, built into target/cri-client);
 # 4. cargo test: unit tests and the root integration tests (real containers
 #    on this host's cgroups, v1 or v2);
 # 5. the fuzz targets, 25 s each (integration/fuzz/fuzz.sh; installs
@@ -48,6 +49,9 @@ command -v containerd >/dev/null && command -v containerd-shim-runc-v2 >/dev/nul
 for p in podman conmon containernetworking-plugins docker.io apparmor; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
+# The CRI suite's driver (integration/cri/client): the k8s-cri crate's build
+# script compiles the CRI protos with protoc.
+command -v protoc >/dev/null || need+=(protobuf-compiler)
 # CNI mode (network_cni tests): the iptables the CNI plugins run.
 command -v iptables-save >/dev/null || need+=(iptables)
 if [ ${#need[@]} -gt 0 ]; then
@@ -67,6 +71,15 @@ echo "== cargo fmt --check"
 cargo fmt --check || { echo "cargo fmt --check: FAILED"; fail=1; }
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings || { echo "cargo clippy: FAILED"; fail=1; }
+
+# The CRI test driver is its own crate (tonic/tokio stay out of cuddy) with
+# its own target dir; tests/root/cri.rs runs it (and the v2 guest reuses it).
+echo "== integration/cri/client (CRI test driver): fmt --check, clippy, build"
+cri=(--manifest-path integration/cri/client/Cargo.toml)
+cri_target="${CARGO_TARGET_DIR:-$PWD/target}/cri-client"
+{ cargo fmt "${cri[@]}" --check &&
+  CARGO_TARGET_DIR="$cri_target" cargo clippy "${cri[@]}" --all-targets --quiet -- -D warnings &&
+  CARGO_TARGET_DIR="$cri_target" cargo build "${cri[@]}" --quiet; } || { echo "integration/cri/client: FAILED"; fail=1; }
 
 echo "== integration/seccomp converter tests (Docker's profile -> tests/fixtures)"
 python3 integration/seccomp/test_docker_profile.py 2>&1 | tail -3

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Build an OCI image archive (for `ctr image import`) from a rootfs directory.
 
-    mkimage.py ROOTFS OUT.tar REF
+    mkimage.py ROOTFS OUT.tar REF [CMD_JSON]
 
 One layer (the rootfs as a tar), an image config, a manifest and an index
 with the org.opencontainers.image.ref.name annotation REF. No registry is
-involved: containerd imports the archive as it is.
+involved: containerd imports the archive as it is. CMD_JSON (default
+'["/bin/sh"]') is the image's Cmd (the CRI suite's pause image: '["/pause"]').
 """
 import hashlib
 import io
@@ -20,6 +21,7 @@ def blob(data: bytes):
 
 def main() -> int:
     rootfs, out, ref = sys.argv[1], sys.argv[2], sys.argv[3]
+    cmd = json.loads(sys.argv[4]) if len(sys.argv) > 4 else ["/bin/sh"]
     layer_buf = io.BytesIO()
     with tarfile.open(fileobj=layer_buf, mode="w", format=tarfile.PAX_FORMAT) as t:
         t.add(rootfs, arcname=".", recursive=True)
@@ -28,7 +30,7 @@ def main() -> int:
         "architecture": "amd64",
         "os": "linux",
         "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                   "Cmd": ["/bin/sh"]},
+                   "Cmd": cmd},
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
     }
     config_digest, config_bytes = blob(json.dumps(config).encode())

@@ -9,6 +9,7 @@ mod clients;
 mod common;
 mod containerd;
 mod crash;
+mod cri;
 mod docker;
 mod escapes_fds;
 mod escapes_rootfs;
