@@ -14,6 +14,7 @@ mod escapes_fds;
 mod escapes_rootfs;
 mod exec;
 mod hooks;
+mod image;
 mod library;
 mod lifecycle;
 mod lifecycle_conformance;

@@ -101,6 +101,12 @@ pub enum ImageError {
         #[source]
         source: std::io::Error,
     },
+    #[error("layer {layer}: not a valid tar: {source}")]
+    Tar {
+        layer: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("image {digest}: in use (a sandbox holds a lease on it); not removed")]
     InUse { digest: String },
     #[error("image {digest:?}: not in the cache {root}")]

@@ -60,7 +60,11 @@ impl Source {
                 why: "a compressed file: decompress the `docker save` tarball first".into(),
             });
         }
-        Ok(Source::Tar(TarIndex::build(path, head.into_inner())?))
+        // The sniffing read ahead: the index starts from the beginning.
+        let mut f = head.into_inner();
+        f.seek(SeekFrom::Start(0))
+            .map_err(ImageError::io("seek", path))?;
+        Ok(Source::Tar(TarIndex::build(path, f)?))
     }
 
     pub fn path(&self) -> &Path {

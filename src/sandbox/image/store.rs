@@ -235,16 +235,26 @@ fn unpack_verified(src: &Source, l: &LayerPlan, dir: &Path) -> Result<(), ImageE
         format: comp.name(),
         source,
     };
+    let noted = std::cell::RefCell::new(None);
     let outcome = {
         let decoder: Box<dyn Read + '_> = match comp {
             Compression::None => Box::new(&mut compressed),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut compressed)),
             Compression::Zstd => Box::new(ZstdFrames::new(&mut compressed).map_err(decomp_err)?),
         };
-        let mut diff = Hashing::new(decoder);
+        let mut diff = Hashing::new(Noting {
+            inner: decoder,
+            noted: &noted,
+        });
         match unpack::unpack(&mut diff, dir, &layer) {
             Ok(()) => diff.finish().map_err(decomp_err),
-            Err(e) => Err(e),
+            // The tar reader failed because the decompressor did (now, or
+            // at its end: a gzip CRC): say so.
+            Err(e) => {
+                let _ = std::io::copy(&mut diff, &mut std::io::sink());
+                let noted = noted.borrow_mut().take();
+                Err(noted.map_or(e, decomp_err))
+            }
         }
     };
     // Whatever happened, a blob that is not what the manifest names is the
@@ -279,6 +289,23 @@ fn unpack_verified(src: &Source, l: &LayerPlan, dir: &Path) -> Result<(), ImageE
         ));
     }
     Ok(())
+}
+
+/// A reader that keeps (a copy of) the first error of the reader it wraps.
+struct Noting<'a, R> {
+    inner: R,
+    noted: &'a std::cell::RefCell<Option<std::io::Error>>,
+}
+
+impl<R: Read> Read for Noting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            let mut n = self.noted.borrow_mut();
+            if n.is_none() {
+                *n = Some(std::io::Error::new(e.kind(), e.to_string()));
+            }
+        })
+    }
 }
 
 fn read_record(root: &Path, hex: &str) -> Result<Record, ImageError> {

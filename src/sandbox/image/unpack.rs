@@ -162,6 +162,9 @@ impl Unpacker<'_> {
                         ),
                     ));
                 }
+                Err(Errno::ENOENT) => {
+                    return Err(self.refuse(shown, format!("{c:?} is not in the layer")));
+                }
                 Err(e) => return Err(self.err(shown, "open parent", e.into())),
             };
         }

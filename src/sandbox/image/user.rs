@@ -7,7 +7,7 @@
 
 use std::io::Read;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
@@ -31,11 +31,10 @@ fn is_whiteout(st: &nix::sys::stat::FileStat) -> bool {
 }
 
 /// Looks up `etc/NAME` in one layer dir.
-fn in_layer(dir: &PathBuf, comps: &[&str]) -> Result<Found, String> {
+fn in_layer(dir: &Path, comps: &[&str]) -> Result<Found, String> {
     let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let mut cur: OwnedFd =
-        nix::fcntl::open(dir.as_path(), flags | OFlag::O_DIRECTORY, Mode::empty())
-            .map_err(|e| format!("open {}: {e}", dir.display()))?;
+    let mut cur: OwnedFd = nix::fcntl::open(dir, flags | OFlag::O_DIRECTORY, Mode::empty())
+        .map_err(|e| format!("open {}: {e}", dir.display()))?;
     let mut opaque = false;
     for (i, c) in comps.iter().enumerate() {
         let st = match fstatat(&cur, *c, AtFlags::AT_SYMLINK_NOFOLLOW) {
