@@ -160,3 +160,97 @@ pub fn resolve(image: &Image) -> Result<Option<(u32, u32)>, ImageError> {
     };
     Ok(Some((uid, gid)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::image::ImageConfig;
+
+    fn layer(root: &Path, name: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+        let d = root.join(name);
+        std::fs::create_dir_all(d.join("etc")).unwrap();
+        for (f, text) in files {
+            std::fs::write(d.join("etc").join(f), text).unwrap();
+        }
+        d
+    }
+
+    fn image(layers: Vec<std::path::PathBuf>, user: &str) -> Image {
+        Image {
+            digest: "sha256:test".into(),
+            layers,
+            config: ImageConfig {
+                user: Some(user.into()),
+                ..ImageConfig::default()
+            },
+        }
+    }
+
+    #[test]
+    fn user_forms_resolve_from_the_topmost_passwd() {
+        let t = tempfile::tempdir().unwrap();
+        let low = layer(
+            t.path(),
+            "l1",
+            &[
+                (
+                    "passwd",
+                    "root:x:0:0::/root:/bin/sh\nold:x:7:7::/:/bin/sh\n",
+                ),
+                ("group", "root:x:0:\nstaff:x:50:\n"),
+            ],
+        );
+        let top = layer(
+            t.path(),
+            "l2",
+            &[(
+                "passwd",
+                "root:x:0:0::/root:/bin/sh\napp:x:1234:2345::/:/bin/sh\n",
+            )],
+        );
+        let ls = vec![low, top];
+        let r = |u: &str| resolve(&image(ls.clone(), u));
+        assert_eq!(r("app").unwrap(), Some((1234, 2345)));
+        assert_eq!(r("1234").unwrap(), Some((1234, 2345)));
+        assert_eq!(r("4242").unwrap(), Some((4242, 0)));
+        assert_eq!(r("app:staff").unwrap(), Some((1234, 50)));
+        assert_eq!(r("0:99").unwrap(), Some((0, 99)));
+        assert_eq!(r("1234:staff").unwrap(), Some((1234, 50)));
+        // The upper layer's passwd replaces the lower one whole.
+        let e = r("old").unwrap_err().to_string();
+        assert!(
+            e.contains("no user \"old\" in the image's /etc/passwd"),
+            "{e}"
+        );
+        let e = r("app:nogroup").unwrap_err().to_string();
+        assert!(e.contains("no group \"nogroup\""), "{e}");
+        assert_eq!(resolve(&image(ls.clone(), "")).unwrap(), None);
+    }
+
+    #[test]
+    fn whiteouts_and_symlinks_are_honoured_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let low = layer(t.path(), "l1", &[("passwd", "app:x:1:1::/:/bin/sh\n")]);
+        let top = layer(t.path(), "l2", &[]);
+        std::os::unix::fs::symlink("/etc/passwd", top.join("etc/passwd")).unwrap();
+        let e = resolve(&image(vec![low.clone(), top.clone()], "app")).unwrap_err();
+        assert!(e.to_string().contains("is a symlink in the image"), "{e}");
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        std::fs::remove_file(top.join("etc/passwd")).unwrap();
+        // An overlayfs whiteout (char 0:0) deletes the lower file.
+        nix::sys::stat::mknod(
+            &top.join("etc/passwd"),
+            SFlag::S_IFCHR,
+            Mode::empty(),
+            nix::sys::stat::makedev(0, 0),
+        )
+        .unwrap();
+        let e = resolve(&image(vec![low, top], "app")).unwrap_err();
+        assert!(
+            e.to_string().contains("the image has no /etc/passwd"),
+            "{e}"
+        );
+    }
+}
