@@ -199,6 +199,8 @@ fn layout_import_unpacks_whiteouts_and_stacks_with_overlay() {
     // layer.md#whiteouts, as overlayfs reads a lower layer: `.wh.NAME` is
     // a 0:0 char device, `.wh..wh..opq` the opaque xattr; the sibling
     // written before the opaque marker is kept.
+    // A layer without a `./` entry gets a 0755 root (the merged `/`).
+    assert_eq!(l3.metadata().unwrap().mode() & 0o7777, 0o755);
     assert!(is_whiteout(&l3.join("etc/hostname")));
     assert!(is_whiteout(&l3.join("etc/motd")));
     assert_eq!(

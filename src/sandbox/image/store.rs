@@ -129,6 +129,12 @@ pub fn import(root: &Path, path: &Path) -> Result<Image, ImageError> {
         let dest = root.join("layers").join(l.diff_id.hex());
         if !std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
             let tmp = TmpDir::new(root, "layer")?;
+            // A layer whose tar has no `./` entry keeps this mode for its
+            // root, which overlayfs shows as the container's `/`: 0755 as
+            // the usual rootfs (inside the 0700 store, nobody else sees it).
+            let perm = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+            std::fs::set_permissions(&tmp.path, perm)
+                .map_err(ImageError::io("chmod", &tmp.path))?;
             unpack_verified(&src, l, &tmp.path)?;
             staged.push((tmp, dest.clone()));
         }
