@@ -114,15 +114,6 @@ fn store() -> (tempfile::TempDir, ImageStore) {
     (d, s)
 }
 
-fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 /// Nothing in the cache: no layer, no image record, no tmp dir.
 fn assert_empty_cache(root: &Path) {
     for d in ["layers", "images", "tmp"] {
@@ -136,21 +127,6 @@ fn assert_empty_cache(root: &Path) {
             );
         }
     }
-}
-
-fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
-    use std::os::unix::ffi::OsStrExt;
-    let cp = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    let cn = std::ffi::CString::new(name).unwrap();
-    let mut buf = [0u8; 64];
-    // SAFETY: valid C strings and a writable buffer of the given length.
-    let n =
-        unsafe { libc::lgetxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    (n >= 0).then(|| buf[..n as usize].to_vec())
-}
-
-fn is_whiteout(p: &Path) -> bool {
-    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == 0)
 }
 
 fn cuddy_image(cache: &Path, args: &[&str]) -> std::process::Output {
@@ -231,11 +207,9 @@ fn layout_import_unpacks_whiteouts_and_stacks_with_overlay() {
     let mnt = d.path().join("merged");
     std::fs::create_dir(&mnt).unwrap();
     let script = format!(
-        "mount -t overlay overlay -o lowerdir={}:{}:{} {m} && ls -A {m}/data && \
+        "mount -t overlay overlay -o lowerdir={} {m} && ls -A {m}/data && \
          ls {m}/etc && grep -c ^app: {m}/etc/passwd && {m}/bin/busybox true && echo ran",
-        l3.display(),
-        l2.display(),
-        l1.display(),
+        img.lowerdir(),
         m = mnt.display()
     );
     let mut c = Command::new("unshare");
@@ -278,18 +252,6 @@ fn docker_save_tarballs_share_the_layers() {
     let mut want = vec![a.digest, b.digest];
     want.sort();
     assert_eq!(digests, want);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -239,8 +239,42 @@ impl Image {
         user::resolve(self)
     }
 
+    /// The overlayfs `lowerdir=` value: the layer dirs top first, joined
+    /// by `:`, with `\`, `:` and `,` escaped by a backslash (overlayfs
+    /// unescapes them: Documentation/filesystems/overlayfs.rst).
+    pub fn lowerdir(&self) -> String {
+        let esc = |p: &PathBuf| {
+            let mut out = String::new();
+            for c in p.to_string_lossy().chars() {
+                if matches!(c, '\\' | ':' | ',') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out
+        };
+        let dirs: Vec<String> = self.layers.iter().rev().map(esc).collect();
+        dirs.join(":")
+    }
+
     /// The store root this image's layers live in (`<root>/layers/<hex>`).
     pub(crate) fn store_root(&self) -> Option<&Path> {
         self.layers.first()?.parent()?.parent()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowerdir_is_top_first_and_escaped() {
+        let img = Image {
+            digest: String::new(),
+            layers: vec!["/c/layers/a".into(), "/c:x/layers/b,c".into()],
+            config: ImageConfig::default(),
+        };
+        assert_eq!(img.lowerdir(), "/c\\:x/layers/b\\,c:/c/layers/a");
+        assert_eq!(img.store_root(), Some(Path::new("/c")));
     }
 }

@@ -174,18 +174,16 @@ impl Unpacker<'_> {
     fn meta(&self, e: &mut tar::Entry<impl Read>, shown: &Path) -> Result<Meta, ImageError> {
         let h = e.header();
         let io_err = |err: io::Error| self.err(shown, "read header", err);
+        let id = |v: u64, what: &str| {
+            u32::try_from(v).map_err(|_| self.refuse(shown, format!("{what} {v} out of range")))
+        };
         let mut m = Meta {
-            uid: h.uid().map_err(io_err)? as u32,
-            gid: h.gid().map_err(io_err)? as u32,
+            uid: id(h.uid().map_err(io_err)?, "uid")?,
+            gid: id(h.gid().map_err(io_err)?, "gid")?,
             mode: h.mode().map_err(io_err)? & 0o7777,
-            mtime: h.mtime().map_err(io_err)? as i64,
+            mtime: i64::try_from(h.mtime().map_err(io_err)?).unwrap_or(0),
             xattrs: Vec::new(),
         };
-        let uid = h.uid().map_err(io_err)?;
-        let gid = h.gid().map_err(io_err)?;
-        if uid > u64::from(u32::MAX) || gid > u64::from(u32::MAX) {
-            return Err(self.refuse(shown, format!("owner {uid}:{gid} out of range")));
-        }
         let Some(exts) = e.pax_extensions().map_err(io_err)? else {
             return Ok(m);
         };
