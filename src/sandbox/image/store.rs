@@ -369,6 +369,8 @@ fn du(dir: &Path) -> u64 {
 
 pub fn list(root: &Path) -> Result<Vec<ImageSummary>, ImageError> {
     create_dirs(root)?;
+    // Shared: no rm/prune moves a record away while it is looked at.
+    let _lock = store_lock(root, false)?;
     let mut out = Vec::new();
     for hex in record_names(root)? {
         let Ok(rec) = read_record(root, &hex) else {
