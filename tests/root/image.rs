@@ -302,8 +302,9 @@ fn concurrent_imports_make_one_copy() {
     require_root!();
     let f = fixture();
     let (_d, s) = store();
-    let barrier = std::sync::Barrier::new(8);
-    let results: Vec<_> = std::thread::scope(|sc| {
+    // 8 threads of this process and 2 `cuddy image import` processes.
+    let barrier = std::sync::Barrier::new(9);
+    let (results, procs): (Vec<_>, [_; 2]) = std::thread::scope(|sc| {
         let hs: Vec<_> = (0..8)
             .map(|_| {
                 sc.spawn(|| {
@@ -313,8 +314,23 @@ fn concurrent_imports_make_one_copy() {
                 })
             })
             .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
+        let cli = || {
+            let mut c = Command::new(CUDDY);
+            c.arg("image")
+                .arg("--cache")
+                .arg(s.root())
+                .arg("import")
+                .arg(&f.layout);
+            c.stdout(std::process::Stdio::null()).spawn().unwrap()
+        };
+        barrier.wait();
+        let children = [cli(), cli()];
+        let procs = children.map(|c| c.wait_with_output().unwrap());
+        (hs.into_iter().map(|h| h.join().unwrap()).collect(), procs)
     });
+    for p in &procs {
+        assert_ok(p, "concurrent cuddy image import");
+    }
     for r in &results {
         let img = r.as_ref().unwrap();
         assert_eq!(img.digest, f.manifest_digest);
