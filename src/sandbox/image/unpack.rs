@@ -323,7 +323,17 @@ impl Unpacker<'_> {
         nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(m.mode))
             .map_err(|e| self.err(shown, "chmod", e.into()))?;
         for (k, v) in &m.xattrs {
-            set_xattr(fd, k, v).map_err(|e| self.err(shown, "set xattr", e))?;
+            match set_xattr(fd, k, v) {
+                // A store filesystem without that namespace (user.* on
+                // tmpfs before Linux 6.6): skipped, as containerd does.
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                    tracing::warn!(
+                        layer = self.layer,
+                        "xattr {k} on {shown:?} not supported here"
+                    );
+                }
+                r => r.map_err(|e| self.err(shown, "set xattr", e))?,
+            }
         }
         Ok(())
     }

@@ -364,3 +364,24 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Whether the filesystem of `dir` takes `user.*` xattrs (tmpfs only
+/// since Linux 6.6).
+pub fn user_xattrs_supported(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let p = dir.join("xattr-probe");
+    std::fs::write(&p, b"").unwrap();
+    let cp = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid C strings and a readable value of the given length.
+    let r = unsafe {
+        libc::setxattr(
+            cp.as_ptr(),
+            c"user.probe".as_ptr(),
+            b"1".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    std::fs::remove_file(&p).unwrap();
+    r == 0
+}
