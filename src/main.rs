@@ -186,6 +186,7 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
             emit(&cuddy::cli::network_run(&root.path, a)?);
             Ok(0)
         }
+        Command::Image(_) => unreachable!("handled in main"),
     }
 }
 
@@ -248,10 +249,19 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let logged = cli.log.is_some();
-    match dispatch(cli) {
+    let result: Result<i32, Box<dyn std::error::Error>> = match cli.command {
+        Command::Image(a) => cuddy::cli::image_run(a)
+            .map(|out| {
+                emit(&out);
+                0
+            })
+            .map_err(Into::into),
+        command => dispatch(Cli { command, ..cli }).map_err(Into::into),
+    };
+    match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            let msg = chain(&e);
+            let msg = chain(e.as_ref());
             if logged {
                 tracing::error!("{msg}");
             }

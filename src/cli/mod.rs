@@ -7,6 +7,7 @@ mod delete;
 mod events;
 mod exec;
 mod features;
+mod image;
 mod kill;
 mod list;
 mod network;
@@ -23,6 +24,7 @@ pub use delete::DeleteArgs;
 pub use events::EventsArgs;
 pub use exec::ExecArgs;
 pub use features::FeaturesArgs;
+pub use image::{ImageArgs, ImageCommand, ImageFormat, run as image_run};
 pub use kill::KillArgs;
 pub use list::{ListArgs, ListFormat};
 pub use network::{NetworkArgs, NetworkCommand, run as network_run};
@@ -161,4 +163,6 @@ pub enum Command {
     /// cuddy's networks (bridge mode): ls, inspect, create, rm, prune;
     /// check (CNI CHECK of a --network cni container).
     Network(NetworkArgs),
+    /// The image cache of sandboxes: import, ls, rm, prune (docs/images.md).
+    Image(ImageArgs),
 }

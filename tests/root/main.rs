@@ -15,6 +15,7 @@ mod escapes_fds;
 mod escapes_rootfs;
 mod exec;
 mod hooks;
+mod image;
 mod library;
 mod lifecycle;
 mod lifecycle_conformance;

@@ -1,6 +1,6 @@
 //! The image cache (issue 12, item 3): OCI image layouts and `docker save`
 //! tarballs imported once into a content-addressed store, layers unpacked by
-//! digest, concurrent-safe.
+//! digest, concurrent-safe. docs/images.md describes the store.
 //!
 //! INTERFACE CONTRACT between the sandbox and image work (do not change the
 //! signatures without telling the coordinator; adding is fine):
@@ -12,15 +12,127 @@
 //!   image: `prune`/`remove` skip or refuse images with a live lease)
 //! - `Image::resolve_user(&self) -> Result<Option<(u32, u32)>, ImageError>`
 //! - `ImageStore::list / remove / prune`
+//!
+//! Files: `digest` (digests, hashing readers), `source` (an image layout
+//! dir or a tarball, read blob by blob), `layout` (index.json → manifest →
+//! config + layers), `docker` (a `docker save` manifest.json), `unpack`
+//! (one layer tar → one dir, whiteouts as overlayfs wants them), `store`
+//! (the cache dirs, locks, ls/rm/prune), `user` (the config's User).
+
+mod digest;
+mod docker;
+mod layout;
+mod source;
+mod store;
+mod unpack;
+mod user;
 
 use std::path::{Path, PathBuf};
 
-/// Errors of the image cache: each names the operation and the path.
+pub use digest::Digest;
+
+/// Errors of the image cache: each names the operation, the path or the
+/// digest, and why.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    /// Placeholder until the cache is implemented (replaced by the image work).
-    #[error("{op} {path}: the image cache is not built yet")]
-    NotBuilt { op: &'static str, path: PathBuf },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not an image: {why}")]
+    NotAnImage { path: PathBuf, why: String },
+    #[error("{path}: {what}: {source}")]
+    Json {
+        path: PathBuf,
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: {what}: bad digest {digest:?}: {why}")]
+    BadDigest {
+        path: PathBuf,
+        what: String,
+        digest: String,
+        why: String,
+    },
+    #[error("{path}: blob {digest} ({what}) is missing")]
+    MissingBlob {
+        path: PathBuf,
+        what: String,
+        digest: String,
+    },
+    #[error("{path}: {what} {digest}: {why}")]
+    Invalid {
+        path: PathBuf,
+        what: String,
+        digest: String,
+        why: String,
+    },
+    #[error("{path}: layer {layer}: {what} mismatch: expected {expected}, got {actual}")]
+    Mismatch {
+        path: PathBuf,
+        layer: String,
+        what: &'static str,
+        expected: String,
+        actual: String,
+    },
+    #[error("{path}: layer {layer}: cannot decompress ({format}): {source}")]
+    Decompress {
+        path: PathBuf,
+        layer: String,
+        format: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("layer {layer}: entry {entry:?}: {why}")]
+    Refused {
+        layer: String,
+        entry: PathBuf,
+        why: String,
+    },
+    #[error("layer {layer}: entry {entry:?}: {op}: {source}")]
+    Unpack {
+        layer: String,
+        entry: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("layer {layer}: not a valid tar: {source}")]
+    Tar {
+        layer: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("image {digest}: in use (a sandbox holds a lease on it); not removed")]
+    InUse { digest: String },
+    #[error("image {digest:?}: not in the cache {root}")]
+    NotFound { digest: String, root: PathBuf },
+    #[error("image {digest:?}: ambiguous in the cache {root}: {count} images start so")]
+    Ambiguous {
+        digest: String,
+        root: PathBuf,
+        count: usize,
+    },
+    #[error("image {digest}: was removed from the cache {root}; import it again")]
+    Gone { digest: String, root: PathBuf },
+    #[error("image {digest}: user {user:?}: {why}")]
+    User {
+        digest: String,
+        user: String,
+        why: String,
+    },
+}
+
+impl ImageError {
+    /// A closure mapping an io::Error to `Io { op, path }`.
+    pub(crate) fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| ImageError::Io { op, path, source }
+    }
 }
 
 /// The image config's defaults (OCI image-spec config.md: `config.Env`,
@@ -36,6 +148,8 @@ pub struct ImageConfig {
 
 /// An imported image: its manifest digest, its unpacked layer directories
 /// (bottom first: overlayfs wants them reversed in `lowerdir`) and config.
+/// The layer dirs live in `<store>/layers/<diffID hex>/`; the store they
+/// belong to is found from them (an image has at least one layer).
 #[derive(Debug, Clone)]
 pub struct Image {
     pub digest: String,
@@ -43,10 +157,12 @@ pub struct Image {
     pub config: ImageConfig,
 }
 
-/// A shared lock on an image held while a sandbox uses its layers.
+/// A shared lock on an image held while a sandbox uses its layers: `remove`
+/// refuses and `prune` skips the image while one is alive. Dropping it
+/// releases the lock (so does the death of the process holding it).
 #[derive(Debug)]
 pub struct Lease {
-    _private: (),
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 /// One row of `cuddy image ls`.
@@ -72,56 +188,93 @@ impl ImageStore {
             .unwrap_or_else(|| PathBuf::from("/var/lib/cuddy/images"))
     }
 
+    /// Opens (creating, mode 0700) the cache at `root`.
     pub fn open(root: impl AsRef<Path>) -> Result<Self, ImageError> {
-        Ok(Self {
-            root: root.as_ref().to_path_buf(),
-        })
+        let root = root.as_ref().to_path_buf();
+        store::create_dirs(&root)?;
+        Ok(Self { root })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// Imports an OCI image layout directory or a `docker save` tarball.
+    /// Imports an OCI image layout directory or a `docker save` tarball:
+    /// each layer is verified (blob digest and diffID) and unpacked once;
+    /// a second import of the same image only reads its manifest.
     pub fn import(&self, path: impl AsRef<Path>) -> Result<Image, ImageError> {
-        Err(ImageError::NotBuilt {
-            op: "import",
-            path: path.as_ref().to_path_buf(),
-        })
+        store::import(&self.root, path.as_ref())
     }
 
+    /// The cached images, with their size and whether a lease is held.
     pub fn list(&self) -> Result<Vec<ImageSummary>, ImageError> {
-        Err(ImageError::NotBuilt {
-            op: "list",
-            path: self.root.clone(),
-        })
+        store::list(&self.root)
     }
 
-    /// Removes one image (digest or unique prefix); refused while leased.
+    /// Removes one image (digest or unique prefix, with or without
+    /// `sha256:`) and its layers that no other image uses; refused while
+    /// leased.
     pub fn remove(&self, digest: &str) -> Result<(), ImageError> {
-        Err(ImageError::NotBuilt {
-            op: "remove",
-            path: self.root.join(digest),
-        })
+        store::remove(&self.root, digest).map(drop)
     }
 
-    /// Removes every image and layer without a live lease; returns bytes freed.
+    /// Removes every image and layer without a live lease, and what an
+    /// interrupted import left; returns bytes freed.
     pub fn prune(&self) -> Result<u64, ImageError> {
-        Err(ImageError::NotBuilt {
-            op: "prune",
-            path: self.root.clone(),
-        })
+        store::prune(&self.root)
     }
 }
 
 impl Image {
+    /// Takes a shared lock on the image's record in the store. Fails with
+    /// `Gone` when the image was removed since it was imported.
     pub fn lease(&self) -> Result<Lease, ImageError> {
-        Ok(Lease { _private: () })
+        let lock = store::lease(self)?;
+        Ok(Lease { _lock: lock })
     }
 
     /// The config's `User` as numeric ids, names looked up in the image's
     /// /etc/passwd and /etc/group; `None` when the config has no user.
     pub fn resolve_user(&self) -> Result<Option<(u32, u32)>, ImageError> {
-        Ok(None)
+        user::resolve(self)
+    }
+
+    /// The overlayfs `lowerdir=` value: the layer dirs top first, joined
+    /// by `:`, with `\`, `:` and `,` escaped by a backslash (overlayfs
+    /// unescapes them: Documentation/filesystems/overlayfs.rst).
+    pub fn lowerdir(&self) -> String {
+        let esc = |p: &PathBuf| {
+            let mut out = String::new();
+            for c in p.to_string_lossy().chars() {
+                if matches!(c, '\\' | ':' | ',') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out
+        };
+        let dirs: Vec<String> = self.layers.iter().rev().map(esc).collect();
+        dirs.join(":")
+    }
+
+    /// The store root this image's layers live in (`<root>/layers/<hex>`).
+    pub(crate) fn store_root(&self) -> Option<&Path> {
+        self.layers.first()?.parent()?.parent()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowerdir_is_top_first_and_escaped() {
+        let img = Image {
+            digest: String::new(),
+            layers: vec!["/c/layers/a".into(), "/c:x/layers/b,c".into()],
+            config: ImageConfig::default(),
+        };
+        assert_eq!(img.lowerdir(), "/c\\:x/layers/b\\,c:/c/layers/a");
+        assert_eq!(img.store_root(), Some(Path::new("/c")));
     }
 }
