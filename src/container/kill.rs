@@ -26,6 +26,12 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         .map_err(|_| ContainerError::BadSignal(s.to_string()))
 }
 
+/// runc's `ErrNotRunning` text. containerd's runc shim (checkKillError)
+/// looks for exactly "container not running" to treat a kill of an exited
+/// container as "process already finished"; any other wording fails the
+/// CRI's StopContainer when the container exits while being stopped.
+const RUNC_NOT_RUNNING: &str = "container not running";
+
 pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
     let sig = parse_signal(signal)?;
     let st = root.load(id)?;
@@ -41,13 +47,13 @@ pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
         return Err(ContainerError::BadStatus {
             id: id.into(),
             status,
-            hint: "container is not running",
+            hint: RUNC_NOT_RUNNING,
         });
     }
     let pidfd = init_pidfd(root, &st).ok_or_else(|| ContainerError::BadStatus {
         id: id.into(),
         status: Status::Stopped,
-        hint: "container is not running",
+        hint: RUNC_NOT_RUNNING,
     })?;
     pidfd_signal(&pidfd, sig).map_err(|e| ContainerError::Sys {
         op: format!("send signal {sig} to container {id:?} (pid {})", st.pid),

@@ -60,6 +60,12 @@ fn create_start_kill_delete() {
     assert_eq!(ctx.state(&id)["pid"], 0);
     let start = ctx.cuddy(&["start", &id]);
     assert_fails_with(&start, "has stopped");
+    // runtime.md#kill: signalling a stopped container is an error. The
+    // wording is runc's: containerd's runc shim matches "container not
+    // running" (checkKillError) to treat the kill as "already exited"
+    // (NotFound); anything else fails the CRI's StopContainer.
+    let kill = ctx.cuddy(&["kill", &id, "TERM"]);
+    assert_fails_with(&kill, "container not running");
     assert_ok(&ctx.cuddy(&["delete", &id]), "delete");
     ctx.assert_no_leftovers(&id);
     assert_fails_with(&ctx.cuddy(&["state", &id]), "does not exist");
