@@ -186,6 +186,8 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
             emit(&cuddy::cli::network_run(&root.path, a)?);
             Ok(0)
         }
+        // Handled in main (its errors are SandboxErrors).
+        Command::Sandbox(_) => Ok(2),
     }
 }
 
@@ -199,7 +201,7 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
 fn may_fork_containers() -> bool {
     std::env::args_os()
         .skip(1)
-        .any(|a| a == "create" || a == "run" || a == "exec")
+        .any(|a| a == "create" || a == "run" || a == "exec" || a == "sandbox")
 }
 
 /// The error and its causes, as one line: "what: why: deeper why".
@@ -248,10 +250,14 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let logged = cli.log.is_some();
-    match dispatch(cli) {
+    let res: Result<i32, Box<dyn std::error::Error>> = match cli.command {
+        Command::Sandbox(a) => cuddy::cli::sandbox::run(a, cli.root).map_err(Into::into),
+        _ => dispatch(cli).map_err(Into::into),
+    };
+    match res {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            let msg = chain(&e);
+            let msg = chain(e.as_ref());
             if logged {
                 tracing::error!("{msg}");
             }

@@ -13,6 +13,7 @@ mod network;
 mod pause;
 mod ps;
 mod run;
+pub mod sandbox;
 mod spec;
 mod start;
 mod state;
@@ -29,6 +30,7 @@ pub use network::{NetworkArgs, NetworkCommand, run as network_run};
 pub use pause::{PauseArgs, ResumeArgs};
 pub use ps::{PsArgs, PsFormat};
 pub use run::RunArgs;
+pub use sandbox::SandboxArgs;
 pub use spec::SpecArgs;
 pub use start::StartArgs;
 pub use state::StateArgs;
@@ -161,4 +163,7 @@ pub enum Command {
     /// cuddy's networks (bridge mode): ls, inspect, create, rm, prune;
     /// check (CNI CHECK of a --network cni container).
     Network(NetworkArgs),
+    /// Throwaway sandboxes for test suites: run (a command in a
+    /// copy-on-write container over a rootfs or image), prune.
+    Sandbox(SandboxArgs),
 }
