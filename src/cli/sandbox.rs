@@ -84,7 +84,12 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 #[derive(Debug, clap::Args)]
 pub struct SandboxRunArgs {
     /// Root filesystem directory (the read-only lower layer).
-    #[arg(long, value_name = "DIR", required_unless_present = "image", conflicts_with = "image")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "image",
+        conflicts_with = "image"
+    )]
     pub rootfs: Option<PathBuf>,
     /// OCI image layout directory or `docker save` tarball.
     #[arg(long, value_name = "PATH")]
@@ -117,7 +122,11 @@ pub struct SandboxRunArgs {
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
     /// Publish a port (bridge mode; repeatable).
-    #[arg(short = 'p', long = "publish", value_name = "[HOSTIP:]HOSTPORT:CPORT[/PROTO]")]
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[HOSTIP:]HOSTPORT:CPORT[/PROTO]"
+    )]
     pub publish: Vec<String>,
     /// A fresh tmpfs at DIR (repeatable).
     #[arg(long, value_name = "DIR")]
@@ -129,7 +138,11 @@ pub struct SandboxRunArgs {
     #[arg(long = "image-cache", value_name = "DIR")]
     pub image_cache: Option<PathBuf>,
     /// The command (default: the image's Entrypoint and Cmd).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<String>,
 }
 

@@ -99,7 +99,11 @@ pub fn check(spec: &Spec) -> Result<(), SandboxError> {
         return Err(invalid("memory", "0", "must be at least one page"));
     }
     if let Some(p) = spec.pids.filter(|p| *p == 0 || *p < -1) {
-        return Err(invalid("pids", p.to_string(), "must be positive (or -1: no limit)"));
+        return Err(invalid(
+            "pids",
+            p.to_string(),
+            "must be positive (or -1: no limit)",
+        ));
     }
     for (k, _) in &spec.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') {
@@ -293,7 +297,11 @@ mod tests {
         let bind = mounts.iter().find(|m| m["destination"] == "/in").unwrap();
         assert_eq!(bind["source"], "/host");
         assert!(bind["options"].as_array().unwrap().contains(&json!("ro")));
-        assert!(mounts.iter().any(|m| m["destination"] == "/scratch" && m["type"] == "tmpfs"));
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m["destination"] == "/scratch" && m["type"] == "tmpfs")
+        );
     }
 
     #[test]

@@ -74,7 +74,12 @@ pub struct Signals(SignalFd);
 impl Signals {
     pub fn block() -> Result<Signals> {
         let mut set = SigSet::empty();
-        for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+        for s in [
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+        ] {
             set.add(s);
         }
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(sys("sigprocmask"))?;
@@ -287,7 +292,8 @@ impl Loop<'_> {
             }
             Request::ReadFile { path } => read_file(self.owned, &path).map(|d| (Reply::File, d)),
         };
-        let (reply, data) = reply.unwrap_or_else(|e| (Reply::Failed { message: chain(&e) }, vec![]));
+        let (reply, data) =
+            reply.unwrap_or_else(|e| (Reply::Failed { message: chain(&e) }, vec![]));
         let Some(sock) = self.sock.as_mut() else {
             return Ok(true);
         };
@@ -318,7 +324,9 @@ fn write_file(owned: &Owned, path: &str, mode: u32, data: &[u8]) -> Result<()> {
                 .map_err(file_err("chmod", path))?;
             fd
         }
-        Err(Errno::EEXIST) => open(libc::O_WRONLY | libc::O_TRUNC).map_err(file_err("open", path))?,
+        Err(Errno::EEXIST) => {
+            open(libc::O_WRONLY | libc::O_TRUNC).map_err(file_err("open", path))?
+        }
         Err(e) => return Err(file_err("create", path)(e)),
     };
     std::fs::File::from(fd)

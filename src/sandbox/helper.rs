@@ -78,7 +78,11 @@ impl Owned {
         }
         match fs::remove_dir_all(&self.bundle) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                tracing::warn!("sandbox {}: remove {}: {e}", self.name, self.bundle.display());
+                tracing::warn!(
+                    "sandbox {}: remove {}: {e}",
+                    self.name,
+                    self.bundle.display()
+                );
             }
             _ => {}
         }
@@ -168,7 +172,10 @@ fn mount_fs(fstype: &str, target: &Path, data: &str) -> Result<()> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some(data),
     )
-    .map_err(sys(format!("mount {fstype} on {} ({data})", target.display())))
+    .map_err(sys(format!(
+        "mount {fstype} on {} ({data})",
+        target.display()
+    )))
 }
 
 /// Checks what the kernel would refuse later with a vaguer message.
@@ -242,7 +249,9 @@ fn prepare(spec: &Spec) -> Result<Owned> {
     owned.merged = Some(
         nix::fcntl::open(
             &merged,
-            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
         .map_err(sys(format!("open {}", merged.display())))?,
@@ -258,7 +267,12 @@ fn prepare(spec: &Spec) -> Result<Owned> {
 fn network_options(spec: &Spec) -> Result<crate::network::Options> {
     let net = |e: crate::network::NetworkError| SandboxError::Container(e.into());
     Ok(crate::network::Options {
-        mode: spec.network.as_deref().map(str::parse).transpose().map_err(net)?,
+        mode: spec
+            .network
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(net)?,
         publish: spec
             .publish
             .iter()
@@ -313,7 +327,13 @@ pub fn serve(control_fd: i32) -> Result<i32> {
     // SAFETY: the fd is open (checked) and owned by nobody else in this
     // process: the parent passed it for this purpose.
     let mut sock = UnixStream::from(unsafe { OwnedFd::from_raw_fd(control_fd) });
-    let ch = |op| move |source| SandboxError::Channel { id: "(helper)".into(), op, source };
+    let ch = |op| {
+        move |source| SandboxError::Channel {
+            id: "(helper)".into(),
+            op,
+            source,
+        }
+    };
     let spec = match proto::recv::<Request>(&mut sock).map_err(ch("read the spec"))? {
         Some((Request::Start(s), _)) => *s,
         Some(_) | None => return Ok(1),

@@ -228,7 +228,12 @@ impl Sandbox {
     }
 
     /// Bind-mounts host path `src` (absolute) at `dst` in the sandbox.
-    pub fn mount(mut self, src: impl AsRef<Path>, dst: impl AsRef<Path>, readonly: bool) -> Sandbox {
+    pub fn mount(
+        mut self,
+        src: impl AsRef<Path>,
+        dst: impl AsRef<Path>,
+        readonly: bool,
+    ) -> Sandbox {
         self.spec.mounts.push(BindMount {
             src: src.as_ref().to_path_buf(),
             dst: dst.as_ref().to_string_lossy().into_owned(),

@@ -62,8 +62,13 @@ pub enum Request {
     /// SIGKILL every process of the container.
     Kill,
     /// Payload: the file's new contents.
-    WriteFile { path: String, mode: u32 },
-    ReadFile { path: String },
+    WriteFile {
+        path: String,
+        mode: u32,
+    },
+    ReadFile {
+        path: String,
+    },
 }
 
 /// Helper to parent.

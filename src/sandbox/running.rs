@@ -94,7 +94,10 @@ impl Running {
                 r.pid = pid;
                 Ok(r)
             }
-            (Reply::Failed { message }, _) => Err(SandboxError::Helper { op: "start", message }),
+            (Reply::Failed { message }, _) => Err(SandboxError::Helper {
+                op: "start",
+                message,
+            }),
             (other, _) => Err(r.unexpected("start", &other)),
         }
     }
@@ -141,7 +144,9 @@ impl Running {
                     op,
                     source: std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,
-                        format!("the helper exited (status {st}) without a reply (CUDDY_SANDBOX_DEBUG=1 shows its stderr)"),
+                        format!(
+                            "the helper exited (status {st}) without a reply (CUDDY_SANDBOX_DEBUG=1 shows its stderr)"
+                        ),
                     ),
                 });
             }
@@ -274,7 +279,8 @@ impl Running {
             path: path.as_ref().to_string(),
             mode: 0o644,
         };
-        self.request("write_file", &req, contents.as_ref()).map(drop)
+        self.request("write_file", &req, contents.as_ref())
+            .map(drop)
     }
 
     /// Reads a file of the sandbox's root filesystem (as `write_file`).

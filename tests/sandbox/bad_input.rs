@@ -42,7 +42,10 @@ fn a_missing_rootfs_is_named() {
             .args(["true"]),
         state.path(),
     );
-    assert!(e.contains("rootfs") && e.contains("/nonexistent/rootfs"), "{e}");
+    assert!(
+        e.contains("rootfs") && e.contains("/nonexistent/rootfs"),
+        "{e}"
+    );
     assert!(e.contains("No such file"), "{e}");
 }
 
@@ -51,16 +54,34 @@ fn a_missing_mount_source_is_named() {
     require_root!();
     let state = tempfile::tempdir().unwrap();
     let e = fails(
-        sandbox().mount("/nonexistent/src", "/x", true).args(["true"]),
+        sandbox()
+            .mount("/nonexistent/src", "/x", true)
+            .args(["true"]),
         state.path(),
     );
-    assert!(e.contains("mount source") && e.contains("/nonexistent/src"), "{e}");
+    assert!(
+        e.contains("mount source") && e.contains("/nonexistent/src"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_relative_mount_destination_is_refused_before_anything_starts() {
-    let e = sandbox().mount("/tmp", "rel", false).args(["true"]).spawn().unwrap_err();
-    assert!(matches!(e, SandboxError::Invalid { field: "mount destination", .. }), "{e}");
+    let e = sandbox()
+        .mount("/tmp", "rel", false)
+        .args(["true"])
+        .spawn()
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SandboxError::Invalid {
+                field: "mount destination",
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -88,7 +109,11 @@ fn a_missing_image_is_named() {
 
 #[test]
 fn a_missing_binary_lists_what_was_tried() {
-    let e = sandbox().binary("/nonexistent/cuddy").args(["true"]).output().unwrap_err();
+    let e = sandbox()
+        .binary("/nonexistent/cuddy")
+        .args(["true"])
+        .output()
+        .unwrap_err();
     assert!(matches!(e, SandboxError::Binary { .. }), "{e}");
     assert!(e.to_string().contains("/nonexistent/cuddy"), "{e}");
 }
@@ -97,6 +122,9 @@ fn a_missing_binary_lists_what_was_tried() {
 fn a_bad_network_mode_is_named() {
     require_root!();
     let state = tempfile::tempdir().unwrap();
-    let e = fails(sandbox().network("carrier-pigeon").args(["true"]), state.path());
+    let e = fails(
+        sandbox().network("carrier-pigeon").args(["true"]),
+        state.path(),
+    );
     assert!(e.contains("carrier-pigeon"), "{e}");
 }

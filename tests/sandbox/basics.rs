@@ -33,7 +33,11 @@ fn doc_example() {
 fn process_settings_apply() {
     require_root!();
     let out = sandbox()
-        .args(["sh", "-c", "echo $(id -u):$(id -g) $(pwd) $(hostname) $A $PATH"])
+        .args([
+            "sh",
+            "-c",
+            "echo $(id -u):$(id -g) $(pwd) $(hostname) $A $PATH",
+        ])
         .env("A", "b c")
         .cwd("/tmp")
         .user(1000, 1001)
@@ -56,7 +60,13 @@ fn exec_files_and_wait_on_a_running_sandbox() {
     assert!(alive(pid));
     assert_eq!(r.wait_timeout(Duration::from_millis(50)).unwrap(), None);
     r.write_file("/tmp/in.txt", b"from the host\n").unwrap();
-    let out = r.exec(["sh", "-c", "cat /tmp/in.txt; echo made > /tmp/out.txt; exit 4"]).unwrap();
+    let out = r
+        .exec([
+            "sh",
+            "-c",
+            "cat /tmp/in.txt; echo made > /tmp/out.txt; exit 4",
+        ])
+        .unwrap();
     assert_eq!(out.status, 4, "{}", text(&out.stderr));
     assert_eq!(out.stdout, b"from the host\n");
     assert_eq!(r.read_file("/tmp/out.txt").unwrap(), b"made\n");
@@ -89,12 +99,24 @@ fn write_file_through_a_hostile_symlink_stays_inside() {
         ])
         .spawn()
         .unwrap();
-    assert!(eventually(10, || r.exec(["test", "-L", "/up"]).unwrap().status == 0));
+    assert!(eventually(10, || r
+        .exec(["test", "-L", "/up"])
+        .unwrap()
+        .status
+        == 0));
     r.write_file("/esc/pwned", b"x").unwrap();
     r.write_file("/up/tmp/up-file", b"y").unwrap();
-    assert!(!target.exists(), "write_file followed a link out of the sandbox");
-    assert!(!Path::new("/tmp/up-file").exists(), "write_file escaped via ..");
-    let inside = r.exec(["cat", &format!("{link_to}/pwned"), "/tmp/up-file"]).unwrap();
+    assert!(
+        !target.exists(),
+        "write_file followed a link out of the sandbox"
+    );
+    assert!(
+        !Path::new("/tmp/up-file").exists(),
+        "write_file escaped via .."
+    );
+    let inside = r
+        .exec(["cat", &format!("{link_to}/pwned"), "/tmp/up-file"])
+        .unwrap();
     assert_eq!(inside.stdout, b"xy", "{}", text(&inside.stderr));
 }
 
@@ -119,7 +141,10 @@ fn mounts_and_tmpfs() {
         .unwrap();
     assert_eq!(text(&out.stdout), "hello1\n", "{}", text(&out.stderr));
     assert!(!host.path().join("new").exists());
-    assert_eq!(std::fs::read_to_string(rw.path().join("f")).unwrap(), "out\n");
+    assert_eq!(
+        std::fs::read_to_string(rw.path().join("f")).unwrap(),
+        "out\n"
+    );
 }
 
 #[test]
@@ -147,12 +172,20 @@ fn rootfs_is_copy_on_write() {
     require_root!();
     let before = rootfs_hash();
     let out = sandbox()
-        .args(["sh", "-c", "rm -rf /etc/passwd /bin/true; echo x > /etc/hostname; mkdir /newdir"])
+        .args([
+            "sh",
+            "-c",
+            "rm -rf /etc/passwd /bin/true; echo x > /etc/hostname; mkdir /newdir",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status, 0, "{}", text(&out.stderr));
     let out = sandbox()
-        .args(["sh", "-c", "test -e /etc/passwd && test -e /bin/true && ! test -e /newdir"])
+        .args([
+            "sh",
+            "-c",
+            "test -e /etc/passwd && test -e /bin/true && ! test -e /newdir",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status, 0, "a sandbox saw another's changes");

@@ -48,7 +48,11 @@ fn victim_holds_a_sandbox_until_killed() {
 /// sandbox it made: (child, id, init pid).
 fn start_victim(state: &Path) -> (std::process::Child, String, i32) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash::victim_holds_a_sandbox_until_killed", "--nocapture"])
+        .args([
+            "--exact",
+            "crash::victim_holds_a_sandbox_until_killed",
+            "--nocapture",
+        ])
         .env(VICTIM, state)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -85,13 +89,23 @@ fn sigkill(pid: i32) {
 #[test]
 fn a_sigkilled_test_binary_takes_its_sandbox_down() {
     require_root!();
-    let state = tempfile::Builder::new().prefix("cuddy-sbx-kill-").tempdir_in("/run").unwrap();
+    let state = tempfile::Builder::new()
+        .prefix("cuddy-sbx-kill-")
+        .tempdir_in("/run")
+        .unwrap();
     let (mut victim, id, pid) = start_victim(state.path());
     assert!(alive(pid));
     sigkill(victim.id() as i32);
     let _ = victim.wait();
-    assert!(eventually(20, || !alive(pid)), "sandbox init {pid} outlived its owner");
-    assert!(eventually(20, || !state.path().join(".sandbox").join(&id).exists()));
+    assert!(
+        eventually(20, || !alive(pid)),
+        "sandbox init {pid} outlived its owner"
+    );
+    assert!(eventually(20, || !state
+        .path()
+        .join(".sandbox")
+        .join(&id)
+        .exists()));
     assert_gone(state.path(), &id, pid);
 }
 
@@ -101,14 +115,20 @@ fn a_sigkilled_test_binary_takes_its_sandbox_down() {
 #[test]
 fn what_a_sigkilled_helper_leaves_is_swept_by_the_next_sandbox() {
     require_root!();
-    let state = tempfile::Builder::new().prefix("cuddy-sbx-sweep-").tempdir_in("/run").unwrap();
+    let state = tempfile::Builder::new()
+        .prefix("cuddy-sbx-sweep-")
+        .tempdir_in("/run")
+        .unwrap();
     let (mut victim, id, pid) = start_victim(state.path());
     let helper = parent_of(pid);
     assert_ne!(helper, victim.id() as i32);
     sigkill(helper);
     sigkill(victim.id() as i32);
     let _ = victim.wait();
-    assert!(state.path().join(&id).exists(), "the state is left until the sweep");
+    assert!(
+        state.path().join(&id).exists(),
+        "the state is left until the sweep"
+    );
     let out = sandbox()
         .state_root(state.path())
         .args(["true"])

@@ -28,11 +28,18 @@ fn isolated(n: usize) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(r.read_file(format!("/mark-{n}")).unwrap(), format!("{n}\n").as_bytes());
+    assert_eq!(
+        r.read_file(format!("/mark-{n}")).unwrap(),
+        format!("{n}\n").as_bytes()
+    );
     drop(r);
     assert_gone(Path::new(STATE), &id, pid);
     assert!(!rootfs().join(format!("mark-{n}")).exists());
-    assert_eq!(hash_tree(rootfs()), before, "sandbox {n} changed the rootfs");
+    assert_eq!(
+        hash_tree(rootfs()),
+        before,
+        "sandbox {n} changed the rootfs"
+    );
 }
 
 macro_rules! fifty {
