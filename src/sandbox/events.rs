@@ -149,6 +149,7 @@ impl Loop<'_> {
         let mut open = [self.capture.is_some(); 2];
         let mut result: Option<(i32, bool)> = None;
         let mut timed_out = false;
+        let mut signalled = false;
         loop {
             if let Some(r) = result {
                 if self.sock.is_none() {
@@ -194,10 +195,17 @@ impl Loop<'_> {
                         // semantics (kill, remove) apply.
                         return Ok(result.unwrap_or((TIMEOUT_STATUS, false)));
                     }
-                    let _ = nix::sys::signal::kill(
-                        self.owned.pid,
-                        Signal::try_from(si.ssi_signo as i32).ok(),
-                    );
+                    // `cuddy sandbox run`: the first signal is forwarded to
+                    // the command (a PID-namespace init without a handler
+                    // ignores it); a second one kills the sandbox.
+                    match signalled {
+                        false => {
+                            let sig = Signal::try_from(si.ssi_signo as i32).ok();
+                            let _ = nix::sys::signal::kill(self.owned.pid, sig);
+                        }
+                        true => self.kill(),
+                    }
+                    signalled = true;
                 }
             }
             if let Some(c) = &self.capture {

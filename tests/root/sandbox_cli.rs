@@ -217,7 +217,15 @@ fn prune_removes_what_a_killed_run_left() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut child = c.spawn().expect("spawn");
+    /// Kills the `cuddy sandbox run` (by pid) if the test fails early.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reap(c.spawn().expect("spawn"));
     let name = |pid: u32| -> Option<String> {
         std::fs::read_dir(&ctx.root)
             .ok()?
@@ -226,15 +234,15 @@ fn prune_removes_what_a_killed_run_left() {
             .find(|n| n.starts_with(&format!("sbx-{pid}-")))
     };
     wait_until("the sandbox to run", || {
-        name(child.id()).is_some_and(|n| {
+        name(child.0.id()).is_some_and(|n| {
             let out = ctx.cuddy(&["state", &n]);
             out.status.success() && stdout(&out).contains("\"running\"")
         })
     });
-    let id = name(child.id()).unwrap();
+    let id = name(child.0.id()).unwrap();
     let init: i32 = ctx.state(&id)["pid"].as_i64().unwrap() as i32;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     assert!(Path::new("/proc").join(init.to_string()).exists());
     let out = ctx.cuddy(&["sandbox", "prune"]);
     assert_ok(&out, "sandbox prune");
