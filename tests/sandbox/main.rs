@@ -17,5 +17,6 @@ mod bad_input;
 mod basics;
 mod common;
 mod crash;
+mod image;
 mod limits;
 mod parallel;
