@@ -17,6 +17,9 @@
 //! # Ok::<(), cuddy::SandboxError>(())
 //! ```
 //!
+//! (Doctests are off for this crate: this example runs as the test
+//! `basics::doc_example` of tests/sandbox, which uses only the public API.)
+//!
 //! How it works (docs/library.md has the details and costs): the library
 //! forks containers without re-executing itself and so must not be called
 //! from a multi-threaded process. A `Sandbox` therefore never forks in the
@@ -313,6 +316,21 @@ impl Sandbox {
     }
 
     /// Starts the sandbox; returns once its command runs.
+    ///
+    /// ```rust,no_run
+    /// let mut r = cuddy::Sandbox::rootfs("/path/to/rootfs")
+    ///     .args(["sleep", "1000"])
+    ///     .spawn()?;
+    /// r.write_file("/tmp/in", b"data")?;
+    /// let o = r.exec(["cat", "/tmp/in"])?;
+    /// assert_eq!(o.stdout, b"data");
+    /// r.kill()?;
+    /// assert_eq!(r.wait()?.status, 137);
+    /// drop(r); // returns once the sandbox is gone
+    /// # Ok::<(), cuddy::SandboxError>(())
+    /// ```
+    ///
+    /// (The same steps run as a real test: tests/sandbox/basics.rs.)
     pub fn spawn(&self) -> Result<Running> {
         config::check(&self.spec)?;
         let bin = locate::binary(self.binary.as_deref())?;
