@@ -188,25 +188,8 @@ impl Loop<'_> {
                 timed_out = true;
                 self.kill();
             }
-            if ready(&fds[4]) {
-                if let Ok(Some(si)) = self.signals.0.read_signal() {
-                    if self.sock.is_some() {
-                        // The helper was told to stop: the caller's Drop
-                        // semantics (kill, remove) apply.
-                        return Ok(result.unwrap_or((TIMEOUT_STATUS, false)));
-                    }
-                    // `cuddy sandbox run`: the first signal is forwarded to
-                    // the command (a PID-namespace init without a handler
-                    // ignores it); a second one kills the sandbox.
-                    match signalled {
-                        false => {
-                            let sig = Signal::try_from(si.ssi_signo as i32).ok();
-                            let _ = nix::sys::signal::kill(self.owned.pid, sig);
-                        }
-                        true => self.kill(),
-                    }
-                    signalled = true;
-                }
+            if ready(&fds[4]) && self.on_signal(&mut signalled) {
+                return Ok(result.unwrap_or((TIMEOUT_STATUS, false)));
             }
             if let Some(c) = &self.capture {
                 if ready(&fds[2]) {
@@ -217,28 +200,66 @@ impl Loop<'_> {
                 }
             }
             if ready(&fds[1]) {
-                let mut status = reap(self.owned.pid);
-                if timed_out {
-                    status = TIMEOUT_STATUS;
-                }
-                self.finish_container(&mut open, &mut out, &mut err);
+                let status = self.on_exit(timed_out, &mut open, &mut out, &mut err)?;
                 result = Some((status, timed_out));
-                if let Some(s) = self.sock.as_mut() {
-                    let exited = Reply::Exited {
-                        status,
-                        timed_out,
-                        stdout_len: out.len() as u64,
-                    };
-                    let payload = [std::mem::take(&mut out), std::mem::take(&mut err)].concat();
-                    if proto::send(s, &exited, &payload).is_err() {
-                        return Ok((status, timed_out));
-                    }
-                }
             }
             if ready(&fds[0]) && !self.request()? {
                 return Ok(result.unwrap_or((TIMEOUT_STATUS, timed_out)));
             }
         }
+    }
+
+    /// A signal to the owner; true: stop (the helper was told to stop:
+    /// the caller's Drop semantics apply, kill and remove). For `cuddy
+    /// sandbox run` the first signal is forwarded to the command (a
+    /// PID-namespace init without a handler ignores it); a second one kills
+    /// the sandbox.
+    fn on_signal(&mut self, signalled: &mut bool) -> bool {
+        let Ok(Some(si)) = self.signals.0.read_signal() else {
+            return false;
+        };
+        if self.sock.is_some() {
+            return true;
+        }
+        match *signalled {
+            false => {
+                let sig = Signal::try_from(si.ssi_signo as i32).ok();
+                let _ = nix::sys::signal::kill(self.owned.pid, sig);
+            }
+            true => self.kill(),
+        }
+        *signalled = true;
+        false
+    }
+
+    /// The init exited: its status (TIMEOUT_STATUS after a timeout), the
+    /// container removed, the output sent to the caller (library).
+    fn on_exit(
+        &mut self,
+        timed_out: bool,
+        open: &mut [bool; 2],
+        out: &mut Vec<u8>,
+        err: &mut Vec<u8>,
+    ) -> Result<i32> {
+        let status = match timed_out {
+            true => {
+                reap(self.owned.pid);
+                TIMEOUT_STATUS
+            }
+            false => reap(self.owned.pid),
+        };
+        self.finish_container(open, out, err);
+        if let Some(s) = self.sock.as_mut() {
+            let exited = Reply::Exited {
+                status,
+                timed_out,
+                stdout_len: out.len() as u64,
+            };
+            let payload = [std::mem::take(out), std::mem::take(err)].concat();
+            // A caller gone meanwhile: its EOF ends the loop next.
+            let _ = proto::send(s, &exited, &payload);
+        }
+        Ok(status)
     }
 
     /// SIGKILL to every process of the container.
