@@ -230,7 +230,8 @@ impl Sandbox {
         self
     }
 
-    /// Bind-mounts host path `src` (absolute) at `dst` in the sandbox.
+    /// Bind-mounts host path `src` (a relative one is taken from the
+    /// current directory) at `dst` (absolute) in the sandbox.
     pub fn mount(
         mut self,
         src: impl AsRef<Path>,
@@ -238,7 +239,7 @@ impl Sandbox {
         readonly: bool,
     ) -> Sandbox {
         self.spec.mounts.push(BindMount {
-            src: src.as_ref().to_path_buf(),
+            src: absolute(src.as_ref()),
             dst: dst.as_ref().to_string_lossy().into_owned(),
             readonly,
         });

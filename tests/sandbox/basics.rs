@@ -152,7 +152,7 @@ fn timeout_kills_and_is_reported() {
     require_root!();
     let mut r = sandbox()
         .args(["sh", "-c", "echo started; sleep 1000"])
-        .timeout(Duration::from_millis(300))
+        .timeout(Duration::from_millis(1000))
         .spawn()
         .unwrap();
     let (id, pid) = (r.id().to_string(), r.pid());
