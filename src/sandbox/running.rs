@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use super::proto::{self, Reply, Request, Spec};
 use super::{Output, Result, SandboxError};
 
+/// Requests with a payload up to this size are written inline (they fit
+/// the socket's buffer, ~200 KiB by default: net.core.wmem_default).
+const SMALL: usize = 64 << 10;
+
 /// The helper's end of the socket is this fd in the helper.
 pub(crate) const CONTROL_FD: i32 = 3;
 
@@ -179,7 +183,35 @@ impl Running {
 
     /// A request and its reply (an `Exited` frame in between is kept).
     fn request(&mut self, op: &'static str, req: &Request, payload: &[u8]) -> Result<Vec<u8>> {
-        self.send(req, payload)?;
+        if payload.len() <= SMALL {
+            self.send(req, payload)?;
+            return self.reply(op);
+        }
+        // A large request while the helper sends a large `Exited` frame
+        // would fill both directions of the socket, each side blocked in
+        // its write: this one is written from a thread while this thread
+        // reads (the reply only comes once the helper read it all).
+        let mut w = self
+            .sock
+            .try_clone()
+            .map_err(|source| SandboxError::Channel {
+                id: self.id.clone(),
+                op,
+                source,
+            })?;
+        std::thread::scope(|s| {
+            let writer = s.spawn(move || proto::send(&mut w, req, payload));
+            // A reply (even `Failed`) comes after the whole request was
+            // read; a dead helper fails the writer with EPIPE: either way
+            // the writer is done or about to be.
+            let got = self.reply(op);
+            let _ = writer.join();
+            got
+        })
+    }
+
+    /// The reply to the request just sent (an `Exited` frame is kept).
+    fn reply(&mut self, op: &'static str) -> Result<Vec<u8>> {
         loop {
             match self.recv(op)? {
                 (Reply::Exited { .. }, _) => continue,

@@ -191,3 +191,22 @@ fn rootfs_is_copy_on_write() {
     assert_eq!(out.status, 0, "a sandbox saw another's changes");
     assert_eq!(hash_tree(rootfs()), before);
 }
+
+/// A large write_file while the sandbox ends with a large output: both
+/// directions of the helper's socket carry megabytes at once.
+#[test]
+fn large_files_and_large_output_at_once() {
+    require_root!();
+    let mut r = sandbox()
+        .args(["sh", "-c", "head -c 4000000 /dev/zero; echo done >&2"])
+        .spawn()
+        .unwrap();
+    // By now the helper is sending its `Exited` frame (4 MB), unread.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let big = vec![7u8; 4_000_000];
+    r.write_file("/tmp/big", &big).unwrap();
+    let out = r.wait().unwrap();
+    assert_eq!(out.stdout.len(), 4_000_000);
+    assert_eq!(out.stderr, b"done\n");
+    assert_eq!(r.read_file("/tmp/big").unwrap(), big);
+}
