@@ -301,7 +301,7 @@ impl Running {
         })
     }
 
-    /// Writes a file (created with mode 0644, or truncated) in the
+    /// Writes a file (created owned by root with mode 0644, or truncated) in the
     /// sandbox's root filesystem; `path` is resolved inside it (symlinks
     /// cannot lead out), its directory must exist. Also after the command
     /// ended. Mounts made inside the sandbox (`mount`, `tmpfs`) are not
