@@ -1,7 +1,8 @@
 //! cuddy: a daemonless, runc-compatible OCI container runtime.
 //!
 //! The binary (`src/main.rs`) is a thin CLI over this library; test suites
-//! can drive containers through [`container`] directly.
+//! can start throwaway containers from any thread with [`Sandbox`], or drive
+//! containers through [`container`] directly (single-threaded programs).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod cgroups;
@@ -24,3 +25,5 @@ pub mod sandbox;
 pub mod seccomp;
 pub mod spec;
 pub mod utils;
+
+pub use sandbox::{Output, Running, Sandbox, SandboxError};

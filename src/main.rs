@@ -186,7 +186,8 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
             emit(&cuddy::cli::network_run(&root.path, a)?);
             Ok(0)
         }
-        Command::Image(_) => unreachable!("handled in main"),
+        // Handled in main (their errors are not ContainerErrors).
+        Command::Image(_) | Command::Sandbox(_) => unreachable!("handled in main"),
     }
 }
 
@@ -200,7 +201,7 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
 fn may_fork_containers() -> bool {
     std::env::args_os()
         .skip(1)
-        .any(|a| a == "create" || a == "run" || a == "exec")
+        .any(|a| a == "create" || a == "run" || a == "exec" || a == "sandbox")
 }
 
 /// The error and its causes, as one line: "what: why: deeper why".
@@ -256,6 +257,7 @@ fn main() -> ExitCode {
                 0
             })
             .map_err(Into::into),
+        Command::Sandbox(a) => cuddy::cli::sandbox::run(a, cli.root).map_err(Into::into),
         command => dispatch(Cli { command, ..cli }).map_err(Into::into),
     };
     match result {

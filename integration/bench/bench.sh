@@ -12,6 +12,10 @@
 #   --runtimes LIST comma list out of cuddy,runc,crun (default all three)
 #   --clients       instead: `ctr/podman/docker run --rm` of /bin/true with each
 #                   runtime behind the client (integration/bench/clients.sh)
+#   --sandbox       instead: /bin/true in a fresh sandbox (cuddy::Sandbox and
+#                   `cuddy sandbox run`) beside `cuddy run` of a plain bundle,
+#                   then N sandboxes at once (examples/sandbox_bench.rs);
+#                   --image PATH adds the same from a cached image
 #   --skip ROWS     comma list out of run,seccomp,rss,phases,conc,list,net
 #   --list-sizes L  container counts of the list case (default 10,100,500)
 #
@@ -92,6 +96,8 @@ while [ $# -gt 0 ]; do
         --runtimes) runtimes="$2"; shift 2 ;;
         --skip) skip="$2"; shift 2 ;;
         --clients) clients=1; shift ;;
+        --sandbox) sandbox=1; shift ;;
+        --image) sbx_image="$2"; shift 2 ;;
         --list-sizes) list_sizes="$2"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bench.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -105,6 +111,15 @@ if [ "${clients:-0}" = 1 ]; then # behind clients (issue 9): a script of its own
     exec bash "$here/clients.sh" -n "$n" --cuddy "$cuddy" --runtimes "$runtimes" ${outfile:+-o "$outfile"}
 fi
 [ -z "$outfile" ] || case "$outfile" in /*) ;; *) outfile="$PWD/$outfile" ;; esac
+if [ "${sandbox:-0}" = 1 ]; then # sandboxes (issue 12): a Rust program of its own
+    bash "$repo/rootfs-fixtures/build.sh" >/dev/null
+    [ -x "$cuddy" ] || (cd "$repo" && cargo build --release >&2)
+    (cd "$repo" && cargo build --release --example sandbox_bench >&2)
+    "$repo/target/release/examples/sandbox_bench" "$cuddy" \
+        "$repo/rootfs-fixtures/build/busybox/rootfs" -n "$n" ${sbx_image:+--image "$sbx_image"} \
+        | tee ${outfile:+"$outfile"}
+    exit "${PIPESTATUS[0]}"
+fi
 
 say() { echo "bench.sh: $*" >&2; }
 

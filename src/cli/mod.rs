@@ -14,6 +14,7 @@ mod network;
 mod pause;
 mod ps;
 mod run;
+pub mod sandbox;
 mod spec;
 mod start;
 mod state;
@@ -31,6 +32,7 @@ pub use network::{NetworkArgs, NetworkCommand, run as network_run};
 pub use pause::{PauseArgs, ResumeArgs};
 pub use ps::{PsArgs, PsFormat};
 pub use run::RunArgs;
+pub use sandbox::SandboxArgs;
 pub use spec::SpecArgs;
 pub use start::StartArgs;
 pub use state::StateArgs;
@@ -165,4 +167,7 @@ pub enum Command {
     Network(NetworkArgs),
     /// The image cache of sandboxes: import, ls, rm, prune (docs/images.md).
     Image(ImageArgs),
+    /// Throwaway sandboxes for test suites: run (a command in a
+    /// copy-on-write container over a rootfs or image), prune.
+    Sandbox(SandboxArgs),
 }

@@ -34,6 +34,7 @@ mod process_conformance;
 mod race_tier;
 mod races;
 mod resources_conformance;
+mod sandbox_cli;
 mod schema;
 mod seccomp;
 mod seccomp_docker;

@@ -1,0 +1,255 @@
+//! `cuddy sandbox run` and `cuddy sandbox prune` (issue 12 item 5): the
+//! command's stdio and exit status, limits, bind mounts, bad input, and
+//! nothing left afterwards. (The library, `cuddy::Sandbox`, is tested by
+//! the tests/sandbox crate.)
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+use crate::common::*;
+use crate::require_root;
+
+/// `cuddy --root <ctx root> sandbox run --rootfs <fixture> ARGS...` with
+/// `input` on its stdin; a hang guard kills it after 60 s.
+fn sandbox_run(ctx: &Ctx, args: &[&str], input: &[u8]) -> Output {
+    let mut c = ctx.cmd();
+    c.args(["sandbox", "run", "--rootfs"])
+        .arg(fixture_rootfs())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn cuddy");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut stdin = child.stdin.take().expect("stdin");
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    let guard = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    });
+    let out = child.wait_with_output().expect("wait cuddy");
+    drop(guard);
+    out
+}
+
+/// Nothing left in the state root, and no sandbox cgroup of a dead owner.
+fn assert_nothing_left(ctx: &Ctx) {
+    let left: Vec<_> = std::fs::read_dir(&ctx.root)
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    let bundles: Vec<_> = std::fs::read_dir(ctx.root.join(".sandbox"))
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.iter().all(|n| n == ".sandbox") && bundles.is_empty(),
+        "left in the state root: {left:?} {bundles:?}"
+    );
+    for h in std::fs::read_dir("/sys/fs/cgroup")
+        .expect("cgroups")
+        .flatten()
+    {
+        for e in std::fs::read_dir(h.path().join("cuddy"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = n.strip_prefix("sbx-").and_then(|r| r.split('-').next()) {
+                assert!(
+                    Path::new("/proc").join(pid).exists(),
+                    "cgroup {} of a dead sandbox left",
+                    e.path().display()
+                );
+            }
+        }
+    }
+}
+
+/// runtime.md "Lifecycle" as a throwaway: stdin, stdout, stderr and the
+/// exit code are the command's; the rootfs is not written to.
+#[test]
+fn stdio_and_exit_status_are_the_commands() {
+    require_root!();
+    let ctx = Ctx::new("sbx-stdio");
+    let out = sandbox_run(
+        &ctx,
+        &[
+            "--",
+            "sh",
+            "-c",
+            "cat; echo to-err >&2; echo x > /etc/dirty; exit 7",
+        ],
+        b"from stdin\n",
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "from stdin\n");
+    assert_eq!(stderr(&out), "to-err\n");
+    assert!(!fixture_rootfs().join("etc/dirty").exists());
+    assert_nothing_left(&ctx);
+}
+
+/// config.md#process: -e, -w, -u reach the process.
+#[test]
+fn env_workdir_user_flags() {
+    require_root!();
+    let ctx = Ctx::new("sbx-flags");
+    let out = sandbox_run(
+        &ctx,
+        &[
+            "-e",
+            "A=b c",
+            "-w",
+            "/tmp",
+            "-u",
+            "1000:1001",
+            "--hostname",
+            "h1",
+            "--",
+            "sh",
+            "-c",
+            "echo $A $(pwd) $(id -u):$(id -g) $(hostname)",
+        ],
+        b"",
+    );
+    assert_ok(&out, "sandbox run");
+    assert_eq!(stdout(&out), "b c /tmp 1000:1001 h1\n");
+    assert_nothing_left(&ctx);
+}
+
+/// 128+N for a command killed by signal N: the OOM killer's SIGKILL under
+/// -m (config-linux.md#memory); 124 when --timeout kills it.
+#[test]
+fn signal_and_timeout_statuses() {
+    require_root!();
+    let ctx = Ctx::new("sbx-status");
+    let out = sandbox_run(
+        &ctx,
+        &[
+            "-m",
+            "16m",
+            "--",
+            "awk",
+            "BEGIN { s = \"0123456789abcdef\"; for (;;) s = s s }",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    let out = sandbox_run(&ctx, &["--timeout", "0.3", "--", "sleep", "100"], b"");
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+    assert_nothing_left(&ctx);
+}
+
+/// config.md#mounts: -v SRC:DST:ro is read-only, -v SRC:DST writable.
+#[test]
+fn volumes_ro_and_rw() {
+    require_root!();
+    let ctx = Ctx::new("sbx-vol");
+    let ro = ctx.dir.path().join("ro");
+    let rw = ctx.dir.path().join("rw");
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::create_dir_all(&rw).unwrap();
+    std::fs::write(ro.join("data"), "ro-data").unwrap();
+    let vro = format!("{}:/ro:ro", ro.display());
+    let vrw = format!("{}:/rw", rw.display());
+    let out = sandbox_run(
+        &ctx,
+        &[
+            "-v",
+            &vro,
+            "-v",
+            &vrw,
+            "--",
+            "sh",
+            "-c",
+            "cat /ro/data; touch /ro/new 2>/dev/null && echo WROTE; echo out > /rw/f",
+        ],
+        b"",
+    );
+    assert_ok(&out, "sandbox run -v");
+    assert_eq!(stdout(&out), "ro-data");
+    assert!(!ro.join("new").exists());
+    assert_eq!(std::fs::read_to_string(rw.join("f")).unwrap(), "out\n");
+    assert_nothing_left(&ctx);
+}
+
+/// Bad input: a clear message, exit 1 (runtime) or 2 (usage), nothing left.
+#[test]
+fn bad_input_is_named() {
+    require_root!();
+    let ctx = Ctx::new("sbx-bad");
+    let out = ctx.cuddy(&[
+        "sandbox",
+        "run",
+        "--rootfs",
+        "/nonexistent/rootfs",
+        "--",
+        "true",
+    ]);
+    assert_fails_with(&out, "/nonexistent/rootfs");
+    let missing = "/nonexistent/src:/x";
+    let r = fixture_rootfs().to_str().unwrap();
+    let out = ctx.cuddy(&["sandbox", "run", "--rootfs", r, "-v", missing, "--", "true"]);
+    assert_fails_with(&out, "/nonexistent/src");
+    let out = ctx.cuddy(&["sandbox", "run", "--rootfs", r, "-v", "/a", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("SRC:DST"), "{}", stderr(&out));
+    let out = ctx.cuddy(&["sandbox", "run", "--rootfs", r, "-m", "lots", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("lots"), "{}", stderr(&out));
+    let out = ctx.cuddy(&["sandbox", "run", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_nothing_left(&ctx);
+}
+
+/// A SIGKILLed `cuddy sandbox run` leaves its container; `cuddy sandbox
+/// prune` removes it (process, state, cgroup, bundle).
+#[test]
+fn prune_removes_what_a_killed_run_left() {
+    require_root!();
+    let ctx = Ctx::new("sbx-prune");
+    let mut c = ctx.cmd();
+    c.args(["sandbox", "run", "--rootfs"])
+        .arg(fixture_rootfs())
+        .args(["--", "sleep", "1000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    /// Kills the `cuddy sandbox run` (by pid) if the test fails early.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reap(c.spawn().expect("spawn"));
+    let name = |pid: u32| -> Option<String> {
+        std::fs::read_dir(&ctx.root)
+            .ok()?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with(&format!("sbx-{pid}-")))
+    };
+    wait_until("the sandbox to run", || {
+        name(child.0.id()).is_some_and(|n| {
+            let out = ctx.cuddy(&["state", &n]);
+            out.status.success() && stdout(&out).contains("\"running\"")
+        })
+    });
+    let id = name(child.0.id()).unwrap();
+    let init: i32 = ctx.state(&id)["pid"].as_i64().unwrap() as i32;
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    assert!(Path::new("/proc").join(init.to_string()).exists());
+    let out = ctx.cuddy(&["sandbox", "prune"]);
+    assert_ok(&out, "sandbox prune");
+    assert_eq!(stdout(&out), format!("{id}\n"));
+    wait_until("the sandbox's init to die", || {
+        std::fs::read_to_string(format!("/proc/{init}/stat")).map_or(true, |s| s.contains(") Z"))
+    });
+    assert_no_cgroup(&id);
+    assert_nothing_left(&ctx);
+}
