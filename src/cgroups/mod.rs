@@ -25,6 +25,7 @@ mod fsutil;
 mod journal;
 mod normalize;
 pub mod stats;
+pub mod systemd;
 mod teardown;
 mod v1;
 mod v2;
