@@ -24,6 +24,8 @@ pub mod wire;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_real;
 
 use std::time::Duration;
 
