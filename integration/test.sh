@@ -10,6 +10,8 @@
 # 3. cargo fmt --check and cargo clippy -D warnings;
 # 4. cargo test: unit tests and the root integration tests (real containers
 #    on this host's cgroups, v1 or v2);
+# 4b. the systemd tier: systemd booted as PID 1 of its own namespaces and
+#    cgroup, running the systemd driver's tests (integration/systemd/run.sh);
 # 5. the cgroup v2 tier: the root integration tests again inside a QEMU guest
 #    that has only cgroup v2 (integration/vm/test-v2.sh), when present;
 # 6. prints one summary line with the totals.
@@ -35,7 +37,8 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v containerd >/dev/null && command -v containerd-shim-runc-v2 >/dev/null || need+=(containerd)
 # Behind podman and Docker (tests/root/podman.rs, docker.rs): Debian's podman
 # 4.3 (conmon, CNI plugins) and docker.io 20.10 (dockerd, docker-init).
-for p in podman conmon containernetworking-plugins docker.io; do
+# The systemd tier (integration/systemd/run.sh): systemd and dbus-daemon.
+for p in podman conmon containernetworking-plugins docker.io systemd dbus; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -62,6 +65,10 @@ python3 integration/seccomp/test_docker_profile.py 2>&1 | tail -3
 
 echo "== cargo test (unit + root integration, this host's cgroups)"
 cargo test --no-fail-fast 2>&1 | tee "$log/host.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || fail=1
+
+echo "== systemd tier (systemd as PID 1 of its own namespaces: the systemd cgroup driver's tests)"
+bash integration/systemd/run.sh 2>&1 | tee "$log/systemd.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || fail=1
 
 if [ -x integration/vm/test-v2.sh ] && [ "${CUDDY_SKIP_V2:-0}" != 1 ]; then
