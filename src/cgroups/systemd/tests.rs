@@ -515,3 +515,62 @@ fn real_bus_failed_job_names_unit_and_result() {
     mgr.stop_unit("docker-1.scope").unwrap();
     peer.join().unwrap();
 }
+
+// config-linux.md#allowed-device-list: the rules as DevicePolicy/DeviceAllow.
+#[test]
+fn device_properties_as_cgroupfs() {
+    let proc_devices =
+        "Character devices:\n  1 mem\n  5 /dev/tty\n136 pts\n\nBlock devices:\n  8 sd\n";
+    // Docker 20.10's default rules (a fragment of its config.json).
+    let rules: Vec<oci_spec::runtime::LinuxDeviceCgroup> = serde_json::from_str(
+        r#"[{"allow":false,"access":"rwm"},
+            {"allow":true,"type":"c","major":1,"minor":3,"access":"rwm"},
+            {"allow":true,"type":"c","access":"m"},
+            {"allow":true,"type":"b","access":"m"},
+            {"allow":true,"type":"c","major":136,"access":"rwm"},
+            {"allow":true,"type":"b","major":8,"minor":0,"access":"r"},
+            {"allow":false,"type":"b","major":8,"minor":0,"access":"rwm"}]"#,
+    )
+    .unwrap();
+    let props = unit::device_properties(&rules, proc_devices).unwrap();
+    let allow = |l: &[(&str, &str)]| {
+        let v = l
+            .iter()
+            .map(|(p, a)| Value::Struct(vec![Value::Str((*p).into()), Value::Str((*a).into())]))
+            .collect();
+        unit::prop("DeviceAllow", Value::Array("(ss)".into(), v))
+    };
+    assert_eq!(
+        props,
+        vec![
+            unit::prop("DevicePolicy", Value::Str("strict".into())),
+            allow(&[
+                ("/dev/char/1:3", "rwm"),
+                ("char-*", "m"),
+                ("block-*", "m"),
+                ("char-pts", "rwm")
+            ]),
+        ]
+    );
+    // podman --privileged: allow all.
+    let all: Vec<oci_spec::runtime::LinuxDeviceCgroup> =
+        serde_json::from_str(r#"[{"allow":true,"access":"rwm"}]"#).unwrap();
+    let props = unit::device_properties(&all, proc_devices).unwrap();
+    assert_eq!(
+        props[0],
+        unit::prop("DevicePolicy", Value::Str("auto".into()))
+    );
+    assert_eq!(props[1], allow(&[]));
+    // "All but one" cannot be said to systemd: refused, naming the rule.
+    let bad: Vec<oci_spec::runtime::LinuxDeviceCgroup> = serde_json::from_str(
+        r#"[{"allow":true,"access":"rwm"},{"allow":false,"type":"c","major":1,"minor":3}]"#,
+    )
+    .unwrap();
+    let e = unit::device_properties(&bad, proc_devices)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("linux.resources.devices[1]") && e.contains("/dev/char/1:3"),
+        "{e}"
+    );
+}

@@ -43,8 +43,15 @@ fn real_systemd_scope_lifecycle() {
         r#"{"memory":{"limit":268435456},"pids":{"limit":50},"cpu":{"quota":50000,"period":100000}}"#,
     )
     .unwrap();
+    // The devices as cuddy's cgroupfs driver writes them below.
+    let rules: Vec<oci_spec::runtime::LinuxDeviceCgroup> = serde_json::from_str(
+        r#"[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":3,"access":"rwm"}]"#,
+    )
+    .unwrap();
     let mut props = unit::base_properties(&scope, pid, "cuddy test");
     props.extend(unit::resource_properties(&r, v2, mgr.version, false).unwrap());
+    let proc_devices = read(Path::new("/proc/devices"));
+    props.extend(unit::device_properties(&rules, &proc_devices).unwrap());
     mgr.start_transient_unit(&scope.unit, props.clone())
         .unwrap();
     let rel = scope.cgroup_path().unwrap();
@@ -64,6 +71,34 @@ fn real_systemd_scope_lifecycle() {
         )
     };
     assert_eq!((mem.as_str(), pids.as_str()), ("268435456", "50"));
+    // What cuddy writes to cgroupfs itself (devices: the default deny-all
+    // plus the allow-list), then a daemon-reload: every value stays.
+    let devices = dir("devices", &format!("{rel}/devices.list"));
+    if !v2 {
+        std::fs::write(devices.with_file_name("devices.deny"), "a").unwrap();
+        std::fs::write(devices.with_file_name("devices.allow"), "c 1:3 rwm").unwrap();
+    }
+    let snapshot =
+        |files: &[std::path::PathBuf]| -> Vec<String> { files.iter().map(|f| read(f)).collect() };
+    let files: Vec<std::path::PathBuf> = if v2 {
+        vec![
+            dir("", &format!("{rel}/memory.max")),
+            dir("", &format!("{rel}/pids.max")),
+            dir("", &format!("{rel}/cpu.max")),
+        ]
+    } else {
+        vec![
+            dir("memory", &format!("{rel}/memory.limit_in_bytes")),
+            dir("pids", &format!("{rel}/pids.max")),
+            dir("cpu", &format!("{rel}/cpu.cfs_quota_us")),
+            devices.clone(),
+        ]
+    };
+    let before = snapshot(&files);
+    mgr.conn
+        .call(super::manager_call("Reload", Vec::new()))
+        .unwrap();
+    assert_eq!(snapshot(&files), before, "daemon-reload changed {files:?}");
     // A second start of the same name: UnitExists, ResetFailedUnit, retry,
     // then the error names the unit and the D-Bus error.
     let e = mgr.start_transient_unit(&scope.unit, props).unwrap_err();

@@ -296,3 +296,105 @@ fn cpu_properties(
     }
     Ok(())
 }
+
+/// A device rule's major or minor: `None` or negative is the wildcard.
+fn dev_num(n: Option<i64>) -> Option<u64> {
+    n.and_then(|n| u64::try_from(n).ok())
+}
+
+/// The name `/proc/devices` gives to a major number (`char-<name>` and
+/// `block-<name>` are how systemd's `DeviceAllow=` names a whole major).
+fn major_name(proc_devices: &str, block: bool, major: u64) -> Option<String> {
+    let section = if block {
+        "Block devices:"
+    } else {
+        "Character devices:"
+    };
+    proc_devices
+        .split("\n\n")
+        .find(|s| s.trim_start().starts_with(section))?
+        .lines()
+        .skip(1)
+        .find_map(|l| {
+            let (num, name) = l.trim().split_once(' ')?;
+            (num.parse::<u64>().ok()? == major).then(|| name.trim().to_string())
+        })
+}
+
+/// `DevicePolicy` and `DeviceAllow` for the device rules, in order, as the
+/// cgroupfs driver applies them (so a `daemon-reload`, which makes systemd
+/// write the scope's devices cgroup again, changes nothing; without them it
+/// writes `a *:* rwm`: every device). Facts (systemd.resource-control(5)):
+/// `/dev/char/M:m` and `/dev/block/M:m` are parsed without a device node;
+/// `char-<name>`/`block-<name>` match `/proc/devices` names (globs allowed).
+/// systemd cannot express "everything but X", so a deny rule other than
+/// "deny all" while everything is allowed is refused.
+pub fn device_properties(
+    rules: &[oci_spec::runtime::LinuxDeviceCgroup],
+    proc_devices: &str,
+) -> Result<Vec<Value>, UnitError> {
+    use oci_spec::runtime::LinuxDeviceType as T;
+    const F: &str = "linux.resources.devices";
+    let mut allow_all = false;
+    let mut allowed: Vec<(String, String)> = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        let access = r.access().clone().unwrap_or_else(|| "rwm".to_string());
+        let typ = r.typ().unwrap_or(T::A);
+        let (major, minor) = (dev_num(r.major()), dev_num(r.minor()));
+        let entry = match typ {
+            T::A => None,
+            T::B | T::C | T::U => {
+                let (kind, block) = if typ == T::B {
+                    ("block", true)
+                } else {
+                    ("char", false)
+                };
+                match (major, minor) {
+                    (None, _) => Some(format!("{kind}-*")),
+                    (Some(ma), Some(mi)) => Some(format!("/dev/{kind}/{ma}:{mi}")),
+                    (Some(ma), None) => match major_name(proc_devices, block, ma) {
+                        Some(name) => Some(format!("{kind}-{name}")),
+                        None => {
+                            tracing::warn!(
+                                "{F}[{i}]: major {ma} is not in /proc/devices: not in DeviceAllow"
+                            );
+                            continue;
+                        }
+                    },
+                }
+            }
+            // FIFOs are not device nodes: nothing for systemd to allow.
+            T::P => continue,
+        };
+        match (r.allow(), entry) {
+            (true, None) => {
+                allow_all = true;
+                allowed.clear();
+            }
+            (false, None) => {
+                allow_all = false;
+                allowed.clear();
+            }
+            // Already allowed (a later "deny all" starts a new list).
+            (true, Some(_)) if allow_all => {}
+            (true, Some(e)) => allowed.push((e, access)),
+            (false, Some(e)) if !allow_all => allowed.retain(|(a, _)| *a != e),
+            (false, Some(e)) => {
+                return Err(invalid(
+                    &format!("{F}[{i}]"),
+                    &e,
+                    "systemd cannot deny one device while allowing all (DevicePolicy has no deny list)",
+                ));
+            }
+        }
+    }
+    let policy = if allow_all { "auto" } else { "strict" };
+    let list = allowed
+        .into_iter()
+        .map(|(p, a)| Value::Struct(vec![Value::Str(p), Value::Str(a)]))
+        .collect();
+    Ok(vec![
+        prop("DevicePolicy", Value::Str(policy.into())),
+        prop("DeviceAllow", Value::Array("(ss)".into(), list)),
+    ])
+}
