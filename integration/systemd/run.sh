@@ -5,10 +5,12 @@
 # (dbus.socket + dbus.service only: /run/systemd/system overrides, started
 # through a minimal target), then run the systemd-driver tests inside it:
 #
-#   integration/systemd/run.sh [TEST FILTER]   (default: cgroups::systemd)
+#   integration/systemd/run.sh
 #
-# The tests are the lib's ignored ones (src/cgroups/systemd/tests_real.rs):
-# they talk to that systemd over /run/dbus/system_bus_socket, as cuddy does.
+# The tests are ignored ones: the lib's src/cgroups/systemd/tests_real.rs
+# (the unit calls) and tests/root/systemd_driver.rs (cuddy --systemd-cgroup
+# with the busybox fixture); they reach that systemd over
+# /run/dbus/system_bus_socket, as cuddy does.
 # Works on cgroup v1, hybrid and v2 hosts (the hierarchies are mounted again
 # inside the cgroup namespace, so systemd sees its cgroup as the root), e.g.
 # in the QEMU v2 guest: integration/vm/run.sh -- integration/systemd/run.sh
@@ -21,11 +23,14 @@ die() { echo "systemd-tier: error: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root"
 [ -x /lib/systemd/systemd ] || die "systemd is not installed (apt-get install systemd)"
 command -v dbus-daemon > /dev/null || die "dbus-daemon is not installed (apt-get install dbus)"
-filter=${1:-cgroups::systemd}
-
-bin=$(cargo test --lib --no-run --message-format=json 2>/dev/null |
-    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
-[ -x "$bin" ] || die "cargo test --lib --no-run failed"
+exe() {  # exe CARGO-TEST-ARGS...: the test binary's path
+    cargo test "$@" --no-run --message-format=json 2>/dev/null |
+        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1
+}
+lib=$(exe --lib); [ -x "$lib" ] || die "cargo test --lib --no-run failed"
+roott=$(exe --test root); [ -x "$roott" ] || die "cargo test --test root --no-run failed"
+cargo build --quiet || die "cargo build failed"
+bash rootfs-fixtures/build.sh > /dev/null || die "rootfs-fixtures/build.sh failed"
 
 N=cuddy-systemd-tier.$$
 run=$(mktemp -d) || die mktemp
@@ -109,7 +114,18 @@ for _ in $(seq 1 100); do
 done
 [ -n "$pid" ] || die "systemd did not start"
 echo "systemd-tier: systemd $(nsenter -t "$pid" -a systemctl --version | sed -n '1s/^systemd //p') up as PID 1 (host pid $pid)" >&2
-nsenter -t "$pid" -a --wd="$REPO" "$bin" "$filter" --ignored --test-threads 1
-rc=$?
+# In the tier: into systemd's root cgroup in every hierarchy (nsenter enters
+# the cgroup namespace, not the cgroup), then into a scope of its own, as a
+# login shell would be.
+intier() {
+    nsenter -t "$pid" -a --wd="$REPO" sh -c '
+        if [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
+            for h in /sys/fs/cgroup/*/; do echo $$ 2>/dev/null > "${h}cgroup.procs"; done
+        fi
+        exec systemd-run --scope --quiet --collect -- "$@"' intier "$@"
+}
+rc=0
+intier "$lib" cgroups::systemd --ignored --test-threads 1 || rc=1
+intier "$roott" systemd_driver:: --ignored --test-threads 1 || rc=1
 echo "systemd-tier: exit $rc" >&2
 exit "$rc"

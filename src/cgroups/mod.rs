@@ -107,6 +107,13 @@ pub enum CgroupError {
         #[source]
         source: Box<CgroupError>,
     },
+    /// The systemd driver's unit calls failed (the source names the unit,
+    /// the call and the D-Bus error).
+    #[error("systemd cgroup driver: {source}")]
+    Systemd {
+        #[source]
+        source: Box<systemd::SystemdError>,
+    },
     /// Loading or attaching the v2 device-control eBPF program failed.
     #[error("cgroup {op} {path}: {source}")]
     Bpf {
@@ -175,6 +182,9 @@ pub struct Cgroup {
     /// (on create and on every later update).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     oci_version: Option<String>,
+    /// The transient scope holding the cgroup (the systemd driver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    systemd: Option<systemd::unit::Scope>,
 }
 
 /// Where one controller is handled.
@@ -214,6 +224,20 @@ impl Cgroup {
             }
         };
         detect::validate_cgroups_path(&path)?;
+        let mut cg = Cgroup::layout(roots, &path)?;
+        if let Err(e) = cg.make_dirs() {
+            // Leave nothing behind.
+            if let Err(e2) = cg.destroy() {
+                tracing::warn!("cleaning up after a failed cgroup creation: {e2}");
+            }
+            return Err(e);
+        }
+        Ok(cg)
+    }
+
+    /// The container's directory in each hierarchy for `path` (nothing made).
+    fn layout(roots: &Roots, path: &Path) -> Result<Cgroup, CgroupError> {
+        let path = path.to_path_buf();
         let mountinfo = fsutil::read(&roots.mountinfo)?;
         let layout = detect::parse_mountinfo(&mountinfo, &roots.cgroup_root, &roots.mountinfo)?;
         let own = if path.is_absolute() {
@@ -228,6 +252,7 @@ impl Cgroup {
             unified: None,
             created: Vec::new(),
             oci_version: None,
+            systemd: None,
         };
         for m in &layout.v1 {
             let own_path = own
@@ -249,13 +274,6 @@ impl Cgroup {
                 mountpoint: u.mountpoint.clone(),
                 dir: detect::resolve(&u.mountpoint, &u.root, own_path, &path),
             });
-        }
-        if let Err(e) = cg.make_dirs() {
-            // Leave nothing behind.
-            if let Err(e2) = cg.destroy() {
-                tracing::warn!("cleaning up after a failed cgroup creation: {e2}");
-            }
-            return Err(e);
         }
         Ok(cg)
     }
@@ -537,7 +555,16 @@ impl Cgroup {
     /// made inside it. A parent directory we created that now holds other cgroups
     /// (another container's) is left alone. Idempotent.
     pub fn destroy(&self) -> Result<(), CgroupError> {
-        let mut first_err: Option<CgroupError> = None;
+        // systemd driver: StopUnit kills and removes the scope first, then
+        // the directories cuddy made in the hierarchies systemd leaves alone.
+        let mut first_err: Option<CgroupError> = self.stop_scope().err();
+        if self.is_systemd() {
+            for leaf in self.scope_leaves().into_iter().filter(|d| d.exists()) {
+                if let Err(e) = remove_subtree(leaf) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
         let leaves: Vec<&Path> = self
             .v1
             .iter()

@@ -42,6 +42,9 @@ pub struct CreateOptions {
     /// stays in the caller's cgroup and `linux.resources` is ignored with a
     /// warning (crun ignores it silently).
     pub no_cgroup: bool,
+    /// `--systemd-cgroup` / `--cgroup-manager systemd`: the cgroup is a
+    /// transient systemd scope (docs/cgroups.md, "systemd driver").
+    pub systemd_cgroup: bool,
     /// `--network` and friends (docs/networking.md); resolved against the
     /// config's `cuddy.network.*` annotations. Empty: config.json alone
     /// decides, as with runc.
@@ -113,6 +116,31 @@ fn no_cgroup_warning(linux: Option<&oci_spec::runtime::Linux>) {
 }
 
 /// When the init died before reporting: was it the OOM killer? Then say so.
+/// The container's cgroup: made now (cgroupfs), or only located (systemd:
+/// the scope is created with the init's pid, see [`Cgroup::start_scope`]).
+fn make_cgroup(
+    opts: &CreateOptions,
+    linux: Option<&oci_spec::runtime::Linux>,
+) -> std::result::Result<Cgroup, cgroups::CgroupError> {
+    let path = linux.and_then(|l| l.cgroups_path().as_deref());
+    let roots = cgroups::Roots::default();
+    if opts.systemd_cgroup {
+        let path = path.map(|p| p.to_string_lossy());
+        Cgroup::systemd_reachable()?;
+        return Cgroup::for_systemd(&roots, path.as_deref(), &opts.id);
+    }
+    Cgroup::create(&roots, path, &opts.id)
+}
+
+/// Put `pid` in the cgroup: the cgroupfs driver moves it; the systemd
+/// driver starts the scope with it and then applies the resources.
+fn enter_cgroup(cg: &Cgroup, pid: i32, res: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    if cg.is_systemd() {
+        return Ok(cg.start_scope(pid, res)?);
+    }
+    Ok(cg.add_process(pid)?)
+}
+
 fn oom_in_setup(cgroup: &Cgroup) -> Option<ContainerError> {
     (super::events::oom_kills(cgroup).unwrap_or(0) > 0).then(|| {
         ContainerError::Init(
@@ -196,11 +224,7 @@ pub(crate) fn create_bundle(
     let linux = bundle.spec.linux().as_ref();
     let cgroup = match opts.no_cgroup {
         true => None,
-        false => match Cgroup::create(
-            &cgroups::Roots::default(),
-            linux.and_then(|l| l.cgroups_path().as_deref()),
-            &opts.id,
-        ) {
+        false => match make_cgroup(opts, linux) {
             Ok(mut c) => {
                 // What pids.limit 0 means depends on it (create and update).
                 c.set_oci_version(bundle.spec.version());
@@ -286,6 +310,8 @@ fn spawn(
         res.set_devices(Some(rules));
     }
     match cgroup {
+        // systemd: applied once the scope exists (enter_cgroup).
+        Some(cg) if cg.is_systemd() => {}
         Some(cg) => cg.apply(&res)?,
         None => no_cgroup_warning(linux),
     }
@@ -318,8 +344,8 @@ fn spawn(
     }
 
     let cg_fd = match cgroup {
-        Some(cg) => cg.clone_into_fd()?,
-        None => None,
+        Some(cg) if !cg.is_systemd() => cg.clone_into_fd()?,
+        _ => None,
     };
     let seccomp = crate::seccomp::prepare(
         &root.path,
@@ -412,7 +438,7 @@ fn spawn(
         // The middle process: into the cgroup (the init inherits it), Go,
         // then it reports the init's pid and exits.
         if let Some(cg) = cgroup {
-            cg.add_process(pid.as_raw())?;
+            enter_cgroup(cg, pid.as_raw(), &res)?;
         }
         parent_chan
             .send(&Msg::Go)
@@ -445,7 +471,7 @@ fn spawn(
     }
     if cg_fd.is_none() && !ns.two_stage {
         if let Some(cg) = cgroup {
-            cg.add_process(pid.as_raw())?;
+            enter_cgroup(cg, pid.as_raw(), &res)?;
         }
     }
     if let (Some(adj), Some(proc)) = (oom, &proc) {

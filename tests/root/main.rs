@@ -30,4 +30,5 @@ mod schema;
 mod seccomp;
 mod seccomp_docker;
 mod security;
+mod systemd_driver;
 mod terminal;

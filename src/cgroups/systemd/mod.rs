@@ -15,10 +15,10 @@
 //!   `ResetFailedUnit` and one retry;
 //! - `StopUnit` of a unit that is gone fails with `NoSuchUnit`, which is success.
 //!
-//! The CLI still refuses `--systemd-cgroup`: the driver is not wired into
-//! create/update/delete yet (see docs/cgroups.md, "systemd driver").
+//! [`driver`] puts it on [`crate::cgroups::Cgroup`]: create, update, destroy.
 
 pub mod dbus;
+mod driver;
 pub mod unit;
 pub mod wire;
 

@@ -45,7 +45,7 @@ fn invalid(field: &str, value: &str, reason: impl Into<String>) -> UnitError {
 }
 
 /// The container's unit and where it lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Scope {
     /// The parent slice unit (`system.slice`).
     pub slice: String,
@@ -146,6 +146,14 @@ pub fn expand_slice(slice: &str) -> Result<String, UnitError> {
 /// One `(sv)` property.
 pub fn prop(name: &str, v: Value) -> Value {
     Value::Struct(vec![Value::Str(name.into()), Value::Variant(Box::new(v))])
+}
+
+/// The name of a `(sv)` property.
+pub fn prop_name(p: &Value) -> Option<&str> {
+    match p {
+        Value::Struct(f) => f.first().and_then(Value::as_str),
+        _ => None,
+    }
 }
 
 /// The properties every container scope gets: the slice, the init's pid,

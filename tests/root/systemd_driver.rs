@@ -1,0 +1,177 @@
+//! The systemd cgroup driver (`--systemd-cgroup`, `--cgroup-manager
+//! systemd`) against a real systemd. Ignored in the plain suite (this host
+//! has no systemd as PID 1): `integration/systemd/run.sh` boots one and runs
+//! these with `--ignored`. Each feeds cgroupsPath as Docker 20.10 and podman
+//! 4.3 send it with their systemd driver, and observes the scope (systemctl,
+//! /proc/PID/cgroup, the cgroup files).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::common::*;
+use crate::require_root;
+
+fn systemctl(args: &[&str]) -> String {
+    let out = Command::new("systemctl")
+        .args(args)
+        .output()
+        .expect("systemctl");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// A file of the scope in controller `c`'s hierarchy (v1) or the unified one.
+fn file(c: &str, rel: &str, name: &str) -> PathBuf {
+    let base = if v2() {
+        PathBuf::from("/sys/fs/cgroup")
+    } else {
+        Path::new("/sys/fs/cgroup").join(c)
+    };
+    base.join(rel.trim_start_matches('/')).join(name)
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+// config-linux.md#cgroups-path (runc's systemd form "slice:prefix:name"),
+// #memory, #pids, #allowed-device-list; runtime.md#delete.
+#[test]
+#[ignore = "needs systemd as PID 1: integration/systemd/run.sh"]
+fn docker_container_is_a_transient_scope() {
+    require_root!();
+    let ctx = Ctx::new("sd");
+    let id = ctx.id("docker");
+    let mut c = ctx.config(&["/bin/sleep", "1000"]);
+    // Docker 20.10 with "exec-opts": ["native.cgroupdriver=systemd"]:
+    // docker run -m 256m --pids-limit 50 --cpu-shares 512
+    c["linux"]["cgroupsPath"] = json!(format!("system.slice:docker:{id}"));
+    c["linux"]["resources"] = json!({
+        "devices": [{"allow": false, "access": "rwm"},
+                    {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}],
+        "memory": {"limit": 268435456, "swap": 536870912},
+        "cpu": {"shares": 512},
+        "pids": {"limit": 50}
+    });
+    let b = ctx.bundle("docker", &c);
+    let out = ctx.cuddy(&[
+        "--systemd-cgroup",
+        "run",
+        "-d",
+        "--bundle",
+        b.to_str().unwrap(),
+        &id,
+    ]);
+    assert_ok(&out, "--systemd-cgroup run -d");
+    let unit = format!("docker-{id}.scope");
+    let rel = format!("/system.slice/{unit}");
+    assert_eq!(systemctl(&["is-active", &unit]), "active");
+    let pid = ctx.state(&id)["pid"].as_i64().unwrap();
+    let own = read(Path::new(&format!("/proc/{pid}/cgroup")));
+    for l in own.lines() {
+        assert!(
+            l.ends_with(&rel),
+            "the init is not in the scope in every hierarchy: {own}"
+        );
+    }
+    let (mem, mem_file) = if v2() {
+        ("memory", "memory.max")
+    } else {
+        ("memory", "memory.limit_in_bytes")
+    };
+    let files = [file(mem, &rel, mem_file), file("pids", &rel, "pids.max")];
+    let values: Vec<String> = files.iter().map(|f| read(f)).collect();
+    assert_eq!(values, ["268435456", "50"]);
+    assert_eq!(
+        systemctl(&["show", "-p", "TasksMax", "--value", &unit]),
+        "50"
+    );
+    let devices = file("devices", &rel, "devices.list");
+    // The rules, then cuddy's default allow-list (as the cgroupfs driver).
+    let device_list = if v2() { String::new() } else { read(&devices) };
+    if !v2() {
+        assert!(
+            device_list.starts_with("c 1:3 rwm\nc *:* m\n"),
+            "{device_list}"
+        );
+        assert!(!device_list.contains("a *:* rwm"), "{device_list}");
+    }
+    // daemon-reload makes systemd write the scope's cgroup again: nothing changes.
+    Command::new("systemctl")
+        .arg("daemon-reload")
+        .status()
+        .expect("daemon-reload");
+    let after: Vec<String> = files.iter().map(|f| read(f)).collect();
+    assert_eq!(after, values, "daemon-reload changed the limits");
+    if !v2() {
+        assert_eq!(
+            read(&devices),
+            device_list,
+            "daemon-reload changed the devices"
+        );
+    }
+    // update: cgroupfs and the unit property.
+    assert_ok(&ctx.cuddy(&["update", "--pids-limit", "70", &id]), "update");
+    assert_eq!(read(&file("pids", &rel, "pids.max")), "70");
+    assert_eq!(
+        systemctl(&["show", "-p", "TasksMax", "--value", &unit]),
+        "70"
+    );
+    // delete: the unit is stopped and gone, and so is its cgroup.
+    assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete --force");
+    assert_ne!(systemctl(&["is-active", &unit]), "active");
+    assert!(!file("pids", &rel, "").exists(), "{rel} left behind");
+    ctx.assert_no_leftovers(&id);
+}
+
+// podman 4.3 --cgroup-manager systemd: "machine.slice:libpod:ID"; a
+// foreground run of /bin/true, and a second container with the same name
+// after the first is gone (no stale unit).
+#[test]
+#[ignore = "needs systemd as PID 1: integration/systemd/run.sh"]
+fn podman_foreground_run_and_reuse() {
+    require_root!();
+    let ctx = Ctx::new("sdp");
+    let id = ctx.id("podman");
+    let mut c = ctx.config(&["/bin/sh", "-c", "cat /proc/self/cgroup"]);
+    c["linux"]["cgroupsPath"] = json!(format!("machine.slice:libpod:{id}"));
+    // The host's cgroup namespace (podman on v1), so the paths are absolute.
+    let ns = c["linux"]["namespaces"].as_array().unwrap().clone();
+    c["linux"]["namespaces"] = json!(
+        ns.into_iter()
+            .filter(|n| n["type"] != "cgroup")
+            .collect::<Vec<_>>()
+    );
+    let b = ctx.bundle("podman", &c);
+    for round in 0..2 {
+        let args = [
+            "--cgroup-manager",
+            "systemd",
+            "run",
+            "--bundle",
+            b.to_str().unwrap(),
+            &id,
+        ];
+        let out = ctx.cuddy(&args);
+        assert_ok(&out, &format!("run, round {round}"));
+        let want = format!("/machine.slice/libpod-{id}.scope");
+        assert!(
+            stdout(&out).lines().all(|l| l.ends_with(&want)),
+            "{}",
+            stdout(&out)
+        );
+        assert_ne!(
+            systemctl(&["is-active", &format!("libpod-{id}.scope")]),
+            "active"
+        );
+        ctx.assert_no_leftovers(&id);
+    }
+}
