@@ -25,7 +25,7 @@ die() { echo "systemd-tier: error: $*" >&2; exit 1; }
 command -v dbus-daemon > /dev/null || die "dbus-daemon is not installed (apt-get install dbus)"
 exe() {  # exe CARGO-TEST-ARGS...: the test binary's path
     cargo test "$@" --no-run --message-format=json 2>/dev/null |
-        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1
+        grep '"test":true' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1
 }
 lib=$(exe --lib); [ -x "$lib" ] || die "cargo test --lib --no-run failed"
 roott=$(exe --test root); [ -x "$roott" ] || die "cargo test --test root --no-run failed"

@@ -21,6 +21,17 @@ fn systemctl(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The host's cgroup namespace (Docker and podman on v1), so the paths in
+/// /proc/PID/cgroup are absolute.
+fn host_cgroupns(c: &mut serde_json::Value) {
+    let ns = c["linux"]["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .clone();
+    let ns: Vec<_> = ns.into_iter().filter(|n| n["type"] != "cgroup").collect();
+    c["linux"]["namespaces"] = json!(ns);
+}
+
 fn v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
@@ -54,6 +65,7 @@ fn docker_container_is_a_transient_scope() {
     // Docker 20.10 with "exec-opts": ["native.cgroupdriver=systemd"]:
     // docker run -m 256m --pids-limit 50 --cpu-shares 512
     c["linux"]["cgroupsPath"] = json!(format!("system.slice:docker:{id}"));
+    host_cgroupns(&mut c);
     c["linux"]["resources"] = json!({
         "devices": [{"allow": false, "access": "rwm"},
                     {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}],
@@ -118,6 +130,19 @@ fn docker_container_is_a_transient_scope() {
             "daemon-reload changed the devices"
         );
     }
+    // exec joins the scope; pause/resume freeze it (cgroupfs, v1 freezer
+    // made by cuddy as systemd leaves that hierarchy alone).
+    let out = ctx.cuddy(&["exec", &id, "/bin/cat", "/proc/self/cgroup"]);
+    assert_ok(&out, "exec");
+    assert!(
+        stdout(&out).lines().all(|l| l.ends_with(&rel)),
+        "{}",
+        stdout(&out)
+    );
+    assert_ok(&ctx.cuddy(&["pause", &id]), "pause");
+    assert_eq!(ctx.state(&id)["status"], "paused");
+    assert_ok(&ctx.cuddy(&["resume", &id]), "resume");
+    assert_eq!(ctx.state(&id)["status"], "running");
     // update: cgroupfs and the unit property.
     assert_ok(&ctx.cuddy(&["update", "--pids-limit", "70", &id]), "update");
     assert_eq!(read(&file("pids", &rel, "pids.max")), "70");
@@ -143,13 +168,7 @@ fn podman_foreground_run_and_reuse() {
     let id = ctx.id("podman");
     let mut c = ctx.config(&["/bin/sh", "-c", "cat /proc/self/cgroup"]);
     c["linux"]["cgroupsPath"] = json!(format!("machine.slice:libpod:{id}"));
-    // The host's cgroup namespace (podman on v1), so the paths are absolute.
-    let ns = c["linux"]["namespaces"].as_array().unwrap().clone();
-    c["linux"]["namespaces"] = json!(
-        ns.into_iter()
-            .filter(|n| n["type"] != "cgroup")
-            .collect::<Vec<_>>()
-    );
+    host_cgroupns(&mut c);
     let b = ctx.bundle("podman", &c);
     for round in 0..2 {
         let args = [
