@@ -194,3 +194,70 @@ fn podman_foreground_run_and_reuse() {
         ctx.assert_no_leftovers(&id);
     }
 }
+
+// config-linux.md#user-namespace-mappings, #namespaces (a path): a
+// container in a new user namespace, and one joining it by path; the second
+// is forked by a middle process (two-stage), which the scope is started
+// with, so its init is born inside.
+#[test]
+#[ignore = "needs systemd as PID 1: integration/systemd/run.sh"]
+fn user_namespace_containers_in_scopes() {
+    require_root!();
+    let ctx = Ctx::new("sdu");
+    let maps = |c: &mut serde_json::Value| {
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    };
+    let first = ctx.id("userns");
+    let mut c = ctx.config(&["/bin/sleep", "1000"]);
+    c["linux"]["cgroupsPath"] = json!(format!("system.slice:cuddy:{first}"));
+    host_cgroupns(&mut c);
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    maps(&mut c);
+    let b = ctx.bundle("userns", &c);
+    let args = [
+        "--systemd-cgroup",
+        "run",
+        "-d",
+        "--bundle",
+        b.to_str().unwrap(),
+        &first,
+    ];
+    assert_ok(&ctx.cuddy(&args), "run -d with a user namespace");
+    let pid = ctx.state(&first)["pid"].as_i64().unwrap();
+    let own = read(Path::new(&format!("/proc/{pid}/cgroup")));
+    let want = format!("/system.slice/cuddy-{first}.scope");
+    assert!(own.lines().all(|l| l.ends_with(&want)), "{own}");
+
+    let second = ctx.id("joined");
+    let mut c = ctx.config(&["/bin/cat", "/proc/self/cgroup"]);
+    c["linux"]["cgroupsPath"] = json!(format!("system.slice:cuddy:{second}"));
+    host_cgroupns(&mut c);
+    let userns = format!("/proc/{pid}/ns/user");
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user", "path": userns}));
+    let b = ctx.bundle("joined", &c);
+    let args = [
+        "--systemd-cgroup",
+        "run",
+        "--bundle",
+        b.to_str().unwrap(),
+        &second,
+    ];
+    let out = ctx.cuddy(&args);
+    assert_ok(&out, "run joining the user namespace");
+    let want = format!("/system.slice/cuddy-{second}.scope");
+    assert!(
+        stdout(&out).lines().all(|l| l.ends_with(&want)),
+        "{}",
+        stdout(&out)
+    );
+    ctx.assert_no_leftovers(&second);
+    assert_ok(&ctx.cuddy(&["delete", "--force", &first]), "delete --force");
+    ctx.assert_no_leftovers(&first);
+}
