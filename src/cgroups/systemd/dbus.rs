@@ -15,6 +15,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -110,6 +111,11 @@ pub struct Message {
     pub sender: Option<String>,
     /// The body's values (the SIGNATURE field (8) is derived from them).
     pub body: Vec<Value>,
+    /// File descriptors to pass with the message (`h` values index them;
+    /// UNIX_FDS (9) is their count). Borrowed: the caller keeps them open.
+    pub fds: Vec<RawFd>,
+    /// UNIX_FDS of a received message (the descriptors are not taken).
+    pub unix_fds: u32,
 }
 
 impl Message {
@@ -127,6 +133,8 @@ impl Message {
             destination: Some(dest.into()),
             sender: None,
             body,
+            fds: Vec::new(),
+            unix_fds: 0,
         }
     }
 
@@ -199,6 +207,10 @@ impl Message {
         if !self.body.is_empty() {
             field(8, Value::Sig(self.signature()));
         }
+        if !self.fds.is_empty() {
+            let n = u32::try_from(self.fds.len()).unwrap_or(u32::MAX);
+            field(9, Value::U32(n));
+        }
         let body_len = u32::try_from(body.buf.len()).map_err(|_| WireError::Encode {
             reason: "body longer than 4 GiB".into(),
         })?;
@@ -264,6 +276,7 @@ impl Message {
                     6 => m.destination = s,
                     7 => m.sender = s,
                     8 => signature = s.unwrap_or_default(),
+                    9 => m.unix_fds = v.as_u32().unwrap_or(0),
                     _ => {}
                 }
             }
@@ -314,6 +327,8 @@ pub struct Connection {
     queue: VecDeque<Message>,
     /// Our unique name (from Hello).
     pub unique_name: String,
+    /// Whether the bus agreed to pass file descriptors (`NEGOTIATE_UNIX_FD`).
+    pub unix_fds: bool,
 }
 
 fn io_err(op: &str) -> impl FnOnce(io::Error) -> DbusError + '_ {
@@ -351,6 +366,7 @@ impl Connection {
             serial: 0,
             queue: VecDeque::new(),
             unique_name: String::new(),
+            unix_fds: false,
         };
         conn.authenticate()?;
         let hello = Message::call(
@@ -420,6 +436,9 @@ impl Connection {
                 reason: format!("the bus answered {reply:?}"),
             });
         }
+        // For PIDFDs: file descriptors ride along as SCM_RIGHTS.
+        let reply = self.auth_line("NEGOTIATE_UNIX_FD\r\n")?;
+        self.unix_fds = reply.starts_with("AGREE_UNIX_FD");
         self.sock
             .write_all(b"BEGIN\r\n")
             .map_err(io_err("writing BEGIN"))
@@ -434,7 +453,18 @@ impl Connection {
             op: op.clone(),
             source,
         })?;
-        self.sock.write_all(&bytes).map_err(io_err(&op))?;
+        if msg.fds.is_empty() {
+            self.sock.write_all(&bytes).map_err(io_err(&op))?;
+            return Ok(msg.serial);
+        }
+        // The descriptors go with the first byte(s) of the message.
+        use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
+        let cmsg = [ControlMessage::ScmRights(&msg.fds)];
+        let iov = [std::io::IoSlice::new(&bytes)];
+        let flags = MsgFlags::MSG_NOSIGNAL;
+        let n = sendmsg::<UnixAddr>(self.sock.as_raw_fd(), &iov, &cmsg, flags, None)
+            .map_err(|e| io_err(&op)(io::Error::from(e)))?;
+        self.sock.write_all(&bytes[n..]).map_err(io_err(&op))?;
         Ok(msg.serial)
     }
 

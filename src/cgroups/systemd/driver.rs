@@ -10,6 +10,7 @@
 //! every resource to cgroupfs too (so a `daemon-reload` changes nothing),
 //! and only then the init gets Go.
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use oci_spec::runtime::LinuxResources;
@@ -120,8 +121,22 @@ impl Cgroup {
             limits.push(unit::prop("TasksMax", Value::U64(unit::INFINITY)));
         }
         props.extend(limits);
-        mgr.start_transient_unit(&scope.unit, props)
+        // systemd >= 255 takes the pid as a pidfd (PIDFDs): no pid reuse race.
+        let pidfd = (mgr.version >= 255 && mgr.can_pass_fds())
+            .then(|| crate::process::clone::pidfd_open(nix::unistd::Pid::from_raw(pid as i32)).ok())
+            .flatten();
+        let fds: Vec<std::os::fd::RawFd> = pidfd.iter().map(|f| f.as_raw_fd()).collect();
+        if !fds.is_empty() {
+            let pids = unit::prop("PIDs", Value::Array("u".into(), vec![Value::U32(pid)]));
+            let pidfds = unit::prop("PIDFDs", Value::Array("h".into(), vec![Value::UnixFd(0)]));
+            props
+                .iter_mut()
+                .filter(|p| **p == pids)
+                .for_each(|p| *p = pidfds.clone());
+        }
+        mgr.start_transient_unit_with_fds(&scope.unit, props, &fds)
             .map_err(sd_err)?;
+        drop(pidfd);
         self.join_unmanaged(pid)?;
         self.apply(res)
     }

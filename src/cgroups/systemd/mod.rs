@@ -208,11 +208,27 @@ impl Manager {
         Ok(())
     }
 
+    /// Whether file descriptors can be passed (for `PIDFDs`).
+    pub fn can_pass_fds(&self) -> bool {
+        self.conn.unix_fds
+    }
+
     /// Start the transient unit `unit` with `props` and wait for its job.
     pub fn start_transient_unit(
         &mut self,
         unit: &str,
         props: Vec<Value>,
+    ) -> Result<(), SystemdError> {
+        self.start_transient_unit_with_fds(unit, props, &[])
+    }
+
+    /// As [`Manager::start_transient_unit`], passing `fds` (which `h` values
+    /// in `props` index: `PIDFDs`).
+    pub fn start_transient_unit_with_fds(
+        &mut self,
+        unit: &str,
+        props: Vec<Value>,
+        fds: &[std::os::fd::RawFd],
     ) -> Result<(), SystemdError> {
         self.subscribe(unit)?;
         let op = "StartTransientUnit";
@@ -222,12 +238,17 @@ impl Manager {
             Value::Array("(sv)".into(), props),
             Value::Array("(sa(sv))".into(), Vec::new()),
         ];
-        let reply = match self.conn.call(manager_call(op, body.clone())) {
+        let start = |body: Vec<Value>| {
+            let mut m = manager_call(op, body);
+            m.fds = fds.to_vec();
+            m
+        };
+        let reply = match self.conn.call(start(body.clone())) {
             Err(DbusError::Remote { name, .. }) if name.ends_with(".UnitExists") => {
                 // A failed unit of that name (a container that died with
                 // this id): forget it and try once more.
                 self.reset_failed(unit)?;
-                self.call(unit, op, manager_call(op, body))?
+                self.call(unit, op, start(body))?
             }
             r => r.map_err(|source| SystemdError::Dbus {
                 unit: unit.into(),

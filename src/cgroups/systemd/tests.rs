@@ -167,7 +167,8 @@ fn decode_round_trip_and_errors() {
     assert_eq!(split_first("a{sv}").unwrap(), ("a{sv}", ""));
     assert!(split_first("(s").is_err());
     assert!(split_first("a").is_err());
-    assert!(split_first("h").is_err());
+    assert!(split_first("d").is_err());
+    assert_eq!(split_first("ah").unwrap(), ("ah", ""));
 }
 
 #[test]
@@ -573,4 +574,29 @@ fn device_properties_as_cgroupfs() {
         e.contains("linux.resources.devices[1]") && e.contains("/dev/char/1:3"),
         "{e}"
     );
+}
+
+// systemd >= 255: the init as a pidfd (PIDFDs, `ah`), passed as SCM_RIGHTS;
+// dbus-daemon checks that the UNIX_FDS count matches what arrived.
+#[test]
+fn real_bus_passes_a_pidfd() {
+    use std::os::fd::AsRawFd;
+    let bus = private_bus();
+    let peer = fake_systemd(bus.address.clone(), "done");
+    let mut mgr = Manager::on(Connection::open(&bus.address).unwrap()).unwrap();
+    assert!(mgr.can_pass_fds(), "dbus-daemon agrees to pass fds");
+    let mut child = Command::new("sleep").arg("100").spawn().unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let pidfd = crate::process::clone::pidfd_open(pid).unwrap();
+    let pidfds = unit::prop("PIDFDs", Value::Array("h".into(), vec![Value::UnixFd(0)]));
+    mgr.start_transient_unit_with_fds("docker-1.scope", vec![pidfds.clone()], &[pidfd.as_raw_fd()])
+        .unwrap();
+    mgr.stop_unit("docker-1.scope").unwrap();
+    let seen = peer.join().unwrap();
+    let start = &seen[4];
+    assert_eq!(start.member.as_deref(), Some("StartTransientUnit"));
+    assert_eq!(start.unix_fds, 1);
+    assert_eq!(start.body[2], Value::Array("(sv)".into(), vec![pidfds]));
+    let _ = child.kill();
+    let _ = child.wait();
 }

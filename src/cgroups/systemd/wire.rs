@@ -38,6 +38,8 @@ pub enum Value {
     Struct(Vec<Value>),
     /// `v`
     Variant(Box<Value>),
+    /// `h`: an index into the message's passed file descriptors.
+    UnixFd(u32),
 }
 
 /// Errors of the wire format: what could not be encoded or decoded, and why.
@@ -73,6 +75,7 @@ impl Value {
                 format!("({inner})")
             }
             Value::Variant(_) => "v".into(),
+            Value::UnixFd(_) => "h".into(),
         }
     }
 
@@ -119,7 +122,7 @@ pub fn split_first(sig: &str) -> Result<(&str, &str), WireError> {
         return Err(bad("ends inside a type"));
     };
     let end = match c {
-        b'y' | b'b' | b'i' | b'u' | b'x' | b't' | b's' | b'o' | b'g' | b'v' => i + 1,
+        b'y' | b'b' | b'i' | b'u' | b'x' | b't' | b's' | b'o' | b'g' | b'v' | b'h' => i + 1,
         b'(' | b'{' => {
             let close = if c == b'(' { b')' } else { b'}' };
             let mut depth = 0usize;
@@ -189,7 +192,7 @@ impl Encoder {
                 self.pad(4);
                 self.buf.extend_from_slice(&n.to_le_bytes());
             }
-            Value::U32(n) => self.u32(*n),
+            Value::U32(n) | Value::UnixFd(n) => self.u32(*n),
             Value::I64(n) => {
                 self.pad(8);
                 self.buf.extend_from_slice(&n.to_le_bytes());
@@ -317,6 +320,7 @@ impl<'a> Decoder<'a> {
             },
             b'i' => Value::I32(i32::from_le_bytes(self.fixed()?)),
             b'u' => Value::U32(u32::from_le_bytes(self.fixed()?)),
+            b'h' => Value::UnixFd(u32::from_le_bytes(self.fixed()?)),
             b'x' => Value::I64(i64::from_le_bytes(self.fixed()?)),
             b't' => Value::U64(u64::from_le_bytes(self.fixed()?)),
             b's' | b'o' => {
