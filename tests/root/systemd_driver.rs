@@ -261,3 +261,34 @@ fn user_namespace_containers_in_scopes() {
     assert_ok(&ctx.cuddy(&["delete", "--force", &first]), "delete --force");
     ctx.assert_no_leftovers(&first);
 }
+
+// config-linux.md#pids (spec 1.3.0: a limit of 0 is a limit): systemd
+// refuses TasksMax=0, so a reload would lose it: refused, nothing left.
+#[test]
+#[ignore = "needs systemd as PID 1: integration/systemd/run.sh"]
+fn pids_limit_zero_is_refused() {
+    require_root!();
+    let ctx = Ctx::new("sdz");
+    let id = ctx.id("zero");
+    let mut c = ctx.config(&["/bin/sleep", "1000"]);
+    c["ociVersion"] = json!("1.3.0");
+    c["linux"]["cgroupsPath"] = json!(format!("system.slice:cuddy:{id}"));
+    c["linux"]["resources"] = json!({"pids": {"limit": 0}});
+    let b = ctx.bundle("zero", &c);
+    let args = [
+        "--systemd-cgroup",
+        "run",
+        "-d",
+        "--bundle",
+        b.to_str().unwrap(),
+        &id,
+    ];
+    let out = ctx.cuddy(&args);
+    assert_fails_with(&out, "linux.resources.pids.limit 0");
+    assert!(stderr(&out).contains("TasksMax"), "{}", stderr(&out));
+    assert_ne!(
+        systemctl(&["is-active", &format!("cuddy-{id}.scope")]),
+        "active"
+    );
+    ctx.assert_no_leftovers(&id);
+}

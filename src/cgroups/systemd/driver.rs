@@ -109,10 +109,16 @@ impl Cgroup {
         let mut props =
             unit::base_properties(scope, pid, &format!("cuddy container {}", scope.unit));
         let mut limits = self.scope_properties(&mgr, res, true)?;
-        // A TasksMax of 0 (ociVersion >= 1.3) would stop the init's own
-        // forks during set-up: cgroupfs gets it after the init
-        // (`apply_after_init`), as with the cgroupfs driver.
-        limits.retain(|p| *p != unit::prop("TasksMax", Value::U64(0)));
+        // systemd refuses TasksMax=0 ("out of range"), so a pids.limit of
+        // 0 (ociVersion >= 1.3: no fork at all) cannot be kept across a
+        // daemon-reload: refused rather than silently lost.
+        if limits.contains(&unit::prop("TasksMax", Value::U64(0))) {
+            return Err(CgroupError::Unsupported {
+                field: "linux.resources.pids.limit 0".into(),
+                reason: "with the systemd cgroup driver (systemd's TasksMax must be at least 1)"
+                    .into(),
+            });
+        }
         if !limits
             .iter()
             .any(|p| unit::prop_name(p) == Some("TasksMax"))
