@@ -61,11 +61,17 @@ grep -q . "$run/cgmounts" || die "no cgroup hierarchy is mounted"
 cat > "$run/inner.sh" <<'INNER'
 set -e
 mount --make-rprivate /
+# As systemd-nspawn: /proc/sys and /sys read-only, or systemd as PID 1
+# writes the host's global sysctls (it sets fs.file-max at boot).
+mount --bind /proc/sys /proc/sys
+mount -o remount,bind,ro /proc/sys
+mount --bind /sys /sys
+mount -o remount,bind,ro /sys
 root=/sys/fs/cgroup
 if grep -q "^$root cgroup2 " "$1"; then
-    umount -R $root; mount -t cgroup2 -o nsdelegate cgroup2 $root
+    mount -t cgroup2 -o nsdelegate cgroup2 $root
 else
-    umount -R $root; mount -t tmpfs -o mode=755 cgroup $root
+    mount -t tmpfs -o mode=755 cgroup $root
     while read -r mp type opts; do
         [ "$mp" = $root ] && continue
         mkdir -p "$mp"
@@ -113,12 +119,19 @@ for _ in $(seq 1 100); do
     sleep 0.3
 done
 [ -n "$pid" ] || die "systemd did not start"
+# The host's sysctls are out of reach.
+if nsenter -t "$pid" -a sh -c 'cat /proc/sys/fs/file-max > /proc/sys/fs/file-max' 2>/dev/null; then
+    die "/proc/sys is writable in the tier"
+fi
 echo "systemd-tier: systemd $(nsenter -t "$pid" -a systemctl --version | sed -n '1s/^systemd //p') up as PID 1 (host pid $pid)" >&2
 # In the tier: into systemd's root cgroup in every hierarchy (nsenter enters
 # the cgroup namespace, not the cgroup), then into a scope of its own, as a
-# login shell would be.
+# login shell would be. In a copy of the tier's mount namespace without the
+# read-only /proc/sys over /proc: a proc with a covered file is "not fully
+# visible", and the kernel then refuses proc mounts in user namespaces.
 intier() {
-    nsenter -t "$pid" -a --wd="$REPO" sh -c '
+    nsenter -t "$pid" -a --wd="$REPO" unshare -m --propagation private sh -c '
+        umount /proc/sys
         if [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
             for h in /sys/fs/cgroup/*/; do echo $$ 2>/dev/null > "${h}cgroup.procs"; done
         fi
