@@ -115,7 +115,6 @@ fn no_cgroup_warning(linux: Option<&oci_spec::runtime::Linux>) {
     }
 }
 
-/// When the init died before reporting: was it the OOM killer? Then say so.
 /// The container's cgroup: made now (cgroupfs), or only located (systemd:
 /// the scope is created with the init's pid, see [`Cgroup::start_scope`]).
 fn make_cgroup(
@@ -141,6 +140,7 @@ fn enter_cgroup(cg: &Cgroup, pid: i32, res: &oci_spec::runtime::LinuxResources) 
     Ok(cg.add_process(pid)?)
 }
 
+/// When the init died before reporting: was it the OOM killer? Then say so.
 fn oom_in_setup(cgroup: &Cgroup) -> Option<ContainerError> {
     (super::events::oom_kills(cgroup).unwrap_or(0) > 0).then(|| {
         ContainerError::Init(
