@@ -26,6 +26,7 @@ mod journal;
 mod normalize;
 mod parents;
 pub mod stats;
+pub mod systemd;
 mod teardown;
 mod v1;
 mod v2;
@@ -107,6 +108,13 @@ pub enum CgroupError {
         #[source]
         source: Box<CgroupError>,
     },
+    /// The systemd driver's unit calls failed (the source names the unit,
+    /// the call and the D-Bus error).
+    #[error("systemd cgroup driver: {source}")]
+    Systemd {
+        #[source]
+        source: Box<systemd::SystemdError>,
+    },
     /// Loading or attaching the v2 device-control eBPF program failed.
     #[error("cgroup {op} {path}: {source}")]
     Bpf {
@@ -182,6 +190,9 @@ pub struct Cgroup {
     /// The registry of shared parents cuddy created (`Roots::parents`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     registry: Option<PathBuf>,
+    /// The transient scope holding the cgroup (the systemd driver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    systemd: Option<systemd::unit::Scope>,
 }
 
 /// Where one controller is handled.
@@ -234,6 +245,12 @@ impl Cgroup {
             }
         };
         detect::validate_cgroups_path(&path)?;
+        Cgroup::layout(roots, &path)
+    }
+
+    /// The container's directory in each hierarchy for `path` (nothing made).
+    fn layout(roots: &Roots, path: &Path) -> Result<Cgroup, CgroupError> {
+        let path = path.to_path_buf();
         let mountinfo = fsutil::read(&roots.mountinfo)?;
         let layout = detect::parse_mountinfo(&mountinfo, &roots.cgroup_root, &roots.mountinfo)?;
         let own = if path.is_absolute() {
@@ -249,6 +266,7 @@ impl Cgroup {
             created: Vec::new(),
             oci_version: None,
             registry: roots.parents.clone(),
+            systemd: None,
         };
         for m in &layout.v1 {
             let own_path = own
@@ -277,8 +295,16 @@ impl Cgroup {
     /// The planned cgroup with every directory that does not exist yet
     /// listed as created: what `make` is about to make, for `destroy` to
     /// remove whichever of them exist by then.
+    ///
+    /// systemd driver: nothing more; the record names the scope (unit),
+    /// which `destroy` stops, and the scope's directories, which it removes
+    /// where they exist (systemd makes them, cuddy only in the v1
+    /// hierarchies systemd leaves alone, see [`Cgroup::start_scope`]).
     pub fn intent(&self) -> Cgroup {
         let mut cg = self.clone();
+        if self.is_systemd() {
+            return cg;
+        }
         for leaf in self.leaves() {
             let mut missing: Vec<PathBuf> = leaf
                 .ancestors()
@@ -300,7 +326,15 @@ impl Cgroup {
     }
 
     /// mkdir -p of the planned cgroup; on failure nothing is left behind.
+    ///
+    /// systemd driver: nothing is made here (the scope is started with the
+    /// init's pid, [`Cgroup::start_scope`]); an existing scope cgroup that
+    /// holds processes (another container's) is refused, so that a failed
+    /// create cannot stop a unit it did not start.
     pub fn make(&mut self) -> Result<(), CgroupError> {
+        if self.is_systemd() {
+            return self.check_scope_free();
+        }
         if let Err(e) = self.make_dirs() {
             if let Err(e2) = self.destroy() {
                 tracing::warn!("cleaning up after a failed cgroup creation: {e2}");
@@ -550,7 +584,14 @@ impl Cgroup {
     /// Every pid in the cgroup (and its sub-cgroups), sorted.
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
         let mut out = Vec::new();
-        if let Some(d) = self.procs_dir() {
+        if self.is_systemd() {
+            // Every hierarchy: a create killed after StartTransientUnit may
+            // not have made the scope's directory in the v1 hierarchies
+            // systemd leaves alone (freezer...) yet.
+            for d in self.scope_leaves() {
+                collect_pids(d, &mut out)?;
+            }
+        } else if let Some(d) = self.procs_dir() {
             collect_pids(d, &mut out)?;
         }
         out.sort_unstable();
@@ -566,7 +607,18 @@ impl Cgroup {
     /// that is empty is removed, whoever created it; one that still holds
     /// other cgroups (another container's) is left alone. Idempotent.
     pub fn destroy(&self) -> Result<(), CgroupError> {
-        let mut first_err: Option<CgroupError> = None;
+        // systemd driver: StopUnit kills and removes the scope first, then
+        // the directories systemd left (those cuddy made in the v1
+        // hierarchies systemd does not manage).
+        let mut first_err: Option<CgroupError> = self.stop_scope().err();
+        let deadline = std::time::Instant::now() + RMDIR_TIMEOUT;
+        if self.is_systemd() {
+            for leaf in self.scope_leaves().into_iter().filter(|d| d.exists()) {
+                if let Err(e) = remove_subtree(leaf, deadline) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
         let leaves: Vec<(&Path, &Path)> = self
             .v1
             .iter()
@@ -577,7 +629,6 @@ impl Cgroup {
                     .map(|u| (u.mountpoint.as_path(), u.dir.as_path())),
             )
             .collect();
-        let deadline = std::time::Instant::now() + RMDIR_TIMEOUT;
         for (_, dir) in &leaves {
             if self.created.iter().any(|c| c == dir) {
                 if let Err(e) = remove_subtree(dir, deadline) {

@@ -41,6 +41,9 @@ pub struct CreateOptions {
     /// stays in the caller's cgroup and `linux.resources` is ignored with a
     /// warning (crun ignores it silently).
     pub no_cgroup: bool,
+    /// `--systemd-cgroup` / `--cgroup-manager systemd`: the cgroup is a
+    /// transient systemd scope (docs/cgroups.md, "systemd driver").
+    pub systemd_cgroup: bool,
     /// `--network` and friends (docs/networking.md); resolved against the
     /// config's `cuddy.network.*` annotations. Empty: config.json alone
     /// decides, as with runc.
@@ -123,6 +126,33 @@ fn no_cgroup_warning(linux: Option<&oci_spec::runtime::Linux>) {
             "--cgroup-manager disabled: linux.resources is ignored (the container gets no cgroup)",
         );
     }
+}
+
+/// The container's cgroup, planned (nothing made): `make` makes the
+/// cgroupfs driver's directories; the systemd driver's scope is started
+/// with the init's pid (see [`Cgroup::start_scope`]). Either way the plan's
+/// `intent` is recorded first.
+fn plan_cgroup(
+    opts: &CreateOptions,
+    linux: Option<&oci_spec::runtime::Linux>,
+) -> std::result::Result<Cgroup, cgroups::CgroupError> {
+    let path = linux.and_then(|l| l.cgroups_path().as_deref());
+    let roots = cgroups::Roots::default();
+    if opts.systemd_cgroup {
+        let path = path.map(|p| p.to_string_lossy());
+        Cgroup::systemd_reachable()?;
+        return Cgroup::for_systemd(&roots, path.as_deref(), &opts.id);
+    }
+    Cgroup::plan(&roots, path, &opts.id)
+}
+
+/// Put `pid` in the cgroup: the cgroupfs driver moves it; the systemd
+/// driver starts the scope with it and then applies the resources.
+fn enter_cgroup(cg: &Cgroup, pid: i32, res: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    if cg.is_systemd() {
+        return Ok(cg.start_scope(pid, res)?);
+    }
+    Ok(cg.add_process(pid)?)
 }
 
 /// When the init died before reporting: was it the OOM killer? Then say so.
@@ -248,11 +278,7 @@ pub(crate) fn create_bundle(
     // instant made, `delete` finds in state.json and removes (issue 11).
     let planned = match opts.no_cgroup {
         true => None,
-        false => match Cgroup::plan(
-            &cgroups::Roots::default(),
-            linux.and_then(|l| l.cgroups_path().as_deref()),
-            &opts.id,
-        ) {
+        false => match plan_cgroup(opts, linux) {
             Ok(mut c) => {
                 // What pids.limit 0 means depends on it (create and update).
                 c.set_oci_version(bundle.spec.version());
@@ -352,6 +378,8 @@ fn spawn(
         res.set_devices(Some(rules));
     }
     match cgroup {
+        // systemd: applied once the scope exists (enter_cgroup).
+        Some(cg) if cg.is_systemd() => {}
         Some(cg) => cg.apply(&res)?,
         None => no_cgroup_warning(linux),
     }
@@ -384,8 +412,8 @@ fn spawn(
     }
 
     let cg_fd = match cgroup {
-        Some(cg) => cg.clone_into_fd()?,
-        None => None,
+        Some(cg) if !cg.is_systemd() => cg.clone_into_fd()?,
+        _ => None,
     };
     let seccomp = crate::seccomp::prepare(
         &root.path,
@@ -478,7 +506,7 @@ fn spawn(
         // The middle process: into the cgroup (the init inherits it), Go,
         // then it reports the init's pid and exits.
         if let Some(cg) = cgroup {
-            cg.add_process(pid.as_raw())?;
+            enter_cgroup(cg, pid.as_raw(), &res)?;
         }
         parent_chan
             .send(&Msg::Go)
@@ -512,7 +540,7 @@ fn spawn(
     }
     if cg_fd.is_none() && !ns.two_stage {
         if let Some(cg) = cgroup {
-            cg.add_process(pid.as_raw())?;
+            enter_cgroup(cg, pid.as_raw(), &res)?;
         }
     }
     if let (Some(adj), Some(proc)) = (oom, &proc) {

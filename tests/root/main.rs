@@ -36,4 +36,5 @@ mod schema;
 mod seccomp;
 mod seccomp_docker;
 mod security;
+mod systemd_driver;
 mod terminal;
