@@ -5,7 +5,10 @@
 # (dbus.socket + dbus.service only: /run/systemd/system overrides, started
 # through a minimal target), then run the systemd-driver tests inside it:
 #
-#   integration/systemd/run.sh
+#   integration/systemd/run.sh [--bench]
+#
+# --bench: instead of the tests, integration/systemd/bench.sh (create +
+# start + delete with the systemd driver versus cgroupfs; cuddy, runc, crun).
 #
 # The tests are ignored ones: the lib's src/cgroups/systemd/tests_real.rs
 # (the unit calls) and tests/root/systemd_driver.rs (cuddy --systemd-cgroup
@@ -27,10 +30,17 @@ exe() {  # exe CARGO-TEST-ARGS...: the test binary's path
     cargo test "$@" --no-run --message-format=json 2>/dev/null |
         grep '"test":true' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1
 }
-lib=$(exe --lib); [ -x "$lib" ] || die "cargo test --lib --no-run failed"
-roott=$(exe --test root); [ -x "$roott" ] || die "cargo test --test root --no-run failed"
-cargo build --quiet || die "cargo build failed"
-bash rootfs-fixtures/build.sh > /dev/null || die "rootfs-fixtures/build.sh failed"
+if [ -n "${CUDDY_SYSTEMD_TIER_LIB:-}" ]; then
+    # Built beforehand (the QEMU v2 guest has no cargo: test-v2.sh builds
+    # on the host and passes the test binaries' paths).
+    lib=$CUDDY_SYSTEMD_TIER_LIB roott=${CUDDY_SYSTEMD_TIER_ROOT:-}
+    [ -x "$lib" ] && [ -x "$roott" ] || die "CUDDY_SYSTEMD_TIER_LIB/ROOT: not executables"
+else
+    lib=$(exe --lib); [ -x "$lib" ] || die "cargo test --lib --no-run failed"
+    roott=$(exe --test root); [ -x "$roott" ] || die "cargo test --test root --no-run failed"
+    cargo build --quiet || die "cargo build failed"
+    bash rootfs-fixtures/build.sh > /dev/null || die "rootfs-fixtures/build.sh failed"
+fi
 
 N=cuddy-systemd-tier.$$
 run=$(mktemp -d) || die mktemp
@@ -90,24 +100,43 @@ printf '[Unit]\nDefaultDependencies=no\nRequires=dbus.socket\n[Service]\nExecSta
 printf '[Unit]\nDefaultDependencies=no\nWants=dbus.socket dbus.service\n' > /run/systemd/system/cuddy-tier.target
 echo cuddy-tier > /run/systemd/container
 export container=cuddy-tier
+# Released by run.sh once the unshare process above us left the cgroup.
+while [ ! -e "$2" ]; do sleep 0.05; done
 exec /lib/systemd/systemd --system --unit=cuddy-tier.target --log-target=console --log-level=warning
 INNER
 
 # Our own child cgroup in each hierarchy (cpuset needs cpus/mems first).
-for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+# On a v2-only host /sys/fs/cgroup is the one hierarchy (its subdirectories
+# are cgroups, not hierarchies).
+hier=(/sys/fs/cgroup/*/ /sys/fs/cgroup/)
+[ -e /sys/fs/cgroup/cgroup.controllers ] && hier=(/sys/fs/cgroup/)
+for h in "${hier[@]}"; do
     [ -e "${h}cgroup.procs" ] || continue
     mkdir "$h$N" || die "mkdir $h$N"
-    if [ -e "$h$N/cpuset.cpus" ]; then
+    if [ -e "$h$N/cpuset.cpus" ] && [ -e "${h}cpuset.cpus" ]; then  # v1 (v2: inherited)
         cat "${h}cpuset.cpus" > "$h$N/cpuset.cpus"; cat "${h}cpuset.mems" > "$h$N/cpuset.mems"
     fi
 done
 (
-    for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+    for h in "${hier[@]}"; do
         [ -d "$h$N" ] && echo "$BASHPID" > "$h$N/cgroup.procs"
     done
-    exec unshare -m -C -u -n -i -p -f --mount-proc=/proc bash "$run/inner.sh" "$run/cgmounts"
+    exec unshare -m -C -u -n -i -p -f --mount-proc=/proc bash "$run/inner.sh" "$run/cgmounts" "$run/go"
 ) > "$run/log" 2>&1 &
 upid=$!
+# cgroup v2: the unshare process (the pid namespace's parent) goes back to
+# our cgroup, or the tier's root cgroup keeps a process of its own and no
+# controller can be enabled below it (no internal processes); its child
+# took the cgroup namespace with it.
+if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
+    for _ in $(seq 1 100); do
+        [ -n "$(cat "/proc/$upid/task/$upid/children" 2>/dev/null)" ] && break
+        sleep 0.05
+    done
+    own=$(sed -n 's/^0:://p' /proc/self/cgroup)
+    echo "$upid" > "/sys/fs/cgroup${own%/}/cgroup.procs" || die "moving $upid out of $N"
+fi
+: > "$run/go"
 
 pid=
 for _ in $(seq 1 100); do
@@ -129,7 +158,18 @@ echo "systemd-tier: systemd $(nsenter -t "$pid" -a systemctl --version | sed -n 
 # login shell would be. In a copy of the tier's mount namespace without the
 # read-only /proc/sys over /proc: a proc with a covered file is "not fully
 # visible", and the kernel then refuses proc mounts in user namespaces.
+# On a v2-only host the move into the tier's cgroup is made from outside:
+# inside, nsdelegate refuses a migration from above the namespace's root
+# ("I/O error", and systemd-run's job fails); init.scope, as N itself has
+# controllers enabled for its children.
 intier() {
+    if [ -e /sys/fs/cgroup/cgroup.controllers ]; then
+        ( echo "$BASHPID" > "/sys/fs/cgroup/$N/init.scope/cgroup.procs" && intier_ns "$@" )
+        return
+    fi
+    intier_ns "$@"
+}
+intier_ns() {
     nsenter -t "$pid" -a --wd="$REPO" unshare -m --propagation private sh -c '
         umount /proc/sys
         if [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
@@ -138,6 +178,10 @@ intier() {
         exec systemd-run --scope --quiet --collect -- "$@"' intier "$@"
 }
 rc=0
+if [ "${1:-}" = --bench ]; then
+    intier bash integration/systemd/bench.sh || rc=1
+    exit "$rc"
+fi
 intier "$lib" cgroups::systemd --ignored --test-threads 1 || rc=1
 intier "$roott" systemd_driver:: --ignored --test-threads 1 || rc=1
 echo "systemd-tier: exit $rc" >&2
