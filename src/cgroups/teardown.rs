@@ -8,9 +8,16 @@ use std::time::{Duration, Instant};
 
 use super::{Cgroup, CgroupError, CgroupKind, RMDIR_TIMEOUT, fsutil};
 
-/// Parse a cgroup.procs file; a missing file is empty.
+/// Parse a cgroup.procs file; a missing file is empty, and so is that of
+/// a cgroup removed while we read it: kernfs answers ENODEV once the
+/// directory is gone (systemd removes an emptied scope on its own, racing
+/// delete's reads).
 pub(super) fn read_procs(path: &Path) -> Result<Vec<i32>, CgroupError> {
-    Ok(fsutil::read_opt(path)?
+    let text = match fsutil::read_opt(path) {
+        Err(CgroupError::Io { source, .. }) if fsutil::is_errno(&source, libc::ENODEV) => None,
+        r => r?,
+    };
+    Ok(text
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.trim().parse().ok())

@@ -354,6 +354,11 @@ fn create_killed_after_the_scope_started_is_cleaned_by_delete() {
     }
     let hook = hook.expect("the createRuntime hook did not run within 30 s");
     assert_eq!(systemctl(&["is-active", &unit]), "active");
+    // Before the kill: the init exits on its own once its creator is gone
+    // (its sync channel reads EOF), and systemd then drops the empty scope.
+    let rel = format!("/system.slice/{unit}");
+    let pids = read(&file("pids", &rel, "cgroup.procs"));
+    assert!(!pids.is_empty(), "the init is not in the scope");
     // SIGKILL of cuddy create (by pid), then of its hook.
     child.kill().expect("kill cuddy create");
     child.wait().expect("wait cuddy create");
@@ -371,9 +376,6 @@ fn create_killed_after_the_scope_started_is_cleaned_by_delete() {
         record.contains(&unit),
         "the state record does not name the unit: {record}"
     );
-    let rel = format!("/system.slice/{unit}");
-    let pids = read(&file("pids", &rel, "cgroup.procs"));
-    assert!(!pids.is_empty(), "the init is not in the scope");
     assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete --force");
     assert_ne!(systemctl(&["is-active", &unit]), "active");
     for d in scope_dirs(&rel) {
