@@ -518,3 +518,42 @@ fn podman_cgroup_manager_systemd() {
     assert!(stdout(&ps).trim().is_empty(), "containers left");
     let _ = podman(d, &["rmi", "-a", "-f"]);
 }
+
+// runtime.md#create (the id is unique per state root only): a second
+// cuddy with another --root creating a container of the same id gets the
+// same scope name; the scope already holds the first container's init, so
+// the create is refused before anything starts, and the first container's
+// unit is not stopped by the failed create's clean-up.
+#[test]
+#[ignore = "needs systemd as PID 1: integration/systemd/run.sh"]
+fn a_scope_in_use_is_refused_and_left_running() {
+    require_root!();
+    let ctx = Ctx::new("sdx");
+    let other = Ctx::new("sdx2");
+    let id = ctx.id("twice");
+    let mut c = ctx.config(&["/bin/sleep", "1000"]);
+    c["linux"]["cgroupsPath"] = json!(format!("system.slice:cuddy:{id}"));
+    host_cgroupns(&mut c);
+    let b = ctx.bundle("twice", &c);
+    let run = [
+        "--systemd-cgroup",
+        "run",
+        "-d",
+        "--bundle",
+        b.to_str().unwrap(),
+        &id,
+    ];
+    assert_ok(&ctx.cuddy(&run), "first run -d");
+    let unit = format!("cuddy-{id}.scope");
+    let out = other.cuddy(&run);
+    assert_fails_with(&out, "holds processes");
+    assert_eq!(systemctl(&["is-active", &unit]), "active");
+    assert_eq!(ctx.state(&id)["status"], "running");
+    assert!(
+        !other.root.join(&id).exists(),
+        "state of the refused create left"
+    );
+    assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete --force");
+    assert_ne!(systemctl(&["is-active", &unit]), "active");
+    ctx.assert_no_leftovers(&id);
+}
