@@ -16,7 +16,9 @@
 # /run/dbus/system_bus_socket, as cuddy does.
 # Works on cgroup v1, hybrid and v2 hosts (the hierarchies are mounted again
 # inside the cgroup namespace, so systemd sees its cgroup as the root), e.g.
-# in the QEMU v2 guest: integration/vm/run.sh -- integration/systemd/run.sh
+# in the QEMU v2 guest, where integration/vm/test-v2.sh runs it with the
+# test binaries built on the host (CUDDY_SYSTEMD_TIER_LIB / _ROOT: the
+# guest has no cargo).
 # Afterwards: systemd killed (by PID, with its whole pid namespace) and the
 # child cgroups removed. Exit status: the tests'.
 set -uo pipefail
