@@ -14,6 +14,8 @@
 #    on this host's cgroups, v1 or v2);
 # 5. the fuzz targets, 25 s each (integration/fuzz/fuzz.sh; installs
 #    cargo-fuzz when missing; CUDDY_SKIP_FUZZ=1 skips);
+# 5b. the systemd tier: systemd booted as PID 1 of its own namespaces and
+#    cgroup, running the systemd driver's tests (integration/systemd/run.sh);
 # 6. the cgroup v2 tier: the root integration tests again inside a QEMU guest
 #    that has only cgroup v2 (integration/vm/test-v2.sh), when present;
 # 7. prints one summary line with the totals.
@@ -46,7 +48,8 @@ command -v containerd >/dev/null && command -v containerd-shim-runc-v2 >/dev/nul
 # apparmor for apparmor_parser: where the kernel has AppArmor (the v2 tier's
 # Debian guest kernel) dockerd and podman load their default profile with it
 # and refuse to run containers without it.
-for p in podman conmon containernetworking-plugins docker.io apparmor; do
+# The systemd tier (integration/systemd/run.sh): systemd and dbus-daemon.
+for p in podman conmon containernetworking-plugins docker.io apparmor systemd dbus; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
 # The CRI suite's driver (integration/cri/client): the k8s-cri crate's build
@@ -94,6 +97,10 @@ if [ "${CUDDY_SKIP_FUZZ:-0}" != 1 ]; then
     bash integration/fuzz/fuzz.sh -t "${CUDDY_FUZZ_SECONDS:-25}" 2>&1 | tee "$log/fuzz.txt"
     [ "${PIPESTATUS[0]}" = 0 ] || fail=1
 fi
+
+echo "== systemd tier (systemd as PID 1 of its own namespaces: the systemd cgroup driver's tests)"
+bash integration/systemd/run.sh 2>&1 | tee "$log/systemd.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || fail=1
 
 if [ -x integration/vm/test-v2.sh ] && [ "${CUDDY_SKIP_V2:-0}" != 1 ]; then
     echo "== cgroup v2 tier (QEMU guest with only cgroup v2)"

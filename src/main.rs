@@ -20,11 +20,6 @@ fn default_root() -> PathBuf {
 
 /// Refuses modes that are not implemented, instead of half-working.
 fn check_modes(cli: &Cli) -> Result<(), ContainerError> {
-    if cli.systemd_cgroup || cli.cgroup_manager == Some(CgroupManager::Systemd) {
-        return Err(ContainerError::Unsupported(
-            "--systemd-cgroup (--cgroup-manager systemd): the systemd cgroup driver is not supported yet by cuddy".into(),
-        ));
-    }
     let rootless = cli.rootless.as_deref().unwrap_or("auto");
     if !matches!(rootless, "true" | "false" | "auto") {
         return Err(ContainerError::Unsupported(format!(
@@ -57,12 +52,21 @@ fn print_json(v: &serde_json::Value) {
     }
 }
 
+/// `--systemd-cgroup` is runc's spelling of `--cgroup-manager systemd`.
+fn manager(cli: &Cli) -> Option<CgroupManager> {
+    if cli.systemd_cgroup {
+        return Some(CgroupManager::Systemd);
+    }
+    cli.cgroup_manager
+}
+
 fn create_options(f: CreateFlags, id: String, manager: Option<CgroupManager>) -> CreateOptions {
     CreateOptions {
         // As crun: `--config config.json` is the bundle's own file; any
         // other relative name is taken from the current directory.
         config: f.config.filter(|c| c.as_os_str() != "config.json"),
         no_cgroup: manager == Some(CgroupManager::Disabled),
+        systemd_cgroup: manager == Some(CgroupManager::Systemd),
         id,
         bundle: f.bundle,
         pid_file: f.pid_file,
@@ -87,14 +91,15 @@ fn dispatch(cli: Cli) -> Result<i32, ContainerError> {
     if matches!(cli.command, Command::Create(_) | Command::Run(_)) {
         check_modes(&cli)?;
     }
+    let manager = manager(&cli);
     match cli.command {
         Command::Create(a) => {
-            container::create(&root, &create_options(a.flags, a.id, cli.cgroup_manager))?;
+            container::create(&root, &create_options(a.flags, a.id, manager))?;
             Ok(0)
         }
         Command::Run(a) => container::run(
             &root,
-            &create_options(a.flags, a.id, cli.cgroup_manager),
+            &create_options(a.flags, a.id, manager),
             a.detach,
             a.keep,
         ),

@@ -45,8 +45,11 @@ fn version_has_crun_feature_line() {
         assert!(out.status.success(), "{flag}: {}", text(&out.stderr));
         let s = text(&out.stdout);
         let last = s.lines().last().unwrap_or_default();
-        assert_eq!(last, "+SELINUX +APPARMOR +CAP +SECCOMP +EBPF", "{s}");
-        assert!(!s.contains("+SYSTEMD") && !s.contains("+CRIU"), "{s}");
+        assert_eq!(
+            last, "+SYSTEMD +SELINUX +APPARMOR +CAP +SECCOMP +EBPF",
+            "{s}"
+        );
+        assert!(!s.contains("+CRIU"), "{s}");
     }
 }
 
@@ -379,8 +382,8 @@ fn features_matches_schema() {
             "linux.cgroup",
             &["v1", "v2", "systemd", "systemdUser", "rdma"],
         );
-        // --systemd-cgroup is refused: it must not be advertised.
-        assert_eq!(cg["systemd"], false);
+        // The systemd driver (integration/systemd/run.sh tests it).
+        assert_eq!(cg["systemd"], true);
     }
     for k in ["seccomp", "apparmor", "selinux", "intelRdt", "netDevices"] {
         if let Some(x) = linux.get(k) {

@@ -26,6 +26,7 @@ mod journal;
 mod normalize;
 mod parents;
 pub mod stats;
+pub mod systemd;
 mod teardown;
 mod v1;
 mod v2;
@@ -44,7 +45,7 @@ pub use devices::{allow_rules_for, default_allowed_devices};
 pub use normalize::pids_zero_is_unlimited;
 pub use parents::DEFAULT_REGISTRY;
 pub use stats::Stats;
-use teardown::{collect_pids, read_procs, remove_subtree};
+use teardown::read_procs;
 pub use v2::{blkio_weight_to_io_weight, shares_to_weight};
 
 /// Errors of the cgroups module. Each names the operation or the configuration
@@ -106,6 +107,13 @@ pub enum CgroupError {
         restored: String,
         #[source]
         source: Box<CgroupError>,
+    },
+    /// The systemd driver's unit calls failed (the source names the unit,
+    /// the call and the D-Bus error).
+    #[error("systemd cgroup driver: {source}")]
+    Systemd {
+        #[source]
+        source: Box<systemd::SystemdError>,
     },
     /// Loading or attaching the v2 device-control eBPF program failed.
     #[error("cgroup {op} {path}: {source}")]
@@ -182,6 +190,9 @@ pub struct Cgroup {
     /// The registry of shared parents cuddy created (`Roots::parents`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     registry: Option<PathBuf>,
+    /// The transient scope holding the cgroup (the systemd driver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    systemd: Option<systemd::unit::Scope>,
 }
 
 /// Where one controller is handled.
@@ -234,6 +245,12 @@ impl Cgroup {
             }
         };
         detect::validate_cgroups_path(&path)?;
+        Cgroup::layout(roots, &path)
+    }
+
+    /// The container's directory in each hierarchy for `path` (nothing made).
+    fn layout(roots: &Roots, path: &Path) -> Result<Cgroup, CgroupError> {
+        let path = path.to_path_buf();
         let mountinfo = fsutil::read(&roots.mountinfo)?;
         let layout = detect::parse_mountinfo(&mountinfo, &roots.cgroup_root, &roots.mountinfo)?;
         let own = if path.is_absolute() {
@@ -249,6 +266,7 @@ impl Cgroup {
             created: Vec::new(),
             oci_version: None,
             registry: roots.parents.clone(),
+            systemd: None,
         };
         for m in &layout.v1 {
             let own_path = own
@@ -277,8 +295,16 @@ impl Cgroup {
     /// The planned cgroup with every directory that does not exist yet
     /// listed as created: what `make` is about to make, for `destroy` to
     /// remove whichever of them exist by then.
+    ///
+    /// systemd driver: nothing more; the record names the scope (unit),
+    /// which `destroy` stops, and the scope's directories, which it removes
+    /// where they exist (systemd makes them, cuddy only in the v1
+    /// hierarchies systemd leaves alone, see [`Cgroup::start_scope`]).
     pub fn intent(&self) -> Cgroup {
         let mut cg = self.clone();
+        if self.is_systemd() {
+            return cg;
+        }
         for leaf in self.leaves() {
             let mut missing: Vec<PathBuf> = leaf
                 .ancestors()
@@ -300,7 +326,15 @@ impl Cgroup {
     }
 
     /// mkdir -p of the planned cgroup; on failure nothing is left behind.
+    ///
+    /// systemd driver: nothing is made here (the scope is started with the
+    /// init's pid, [`Cgroup::start_scope`]); an existing scope cgroup that
+    /// holds processes (another container's) is refused, so that a failed
+    /// create cannot stop a unit it did not start.
     pub fn make(&mut self) -> Result<(), CgroupError> {
+        if self.is_systemd() {
+            return self.check_scope_free();
+        }
         if let Err(e) = self.make_dirs() {
             if let Err(e2) = self.destroy() {
                 tracing::warn!("cleaning up after a failed cgroup creation: {e2}");
@@ -533,69 +567,6 @@ impl Cgroup {
         }
         // SAFETY: `fd` was just returned by open(2) and is owned by nobody else.
         Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    /// The directory whose cgroup.procs lists the container's processes.
-    fn procs_dir(&self) -> Option<&Path> {
-        if self.kind == CgroupKind::V2 {
-            return self.unified_dir();
-        }
-        self.v1_dir("freezer")
-            .or_else(|| self.v1_dir("pids"))
-            .or_else(|| self.v1_dir("memory"))
-            .or_else(|| self.v1.first().map(|d| d.dir.as_path()))
-            .or_else(|| self.unified_dir())
-    }
-
-    /// Every pid in the cgroup (and its sub-cgroups), sorted.
-    pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
-        let mut out = Vec::new();
-        if let Some(d) = self.procs_dir() {
-            collect_pids(d, &mut out)?;
-        }
-        out.sort_unstable();
-        out.dedup();
-        Ok(out)
-    }
-
-    /// Remove the directories we created (deepest first), waiting briefly for them to empty.
-    ///
-    /// The container's leaf cgroup is removed with any sub-cgroups the container
-    /// made inside it. Then its parents, bottom-up, that cuddy created (this
-    /// container, or another one sharing them, as the registry records): each
-    /// that is empty is removed, whoever created it; one that still holds
-    /// other cgroups (another container's) is left alone. Idempotent.
-    pub fn destroy(&self) -> Result<(), CgroupError> {
-        let mut first_err: Option<CgroupError> = None;
-        let leaves: Vec<(&Path, &Path)> = self
-            .v1
-            .iter()
-            .map(|d| (d.mountpoint.as_path(), d.dir.as_path()))
-            .chain(
-                self.unified
-                    .iter()
-                    .map(|u| (u.mountpoint.as_path(), u.dir.as_path())),
-            )
-            .collect();
-        let deadline = std::time::Instant::now() + RMDIR_TIMEOUT;
-        for (_, dir) in &leaves {
-            if self.created.iter().any(|c| c == dir) {
-                if let Err(e) = remove_subtree(dir, deadline) {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        // A parent is only ever empty when our leaf is gone (or was never made).
-        let reg = self.lock_registry();
-        for (mountpoint, leaf) in &leaves {
-            if let Err(e) = self.remove_parents(mountpoint, leaf, reg.as_ref()) {
-                first_err.get_or_insert(e);
-            }
-        }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
     }
 
     /// Resource usage in runc's `events --stats` shape.

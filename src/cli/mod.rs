@@ -48,8 +48,8 @@ use crate::logging::LogFormat;
 /// prints "cuddy " before it, giving `cuddy version X` / `spec: Y`. Then
 /// crun's feature line: one `+NAME` per feature this build has (crun prints
 /// `+SYSTEMD +SELINUX +APPARMOR +CAP +SECCOMP +EBPF +CRIU +YAJL`, each only
-/// when built in). cuddy has no systemd cgroup driver and no CRIU, so
-/// neither is listed; SELINUX and APPARMOR mean labels are applied where the
+/// when built in). SYSTEMD is the systemd cgroup driver
+/// (src/cgroups/systemd/); cuddy has no CRIU, so it is not listed; SELINUX and APPARMOR mean labels are applied where the
 /// host runs the module and refused where it does not (src/lsm.rs); CAP is
 /// capability sets (caps crate), SECCOMP the filters (libseccomp), EBPF the
 /// cgroup v2 device filter (src/cgroups/bpf.rs).
@@ -66,7 +66,7 @@ pub const VERSION_TEXT: &str = concat!(
 /// `concat!`.
 macro_rules! feature_line {
     () => {
-        "+SELINUX +APPARMOR +CAP +SECCOMP +EBPF"
+        "+SYSTEMD +SELINUX +APPARMOR +CAP +SECCOMP +EBPF"
     };
 }
 use feature_line;
@@ -79,7 +79,7 @@ pub const FEATURE_LINE: &str = feature_line!();
 pub enum CgroupManager {
     /// cuddy writes the cgroup filesystem itself (the default).
     Cgroupfs,
-    /// The systemd driver (`--systemd-cgroup`; not supported yet).
+    /// The systemd driver (as `--systemd-cgroup`): a transient scope unit.
     Systemd,
     /// No cgroup at all: the container stays in the caller's cgroup.
     Disabled,
@@ -106,7 +106,8 @@ pub struct Cli {
     /// Enable debug logging.
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Use systemd for cgroups (not supported yet: cuddy says so).
+    /// Use systemd for cgroups: the container's cgroup is a transient scope
+    /// (cgroupsPath `slice:prefix:name`).
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
     /// crun's cgroup manager: cgroupfs (default), systemd (as

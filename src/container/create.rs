@@ -1,18 +1,17 @@
 //! `create`: everything up to a container whose init waits for `start`.
 
 use std::fs;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag, RenameFlags, open, renameat2};
-use nix::sys::signal::{Signal, kill};
+use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use super::intent::{commit, creating_state, record_init};
+use super::statedir::{Undo, make_locked_dir};
 use super::{ContainerError, EXEC_FIFO, Result, Root, State, Status, io_err, sys_err, validate_id};
 use crate::cgroups::{self, Cgroup};
 use crate::fds::procfs::ProcFs;
@@ -41,6 +40,9 @@ pub struct CreateOptions {
     /// stays in the caller's cgroup and `linux.resources` is ignored with a
     /// warning (crun ignores it silently).
     pub no_cgroup: bool,
+    /// `--systemd-cgroup` / `--cgroup-manager systemd`: the cgroup is a
+    /// transient systemd scope (docs/cgroups.md, "systemd driver").
+    pub systemd_cgroup: bool,
     /// `--network` and friends (docs/networking.md); resolved against the
     /// config's `cuddy.network.*` annotations. Empty: config.json alone
     /// decides, as with runc.
@@ -53,54 +55,6 @@ pub struct Created {
     pub state: State,
     pub pid: Pid,
     pub pidfd: Option<OwnedFd>,
-}
-
-/// What to undo when create fails half-way.
-struct Undo<'a> {
-    dir: Option<PathBuf>,
-    cgroup: Option<&'a Cgroup>,
-    child: Option<Pid>,
-    /// The container id once its network record may exist.
-    network: Option<String>,
-    /// Once the init exists, a failed create still ends with the poststop
-    /// hooks (runtime.md "Lifecycle": a failing hook continues at step 12).
-    poststop: Option<(oci_spec::runtime::Hooks, String)>,
-}
-
-impl Undo<'_> {
-    fn run(self) {
-        // The init's network namespace outlives it while held: moved
-        // devices come back and CNI's DEL sees the interface.
-        let held = match (&self.network, &self.dir) {
-            (Some(_), Some(d)) => crate::network::held::hold(d, Path::new("/proc")),
-            _ => None,
-        };
-        if let Some(pid) = self.child {
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
-        }
-        if let (Some(id), Some(d)) = (&self.network, &self.dir) {
-            if let Err(e) = crate::network::teardown(d, id, held.as_ref().map(|f| f.as_fd())) {
-                tracing::warn!("cleanup after failed create: {e}");
-            }
-            crate::network::held::unpin(d);
-        }
-        if let Some(cg) = self.cgroup {
-            if let Err(e) = cg.destroy() {
-                tracing::warn!("cleanup after failed create: {e}");
-            }
-        }
-        if let Some(d) = self.dir {
-            // A container without a mount namespace mounted in ours.
-            if let Err(e) = crate::mounts::shared_ns::release(&d) {
-                tracing::warn!("cleanup after failed create: {e}");
-            }
-            let _ = fs::remove_dir_all(d);
-        }
-        if let Some((h, state)) = self.poststop {
-            hooks::run_warn(hooks::Kind::Poststop, Some(&h), state.as_bytes());
-        }
-    }
 }
 
 /// A verified procfs handle (`crate::fds::procfs`): a bind mount of
@@ -125,6 +79,33 @@ fn no_cgroup_warning(linux: Option<&oci_spec::runtime::Linux>) {
     }
 }
 
+/// The container's cgroup, planned (nothing made): `make` makes the
+/// cgroupfs driver's directories; the systemd driver's scope is started
+/// with the init's pid (see [`Cgroup::start_scope`]). Either way the plan's
+/// `intent` is recorded first.
+fn plan_cgroup(
+    opts: &CreateOptions,
+    linux: Option<&oci_spec::runtime::Linux>,
+) -> std::result::Result<Cgroup, cgroups::CgroupError> {
+    let path = linux.and_then(|l| l.cgroups_path().as_deref());
+    let roots = cgroups::Roots::default();
+    if opts.systemd_cgroup {
+        let path = path.map(|p| p.to_string_lossy());
+        Cgroup::systemd_reachable()?;
+        return Cgroup::for_systemd(&roots, path.as_deref(), &opts.id);
+    }
+    Cgroup::plan(&roots, path, &opts.id)
+}
+
+/// Put `pid` in the cgroup: the cgroupfs driver moves it; the systemd
+/// driver starts the scope with it and then applies the resources.
+fn enter_cgroup(cg: &Cgroup, pid: i32, res: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    if cg.is_systemd() {
+        return Ok(cg.start_scope(pid, res)?);
+    }
+    Ok(cg.add_process(pid)?)
+}
+
 /// When the init died before reporting: was it the OOM killer? Then say so.
 fn oom_in_setup(cgroup: &Cgroup) -> Option<ContainerError> {
     (super::events::oom_kills(cgroup).unwrap_or(0) > 0).then(|| {
@@ -138,50 +119,6 @@ pub fn create(root: &Root, opts: &CreateOptions) -> Result<Created> {
     validate_id(&opts.id)?;
     let bundle = spec::load_config(&opts.bundle, opts.config.as_deref())?;
     create_bundle(root, opts, bundle)
-}
-
-/// The state directory, made and locked before it gets its name
-/// (renameat2 RENAME_NOREPLACE of a private directory): no other verb ever
-/// sees it unlocked. A `delete` that won the lock of a bare directory would
-/// take it for the leftover of a dead create and remove it under this one
-/// (found by the race tier).
-fn make_locked_dir(root: &Root, id: &str) -> Result<Flock<OwnedFd>> {
-    let dir = root.dir(id);
-    root.sweep_dead_creates();
-    let tmp = root.path.join(format!(".creating-{}", std::process::id()));
-    let _ = fs::remove_dir(&tmp);
-    fs::DirBuilder::new()
-        .mode(0o711)
-        .create(&tmp)
-        .map_err(io_err("create state directory", &tmp))?;
-    let locked = open(
-        &tmp,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(sys_err(format!("open {}", tmp.display())))
-    .and_then(|fd| {
-        Flock::lock(fd, FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, e)| sys_err(format!("lock {}", tmp.display()))(e))
-    });
-    let renamed = locked.and_then(|l| {
-        renameat2(
-            nix::fcntl::AT_FDCWD,
-            &tmp,
-            nix::fcntl::AT_FDCWD,
-            &dir,
-            RenameFlags::RENAME_NOREPLACE,
-        )
-        .map(|()| l)
-        .map_err(|e| match e {
-            Errno::EEXIST => ContainerError::Exists(id.to_string()),
-            e => sys_err(format!("rename {} to {}", tmp.display(), dir.display()))(e),
-        })
-    });
-    if renamed.is_err() {
-        let _ = fs::remove_dir(&tmp);
-    }
-    renamed
 }
 
 /// `create` with the id validated and the bundle already loaded (`run`
@@ -248,11 +185,7 @@ pub(crate) fn create_bundle(
     // instant made, `delete` finds in state.json and removes (issue 11).
     let planned = match opts.no_cgroup {
         true => None,
-        false => match Cgroup::plan(
-            &cgroups::Roots::default(),
-            linux.and_then(|l| l.cgroups_path().as_deref()),
-            &opts.id,
-        ) {
+        false => match plan_cgroup(opts, linux) {
             Ok(mut c) => {
                 // What pids.limit 0 means depends on it (create and update).
                 c.set_oci_version(bundle.spec.version());
@@ -352,6 +285,8 @@ fn spawn(
         res.set_devices(Some(rules));
     }
     match cgroup {
+        // systemd: applied once the scope exists (enter_cgroup).
+        Some(cg) if cg.is_systemd() => {}
         Some(cg) => cg.apply(&res)?,
         None => no_cgroup_warning(linux),
     }
@@ -384,8 +319,8 @@ fn spawn(
     }
 
     let cg_fd = match cgroup {
-        Some(cg) => cg.clone_into_fd()?,
-        None => None,
+        Some(cg) if !cg.is_systemd() => cg.clone_into_fd()?,
+        _ => None,
     };
     let seccomp = crate::seccomp::prepare(
         &root.path,
@@ -478,7 +413,7 @@ fn spawn(
         // The middle process: into the cgroup (the init inherits it), Go,
         // then it reports the init's pid and exits.
         if let Some(cg) = cgroup {
-            cg.add_process(pid.as_raw())?;
+            enter_cgroup(cg, pid.as_raw(), &res)?;
         }
         parent_chan
             .send(&Msg::Go)
@@ -512,7 +447,7 @@ fn spawn(
     }
     if cg_fd.is_none() && !ns.two_stage {
         if let Some(cg) = cgroup {
-            cg.add_process(pid.as_raw())?;
+            enter_cgroup(cg, pid.as_raw(), &res)?;
         }
     }
     if let (Some(adj), Some(proc)) = (oom, &proc) {

@@ -20,6 +20,7 @@ mod pause;
 mod ps;
 mod run;
 mod start;
+mod statedir;
 mod update;
 
 pub use create::{CreateOptions, create};

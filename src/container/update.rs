@@ -193,7 +193,9 @@ pub fn update(root: &Root, id: &str, res: &LinuxResources) -> Result<()> {
             cg.set_oci_version(&v);
         }
     }
-    Ok(cg.update(res)?)
+    cg.update(res)?;
+    // systemd driver: the same values as unit properties (runtime).
+    Ok(cg.update_scope(res)?)
 }
 
 /// The `ociVersion` of the bundle's config.json, if it can be read.

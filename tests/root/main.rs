@@ -39,4 +39,5 @@ mod schema;
 mod seccomp;
 mod seccomp_docker;
 mod security;
+mod systemd_driver;
 mod terminal;
