@@ -1,4 +1,5 @@
 //! Start-to-exit of `/bin/true` in a fresh sandbox (issue 12), interleaved
+//! (each round runs every row once, in a shuffled order)
 //! with the same through `cuddy sandbox run` and `cuddy run` of a plain
 //! bundle (and, with `--case`, any other command: `bench.sh --sandbox`
 //! passes `podman run --rm` / `docker run --rm` of the same image through
@@ -151,6 +152,16 @@ fn cases(p: &std::rc::Rc<Paths>, extra: &[String]) -> Result<Vec<(String, Run)>,
     Ok(v)
 }
 
+/// Fisher-Yates with xorshift64: reproducible, no dependency.
+fn shuffle(v: &mut [usize], seed: &mut u64) {
+    for i in (1..v.len()).rev() {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        v.swap(i, (*seed % (i as u64 + 1)) as usize);
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -186,8 +197,15 @@ fn bench(p: std::rc::Rc<Paths>, n: usize, k: usize, extra: &[String]) -> Result<
         f(n).map_err(|e| format!("{name}: {e}"))?;
     }
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
+    let mut order: Vec<usize> = (0..cases.len()).collect();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     for i in 0..n {
-        for (k, (name, f)) in cases.iter().enumerate() {
+        // A fresh order each round, so that no row always follows the
+        // same one (a client's daemon may still be cleaning up after its
+        // `run --rm` has returned: the next row would always pay for it).
+        shuffle(&mut order, &mut seed);
+        for &k in &order {
+            let (name, f) = &cases[k];
             let t = Instant::now();
             f(i).map_err(|e| format!("{name}: {e}"))?;
             times[k].push(t.elapsed());

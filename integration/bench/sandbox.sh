@@ -16,8 +16,8 @@
 #   --clients LIST  podman,docker (default), a part of it, or none
 #   --runtimes LIST the clients' runtimes out of runc,cuddy,crun (default runc,cuddy)
 #
-# Rows (examples/sandbox_bench.rs times them all, fork+exec+wait, one
-# round-robin over the rows per run): `Sandbox::rootfs(..).output()` and
+# Rows (examples/sandbox_bench.rs times them all, fork+exec+wait, each
+# round a fresh shuffled order of the rows): `Sandbox::rootfs(..).output()` and
 # `Sandbox::image(..).output()` (library), `cuddy sandbox run --rootfs` and
 # `--image` (CLI), `cuddy run` of a plain bundle over the same rootfs, and
 # `podman run --rm` / `docker run --rm` of the same content (the fixture
