@@ -13,9 +13,14 @@
 #   --clients       instead: `ctr/podman/docker run --rm` of /bin/true with each
 #                   runtime behind the client (integration/bench/clients.sh)
 #   --sandbox       instead: /bin/true in a fresh sandbox (cuddy::Sandbox and
-#                   `cuddy sandbox run`) beside `cuddy run` of a plain bundle,
-#                   then N sandboxes at once (examples/sandbox_bench.rs);
-#                   --image PATH adds the same from a cached image
+#                   `cuddy sandbox run`, from the rootfs and from a cached
+#                   image) beside `cuddy run` of a plain bundle and
+#                   `podman/docker run --rm` of the same image, interleaved,
+#                   then 50 sandboxes at once (examples/sandbox_bench.rs, the
+#                   clients set up by clients.sh --exec); --image PATH: the
+#                   image (default: an OCI layout made from the fixture);
+#                   --runtimes: the clients' runtimes (default runc,cuddy);
+#                   --sandbox-clients LIST: podman,docker (default) or none
 #   --skip ROWS     comma list out of run,seccomp,rss,phases,conc,list,net
 #   --list-sizes L  container counts of the list case (default 10,100,500)
 #
@@ -85,7 +90,7 @@ cuddy_default=1
 runtimes="cuddy,runc,crun"
 skip=""
 list_sizes="10,100,500"
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) n="$2"; shift 2 ;;
@@ -93,11 +98,12 @@ while [ $# -gt 0 ]; do
         --conc) conc="$2"; shift 2 ;;
         -o) outfile="$2"; shift 2 ;;
         --cuddy) cuddy="$2"; cuddy_default=0; shift 2 ;;
-        --runtimes) runtimes="$2"; shift 2 ;;
+        --runtimes) runtimes="$2"; runtimes_set=1; shift 2 ;;
         --skip) skip="$2"; shift 2 ;;
         --clients) clients=1; shift ;;
         --sandbox) sandbox=1; shift ;;
         --image) sbx_image="$2"; shift 2 ;;
+        --sandbox-clients) sbx_clients="$2"; shift 2 ;;
         --list-sizes) list_sizes="$2"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bench.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -112,13 +118,8 @@ if [ "${clients:-0}" = 1 ]; then # behind clients (issue 9): a script of its own
 fi
 [ -z "$outfile" ] || case "$outfile" in /*) ;; *) outfile="$PWD/$outfile" ;; esac
 if [ "${sandbox:-0}" = 1 ]; then # sandboxes (issue 12): a Rust program of its own
-    bash "$repo/rootfs-fixtures/build.sh" >/dev/null
-    [ -x "$cuddy" ] || (cd "$repo" && cargo build --release >&2)
-    (cd "$repo" && cargo build --release --example sandbox_bench >&2)
-    "$repo/target/release/examples/sandbox_bench" "$cuddy" \
-        "$repo/rootfs-fixtures/build/busybox/rootfs" -n "$n" ${sbx_image:+--image "$sbx_image"} \
-        | tee ${outfile:+"$outfile"}
-    exit "${PIPESTATUS[0]}"
+    exec bash "$here/sandbox.sh" -n "$n" --cuddy "$cuddy" ${sbx_image:+--image "$sbx_image"} \
+        --clients "${sbx_clients:-podman,docker}" ${runtimes_set:+--runtimes "$runtimes"} ${outfile:+-o "$outfile"}
 fi
 
 say() { echo "bench.sh: $*" >&2; }

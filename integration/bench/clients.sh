@@ -4,6 +4,7 @@
 # side by side in one run. Called by `bench.sh --clients` (or directly):
 #
 #   integration/bench/clients.sh [-n N] [-o FILE] [--cuddy PATH] [--runtimes LIST] [--clients LIST]
+#                                [--exec PROG ARGS...]
 #
 #   -n N             runs per client and runtime (default 20), interleaved
 #                    (cuddy, runc, crun, cuddy, ...) after one untimed warm-up
@@ -11,6 +12,11 @@
 #   --cuddy PATH     cuddy binary (default target/release/cuddy)
 #   --runtimes LIST  comma list out of cuddy,runc,crun (default all three)
 #   --clients LIST   comma list out of ctr,podman,docker (default all three)
+#   --exec PROG ...  (last) set the clients up, then run PROG ARGS... with one
+#                    `--case JSON` per client and runtime appended, JSON =
+#                    {"name": "`podman run --rm` (runc)", "argv": [...]} (one
+#                    run; "{i}" in argv to be replaced by a run number), and
+#                    no timing here: PROG times them (`bench.sh --sandbox`)
 #
 # Each client runs with all its state in /tmp/cuddy-bench-clients-XXXXXX:
 # containerd (private config/socket/root, overlayfs snapshotter, the runc
@@ -32,7 +38,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 n=20; outfile=""; cuddy="$repo/target/release/cuddy"
-runtimes="cuddy,runc,crun"; clients="ctr,podman,docker"
+runtimes="cuddy,runc,crun"; clients="ctr,podman,docker"; exec_cmd=()
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) n="$2"; shift 2 ;;
@@ -40,7 +46,8 @@ while [ $# -gt 0 ]; do
         --cuddy) cuddy="$2"; shift 2 ;;
         --runtimes) runtimes="$2"; shift 2 ;;
         --clients) clients="$2"; shift 2 ;;
-        -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --exec) shift; exec_cmd=("$@"); break ;;
+        -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "clients.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -152,17 +159,36 @@ for h in "${holders[@]}"; do
     done
 done
 
-i=0
-once() { # once CLIENT RUNTIME : one `run --rm` of /bin/true
-    local c=$1 rt=$2 h; h=$(hold_of "$rt"); i=$((i + 1))
+argv_of() { # argv_of CLIENT RUNTIME : sets A to one `run --rm` of /bin/true ({i}: run number)
+    local c=$1 rt=$2 h; h=$(hold_of "$rt")
     case $c in
-        ctr) ctr_ "$h" run --rm --snapshotter overlayfs --runc-binary "${rtbin[$rt]}" \
-                 --cgroup "/$cg/b$i" cuddy.bench/busybox:latest "b$i" /bin/true ;;
-        podman) pm "$h" "${rtbin[$rt]}" run --rm --pull never --network none --ulimit nofile=1024:1024 \
-                 --ulimit nproc=1024:1024 --cgroup-parent "/$cg" localhost/busybox /bin/true ;;
-        docker) dk "$h" run --rm --network none --runtime "$rt" busybox:bench /bin/true ;;
+        ctr) A=(nsenter -t "${holder[$h]}" -m -n -- ctr -a "$work/$h/ctrd/ctrd.sock" -n cuddy-bench
+                run --rm --snapshotter overlayfs --runc-binary "${rtbin[$rt]}" --cgroup "/$cg/b-$rt-{i}"
+                cuddy.bench/busybox:latest "b-$rt-{i}" /bin/true) ;;
+        podman) A=(nsenter -t "${holder[$h]}" -m -n -- podman --root "$work/$h/proot" --runroot "$work/$h/prun"
+                --tmpdir "$work/$h/ptmp" --runtime "${rtbin[$rt]}" --cgroup-manager cgroupfs --events-backend file
+                run --rm --pull never --network none --ulimit nofile=1024:1024
+                --ulimit nproc=1024:1024 --cgroup-parent "/$cg" localhost/busybox /bin/true) ;;
+        docker) A=(/usr/bin/docker --config "$work/$h/dcfg" -H "unix://$work/$h/docker.sock"
+                run --rm --network none --runtime "$rt" busybox:bench /bin/true) ;;
     esac
 }
+i=0
+once() { argv_of "$1" "$2"; i=$((i + 1)); "${A[@]//\{i\}/$i}"; }
+if [ ${#exec_cmd[@]} -gt 0 ]; then # the timing is PROG's (bench.sh --sandbox)
+    case_args=()
+    for c in "${cls[@]}"; do
+        for rt in "${rts[@]}"; do
+            argv_of "$c" "$rt"
+            case_args+=(--case "$(python3 -c 'import json, sys; print(json.dumps({"name": sys.argv[1], "argv": sys.argv[2:]}))' \
+                "\`$c run --rm\` ($rt)" "${A[@]}")")
+        done
+    done
+    # In the background + wait, so that a signal runs the cleanup at once.
+    "${exec_cmd[@]}" "${case_args[@]}" &
+    wait $!
+    exit
+fi
 declare -A ms=()
 for c in "${cls[@]}"; do
     for rt in "${rts[@]}"; do
