@@ -8,9 +8,8 @@
 //! (doctests are off for the crate): `basics::doc_example`.
 //!
 //! From async code: `Sandbox::output()` blocks, so a tokio program calls it
-//! in `tokio::task::spawn_blocking`; it is the same call from another thread,
-//! which `parallel::fifty_threads_at_once` covers with std threads (tokio
-//! is not a dependency of cuddy).
+//! in `tokio::task::spawn_blocking`: `tokio_rt` does both that and a call on
+//! a worker thread (tokio is a dev-dependency only, not one of cuddy's).
 #![allow(clippy::unwrap_used)]
 
 mod bad_input;
@@ -20,3 +19,4 @@ mod crash;
 mod image;
 mod limits;
 mod parallel;
+mod tokio_rt;
