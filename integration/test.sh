@@ -39,6 +39,8 @@ dpkg-query -W -f='${Status}' libseccomp-dev 2>/dev/null | grep -q 'ok installed'
 command -v pkg-config >/dev/null || need+=(pkg-config)
 # The crash-injection tier (tests/root/crash.rs) kills cuddy with strace -e inject.
 command -v strace >/dev/null || need+=(strace)
+# setcap (file capabilities in the escape tests).
+command -v setcap >/dev/null || [ -x /usr/sbin/setcap ] || need+=(libcap2-bin)
 # Published ports and bridge masquerade: the nft tool (network tests).
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 # A real orchestrator: containerd (with ctr and its runc shim v2).

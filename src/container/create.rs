@@ -97,6 +97,35 @@ fn plan_cgroup(
     Cgroup::plan(&roots, path, &opts.id)
 }
 
+/// clone3 straight into the cgroup where it can (v2), else a plain clone3
+/// whose child the caller moves with a cgroup.procs write. The kernel
+/// refuses CLONE_INTO_CGROUP for some cgroups a write still accepts (seen:
+/// EOPNOTSUPP for a cgroup under the caller's own populated, non-root
+/// cgroup, a relative cgroupsPath on a v2 host); the write then succeeds or
+/// fails with an error that names the cgroup. Returns whether the child was
+/// born in the cgroup.
+fn clone_init(
+    flags: nix::sched::CloneFlags,
+    into: Option<std::os::fd::RawFd>,
+    keep: &crate::fds::Keep,
+) -> Result<(Forked, bool)> {
+    use crate::process::ProcessError;
+    match clone(flags, into, keep) {
+        Ok(f) => Ok((f, into.is_some())),
+        Err(ProcessError::Clone { source, .. })
+            if into.is_some()
+                && matches!(
+                    source,
+                    nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EBUSY
+                ) =>
+        {
+            tracing::debug!("clone3 into the cgroup refused ({source}); moving the init instead");
+            Ok((clone(flags, None, keep)?, false))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Put `pid` in the cgroup: the cgroupfs driver moves it; the systemd
 /// driver starts the scope with it and then applies the resources.
 fn enter_cgroup(cg: &Cgroup, pid: i32, res: &oci_spec::runtime::LinuxResources) -> Result<()> {
@@ -379,7 +408,8 @@ fn spawn(
         (ns.clone_flags, cg_fd.as_ref().map(|f| f.as_raw_fd()))
     };
     let keep = ctx.keep();
-    let (mut pid, mut pidfd) = match clone(flags, into, &keep)? {
+    let (forked, into_cgroup) = clone_init(flags, into, &keep)?;
+    let (mut pid, mut pidfd) = match forked {
         Forked::Child => {
             // Already closed by clone (not in `keep`): never drop it here.
             std::mem::forget(parent_chan);
@@ -445,7 +475,7 @@ fn spawn(
     if let (true, Some(proc)) = (ns.new_user, &proc) {
         namespaces::write_id_maps(proc, pid.as_raw(), &bundle.spec)?;
     }
-    if cg_fd.is_none() && !ns.two_stage {
+    if !into_cgroup && !ns.two_stage {
         if let Some(cg) = cgroup {
             enter_cgroup(cg, pid.as_raw(), &res)?;
         }

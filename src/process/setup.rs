@@ -106,11 +106,14 @@ pub fn scheduler(p: &Process) -> Result<(), ProcessError> {
         // Kernel fact: with CONFIG_RT_GROUP_SCHED and a cgroup v1 cpu
         // controller, a task may become SCHED_FIFO/RR only when its cpu
         // cgroup has realtime runtime (cpu.rt_runtime_us > 0); a new cgroup
-        // has none. EPERM then is not a missing capability (cuddy still holds
+        // has none. On cgroup v2 such a kernel has no rt_runtime file at all:
+        // every non-root cgroup with the cpu controller has none (seen on a
+        // 6.18 kernel with CONFIG_RT_GROUP_SCHED=y; Debian's kernels are
+        // built without it). EPERM then is not a missing capability (cuddy still holds
         // CAP_SYS_NICE here, before the capabilities are dropped).
         let rt = policy == libc::SCHED_FIFO as u32 || policy == libc::SCHED_RR as u32;
         let why = if rt && e == Errno::EPERM {
-            "; a realtime policy needs realtime runtime in the container's cpu cgroup (cgroup v1 cpu.rt_runtime_us is 0 unless linux.resources.cpu.realtimeRuntime/realtimePeriod give it some, within the parent's)"
+            "; a realtime policy needs realtime runtime in the container's cpu cgroup (cgroup v1 cpu.rt_runtime_us is 0 unless linux.resources.cpu.realtimeRuntime/realtimePeriod give it some, within the parent's; on cgroup v2 a kernel built with CONFIG_RT_GROUP_SCHED gives none to any non-root cgroup with the cpu controller, for any runtime)"
         } else {
             ""
         };
