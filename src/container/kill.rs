@@ -55,9 +55,19 @@ pub fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
         status: Status::Stopped,
         hint: RUNC_NOT_RUNNING,
     })?;
-    pidfd_signal(&pidfd, sig).map_err(|e| ContainerError::Sys {
-        op: format!("send signal {sig} to container {id:?} (pid {})", st.pid),
-        source: e,
+    pidfd_signal(&pidfd, sig).map_err(|e| match e {
+        // The init exited (and was reaped) between the status check and the
+        // signal: another kill won the race. That is "not running", not a
+        // failure of this kill (seen with 20 concurrent kills in the v2 guest).
+        nix::errno::Errno::ESRCH => ContainerError::BadStatus {
+            id: id.into(),
+            status: Status::Stopped,
+            hint: RUNC_NOT_RUNNING,
+        },
+        e => ContainerError::Sys {
+            op: format!("send signal {sig} to container {id:?} (pid {})", st.pid),
+            source: e,
+        },
     })
 }
 
