@@ -303,7 +303,8 @@ fn v2_cgroup_may_be_realtime() -> bool {
         .status()
         .unwrap();
     let _ = std::fs::remove_dir(&dir);
-    st.success()
+    // 127: no chrt on this host, so nothing is known: expect it to work.
+    st.success() || st.code() == Some(127)
 }
 
 #[test]
