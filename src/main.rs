@@ -209,20 +209,7 @@ fn may_fork_containers() -> bool {
         .any(|a| a == "create" || a == "run" || a == "exec" || a == "sandbox")
 }
 
-/// The error and its causes, as one line: "what: why: deeper why".
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let cs = c.to_string();
-        if !s.contains(&cs) {
-            s.push_str(": ");
-            s.push_str(&cs);
-        }
-        cur = c.source();
-    }
-    s
-}
+use cuddy::utils::error_chain as chain;
 
 /// Fds 3..3+N that this command passes on to the container: --preserve-fds
 /// plus LISTEN_FDS (create, run, exec); none for the other commands.

@@ -34,19 +34,7 @@ fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error)
 }
 
 /// The error and its causes on one line (sent to the caller as text).
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let cs = c.to_string();
-        if !s.contains(&cs) {
-            s.push_str(": ");
-            s.push_str(&cs);
-        }
-        cur = c.source();
-    }
-    s
-}
+pub(crate) use crate::utils::error_chain as chain;
 
 /// One sandbox as its owner holds it; `teardown` removes all of it.
 pub(crate) struct Owned {
