@@ -28,10 +28,7 @@ die() { echo "systemd-tier: error: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root"
 [ -x /lib/systemd/systemd ] || die "systemd is not installed (apt-get install systemd)"
 command -v dbus-daemon > /dev/null || die "dbus-daemon is not installed (apt-get install dbus)"
-exe() {  # exe CARGO-TEST-ARGS...: the test binary's path
-    cargo test "$@" --no-run --message-format=json 2>/dev/null |
-        grep '"test":true' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1
-}
+exe() { bash integration/test-exe.sh "$@"; }  # the test binary's path
 if [ -n "${CUDDY_SYSTEMD_TIER_LIB:-}" ]; then
     # Built beforehand (the QEMU v2 guest has no cargo: test-v2.sh builds
     # on the host and passes the test binaries' paths).

@@ -64,10 +64,7 @@ fi
 suite=$(date +%s)
 if [ "$sd" != 0 ]; then
     # The test binaries cargo just built (the guest has no cargo).
-    exe() {
-        cargo test "$@" --no-run --message-format=json 2>/dev/null |
-            grep '"test":true' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1
-    }
+    exe() { bash integration/test-exe.sh "$@"; }  # the test binary's path
     echo "test-v2: running the systemd tier in the cgroup v2 guest" >&2
     CUDDY_SYSTEMD_TIER_LIB=$(exe --lib) CUDDY_SYSTEMD_TIER_ROOT=$(exe --test root) \
         "$VM_DIR/run.sh" --timeout "${VM_SYSTEMD_TIMEOUT:-600}" -- bash integration/systemd/run.sh ||
