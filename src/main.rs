@@ -83,6 +83,9 @@ fn create_options(f: CreateFlags, id: String, manager: Option<CgroupManager>) ->
             cni_config_dir: f.cni_config_dir,
             cni_plugin_dir: f.cni_plugin_dir,
         },
+        // As runc: a container outlives the cuddy that made it, even
+        // `cuddy run`'s when cuddy is SIGKILLed.
+        parent_death_signal: None,
     }
 }
 

@@ -47,6 +47,12 @@ pub struct CreateOptions {
     /// config's `cuddy.network.*` annotations. Empty: config.json alone
     /// decides, as with runc.
     pub network: crate::network::Options,
+    /// The signal the container's init gets when the process (thread) that
+    /// created it exits (`PR_SET_PDEATHSIG`), for owners that live as long
+    /// as their container, like the sandbox helper: SIGKILLed, it takes the
+    /// container's processes with it. None for `cuddy create`, which exits
+    /// right after creating (runc and crun set none either).
+    pub parent_death_signal: Option<nix::sys::signal::Signal>,
 }
 
 /// A freshly created container.
@@ -395,6 +401,7 @@ fn spawn(
         console,
         seccomp,
         mount_sources,
+        parent_death_signal: opts.parent_death_signal,
     };
     // Without a mount namespace the init mounts in ours: record what to undo.
     if !ns.mountns() {

@@ -195,6 +195,7 @@ fn prepare(ctx: &mut ExecContext) -> Result<program::ExecTarget, String> {
         &ctx.chan,
         env,
         "cwd",
+        None,
     )
 }
 

@@ -50,6 +50,8 @@ pub struct InitContext<'a> {
     pub seccomp: Option<crate::seccomp::Program>,
     /// Bind sources (and id-mapped mounts) opened by the parent.
     pub mount_sources: crate::mounts::MountSources,
+    /// `CreateOptions::parent_death_signal`: set by `program::last_steps`.
+    pub parent_death_signal: Option<nix::sys::signal::Signal>,
 }
 
 impl InitContext<'_> {
@@ -332,6 +334,7 @@ fn setup_container(ctx: &mut InitContext) -> Result<Prepared, String> {
         &ctx.chan,
         env,
         "process.cwd",
+        ctx.parent_death_signal,
     )?;
     // Found and checked now (errors belong to `create`), executed after
     // `start` once vetted again: no directory fd is held meanwhile.

@@ -22,8 +22,9 @@ use super::sync::Channel;
 /// it must be loaded before the capability drop (no noNewPrivileges, as
 /// runc), user, groups and capabilities, umask, the working directory
 /// resolved inside the root (`cwd_field` names it in errors), the program
-/// found and vetted as the final user, seccomp as late as possible
-/// otherwise. `env` is the process's environment plus any extras.
+/// found and vetted as the final user, the parent-death signal, seccomp as
+/// late as possible otherwise. `env` is the process's environment plus any
+/// extras.
 pub fn last_steps(
     p: &Process,
     in_userns: bool,
@@ -31,6 +32,7 @@ pub fn last_steps(
     chan: &Channel,
     env: Vec<String>,
     cwd_field: &str,
+    parent_death: Option<nix::sys::signal::Signal>,
 ) -> Result<ExecTarget, String> {
     use crate::seccomp::{Stage, load};
     setup::rlimits(p).map_err(|e| e.to_string())?;
@@ -44,6 +46,9 @@ pub fn last_steps(
     ));
     setup::chdir_in_root(p.cwd(), cwd_field)?;
     let target = exec_target(p, env)?;
+    if let Some(sig) = parent_death {
+        setup::parent_death_signal(sig).map_err(|e| e.to_string())?;
+    }
     load(seccomp, Stage::Late, chan)?;
     Ok(target)
 }

@@ -151,6 +151,26 @@ pub fn spec_sched_flag_names(process: &mut serde_json::Value) -> bool {
     changed
 }
 
+/// `PR_SET_PDEATHSIG`: `sig` to this process when the thread that created
+/// it exits. Kernel facts this relies on: the setting is cleared when the
+/// effective or filesystem uid/gid change and on a set-id or
+/// file-capability execve, so it is set after `user_and_caps`; it is kept
+/// across an ordinary execve; sent by the kernel from an ancestor PID
+/// namespace it reaches a namespace's init even without a handler. A
+/// creator that died before this call is no longer our parent and sends
+/// nothing: the init then sees EOF on the sync channel and exits
+/// (`init::committed`), so there is no window.
+pub fn parent_death_signal(sig: nix::sys::signal::Signal) -> Result<(), ProcessError> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) } < 0 {
+        return Err(ProcessError::Sys {
+            op: format!("prctl(PR_SET_PDEATHSIG, {sig})"),
+            source: nix::Error::last(),
+        });
+    }
+    Ok(())
+}
+
 /// `linux.personality` (config-linux.md "Personality"): personality(2) with
 /// PER_LINUX or PER_LINUX32 (which makes uname(2) report a 32-bit machine,
 /// i686 on x86_64). Inherited across execve; set last, just before it.

@@ -278,6 +278,11 @@ fn create(owned: &mut Owned, spec: &Spec, stdio: Option<(&OwnedFd, &OwnedFd)>) -
         id: owned.name.clone(),
         bundle: owned.bundle.clone(),
         network: network_options(spec)?,
+        // This process owns the container for its whole life: if it is
+        // SIGKILLed (an OOM kill, a harness killing its process group), the
+        // container's processes go with it; what is left on disk (state,
+        // cgroup, bundle) is swept by the next sandbox or `sandbox prune`.
+        parent_death_signal: Some(nix::sys::signal::Signal::SIGKILL),
         ..Default::default()
     };
     let saved = match stdio {

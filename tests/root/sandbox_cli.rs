@@ -243,13 +243,15 @@ fn prune_removes_what_a_killed_run_left() {
     let init: i32 = ctx.state(&id)["pid"].as_i64().unwrap() as i32;
     child.0.kill().unwrap();
     child.0.wait().unwrap();
-    assert!(Path::new("/proc").join(init.to_string()).exists());
+    // The init dies with its owner (its parent-death signal is SIGKILL);
+    // the state, the cgroup and the bundle stay until the prune.
+    wait_until("the sandbox's init to die with its owner", || {
+        std::fs::read_to_string(format!("/proc/{init}/stat")).map_or(true, |s| s.contains(") Z"))
+    });
+    assert!(ctx.root.join(&id).exists(), "the state is left for prune");
     let out = ctx.cuddy(&["sandbox", "prune"]);
     assert_ok(&out, "sandbox prune");
     assert_eq!(stdout(&out), format!("{id}\n"));
-    wait_until("the sandbox's init to die", || {
-        std::fs::read_to_string(format!("/proc/{init}/stat")).map_or(true, |s| s.contains(") Z"))
-    });
     assert_no_cgroup(&id);
     assert_nothing_left(&ctx);
 }

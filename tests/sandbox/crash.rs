@@ -26,6 +26,8 @@ fn a_panicking_test_leaves_nothing() {
 
 /// Env var that turns this test binary into the victim below.
 const VICTIM: &str = "CUDDY_SANDBOX_TEST_VICTIM";
+/// The uid (and gid) the victim's sandbox runs as, when set.
+const VICTIM_UID: &str = "CUDDY_SANDBOX_TEST_VICTIM_UID";
 
 /// Not a test of its own: the process the next test SIGKILLs. It starts a
 /// sandbox on the state root given in the env var, prints its id and init
@@ -35,19 +37,23 @@ fn victim_holds_a_sandbox_until_killed() {
     let Some(state) = std::env::var_os(VICTIM) else {
         return;
     };
-    let r = sandbox()
-        .state_root(state)
-        .args(["sleep", "1000"])
-        .spawn()
-        .unwrap();
+    let mut b = sandbox().state_root(state).args(["sleep", "1000"]);
+    if let Some(uid) = std::env::var(VICTIM_UID).ok().and_then(|u| u.parse().ok()) {
+        b = b.user(uid, uid);
+    }
+    let r = b.spawn().unwrap();
     println!("SANDBOX {} {}", r.id(), r.pid());
     std::thread::sleep(std::time::Duration::from_secs(600));
 }
 
 /// Starts the victim (this binary, one test, VICTIM set) and reads the
-/// sandbox it made: (child, id, init pid).
-fn start_victim(state: &Path) -> (std::process::Child, String, i32) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+/// sandbox it made (as `uid` when given): (child, id, init pid).
+fn start_victim(state: &Path, uid: Option<u32>) -> (std::process::Child, String, i32) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    if let Some(uid) = uid {
+        cmd.env(VICTIM_UID, uid.to_string());
+    }
+    let mut child = cmd
         .args([
             "--exact",
             "crash::victim_holds_a_sandbox_until_killed",
@@ -93,7 +99,7 @@ fn a_sigkilled_test_binary_takes_its_sandbox_down() {
         .prefix("cuddy-sbx-kill-")
         .tempdir_in("/run")
         .unwrap();
-    let (mut victim, id, pid) = start_victim(state.path());
+    let (mut victim, id, pid) = start_victim(state.path(), None);
     assert!(alive(pid));
     sigkill(victim.id() as i32);
     let _ = victim.wait();
@@ -110,19 +116,45 @@ fn a_sigkilled_test_binary_takes_its_sandbox_down() {
 }
 
 /// Both the test binary and the sandbox's helper are SIGKILLed: the
-/// container outlives them, and the next sandbox on the same state root
-/// removes it (process, state, cgroup, bundle).
+/// container's init dies with the helper (its parent-death signal, SIGKILL),
+/// what is on disk stays, and the next sandbox on the same state root
+/// removes it (state, cgroup, bundle).
 #[test]
 fn what_a_sigkilled_helper_leaves_is_swept_by_the_next_sandbox() {
     require_root!();
+    helper_sigkilled(None);
+}
+
+/// The same as a non-root user: the parent-death signal is set after the
+/// uid change (which clears it) and survives the execve of `sleep`.
+#[test]
+fn a_non_root_sandbox_dies_with_its_sigkilled_helper() {
+    require_root!();
+    helper_sigkilled(Some(65534));
+}
+
+fn helper_sigkilled(uid: Option<u32>) {
     let state = tempfile::Builder::new()
         .prefix("cuddy-sbx-sweep-")
         .tempdir_in("/run")
         .unwrap();
-    let (mut victim, id, pid) = start_victim(state.path());
+    let (mut victim, id, pid) = start_victim(state.path(), uid);
+    if let Some(uid) = uid {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(
+            status
+                .lines()
+                .any(|l| l.starts_with("Uid:") && l.contains(&uid.to_string())),
+            "{status}"
+        );
+    }
     let helper = parent_of(pid);
     assert_ne!(helper, victim.id() as i32);
     sigkill(helper);
+    assert!(
+        eventually(10, || !alive(pid)),
+        "sandbox init {pid} outlived its SIGKILLed helper {helper}"
+    );
     sigkill(victim.id() as i32);
     let _ = victim.wait();
     assert!(
