@@ -188,16 +188,7 @@ fn docker_runs_cuddy() {
         }
         Err(e) => panic!("{e}"),
     };
-    let tar = dk.dir.path().join("busybox.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(fixture_rootfs())
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let tar = fixture_tar(dk.dir.path());
     assert_ok(
         &dk.d(&["import", tar.to_str().unwrap(), IMAGE]),
         "docker import",
@@ -218,32 +209,12 @@ fn docker_runs_cuddy() {
     dk.stop();
     s.step("daemon-stopped-nothing-left", || {
         let rt = dk.dir.path().join("exec/runtime-runc/moby");
-        let left: Vec<_> = std::fs::read_dir(&rt)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().to_string())
-                    // cuddy's compiled-filter cache, not a container
-                    .filter(|n| n != ".seccomp-cache")
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert!(left.is_empty(), "cuddy state left: {left:?}");
-        // No network namespace left bound to a file (podman: /run/netns,
-        // dockerd: <exec-root>/netns).
-        let ns = dk.holder.new_mounts_of_type("nsfs");
-        assert!(ns.is_empty(), "netns bind mounts left: {ns:?}");
-        let procs = dk.holder.other_processes();
-        assert!(procs.is_empty(), "processes left: {procs:?}");
-        let left = dk.cg.check_and_remove();
-        assert!(left.is_empty(), "cgroups left: {left:?}");
+        assert_client_left_nothing(&dk.holder, &dk.cg, &rt);
     });
     let dir = dk.dir.path().to_path_buf();
     drop(dk);
     s.step("host-untouched", || {
-        assert_host_net_unchanged(&net_before);
-        assert_no_host_mounts(&dir);
-        let procs = processes_mentioning(&dir.to_string_lossy());
-        assert!(procs.is_empty(), "processes left: {procs:?}");
+        assert_host_untouched(&net_before, &dir)
     });
     s.finish("docker");
 }

@@ -362,3 +362,51 @@ pub fn code(o: &Output, want: i32, what: &str) {
         stderr(o)
     );
 }
+
+/// The busybox fixture as a tar in `dir` (what `podman import` and
+/// `docker import` take).
+pub fn fixture_tar(dir: &Path) -> PathBuf {
+    let tar = dir.join("busybox.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(fixture_rootfs())
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar the fixture rootfs: {st}");
+    tar
+}
+
+/// What a client's runs must not leave once its containers are gone: cuddy
+/// state under `state` (the client's `--root` for cuddy), network
+/// namespaces bound to files (podman: /run/netns, dockerd:
+/// <exec-root>/netns), processes in the holder, cgroups under the parent.
+pub fn assert_client_left_nothing(holder: &Holder, cg: &CgroupParent, state: &Path) {
+    let left: Vec<_> = std::fs::read_dir(state)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                // cuddy's compiled-filter cache, not a container
+                .filter(|n| n != ".seccomp-cache")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "cuddy state left: {left:?}");
+    let ns = holder.new_mounts_of_type("nsfs");
+    assert!(ns.is_empty(), "netns bind mounts left: {ns:?}");
+    let procs = holder.other_processes();
+    assert!(procs.is_empty(), "processes left: {procs:?}");
+    let left = cg.check_and_remove();
+    assert!(left.is_empty(), "cgroups left: {left:?}");
+}
+
+/// After the holder is gone: the host's links and netfilter rules as
+/// before, no mount and no process left that mentions the suite's `dir`.
+pub fn assert_host_untouched(net_before: &(BTreeSet<String>, BTreeSet<String>), dir: &Path) {
+    assert_host_net_unchanged(net_before);
+    assert_no_host_mounts(dir);
+    let procs = processes_mentioning(&dir.to_string_lossy());
+    assert!(procs.is_empty(), "processes left: {procs:?}");
+}

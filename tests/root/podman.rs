@@ -147,16 +147,7 @@ fn podman_runs_cuddy() {
     }
     let net_before = host_net_snapshot();
     let p = Podman::start();
-    let tar = p.dir.path().join("busybox.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(fixture_rootfs())
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let tar = fixture_tar(p.dir.path());
     let o = p.p(&["import", tar.to_str().unwrap(), IMAGE]);
     if !o.status.success() && in_vm() {
         eprintln!(
@@ -178,33 +169,12 @@ fn podman_runs_cuddy() {
     s.step("nothing-left", || {
         let ps = ok_out(&p.p(&["ps", "-a", "-q"]), "podman ps -a");
         assert!(ps.trim().is_empty(), "containers left: {ps}");
-        let state = p.holder.path("/run/cuddy");
-        let left: Vec<_> = std::fs::read_dir(&state)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().to_string())
-                    // cuddy's compiled-filter cache, not a container
-                    .filter(|n| n != ".seccomp-cache")
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert!(left.is_empty(), "cuddy state left: {left:?}");
-        // No network namespace left bound to a file (podman: /run/netns,
-        // dockerd: <exec-root>/netns).
-        let ns = p.holder.new_mounts_of_type("nsfs");
-        assert!(ns.is_empty(), "netns bind mounts left: {ns:?}");
-        let procs = p.holder.other_processes();
-        assert!(procs.is_empty(), "processes left: {procs:?}");
-        let left = p.cg.check_and_remove();
-        assert!(left.is_empty(), "cgroups left: {left:?}");
+        assert_client_left_nothing(&p.holder, &p.cg, &p.holder.path("/run/cuddy"));
     });
     let dir = p.dir.path().to_path_buf();
     drop(p);
     s.step("host-untouched", || {
-        assert_host_net_unchanged(&net_before);
-        assert_no_host_mounts(&dir);
-        let procs = processes_mentioning(&dir.to_string_lossy());
-        assert!(procs.is_empty(), "processes left: {procs:?}");
+        assert_host_untouched(&net_before, &dir)
     });
     s.finish("podman");
 }

@@ -11,7 +11,7 @@ use std::process::Command;
 use serde_json::json;
 
 use crate::common::*;
-use crate::orch::in_vm;
+use crate::orch::{in_vm, is_v2 as v2, read};
 use crate::require_root;
 
 fn systemctl(args: &[&str]) -> String {
@@ -33,10 +33,6 @@ fn host_cgroupns(c: &mut serde_json::Value) {
     c["linux"]["namespaces"] = json!(ns);
 }
 
-fn v2() -> bool {
-    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
-}
-
 /// A file of the scope in controller `c`'s hierarchy (v1) or the unified one.
 fn file(c: &str, rel: &str, name: &str) -> PathBuf {
     let base = if v2() {
@@ -47,11 +43,14 @@ fn file(c: &str, rel: &str, name: &str) -> PathBuf {
     base.join(rel.trim_start_matches('/')).join(name)
 }
 
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .trim()
-        .to_string()
+/// `cuddy --systemd-cgroup run [-d] --bundle BUNDLE ID`.
+fn sd_run(ctx: &Ctx, bundle: &Path, id: &str, detach: bool) -> std::process::Output {
+    let mut args = vec!["--systemd-cgroup", "run"];
+    if detach {
+        args.push("-d");
+    }
+    args.extend(["--bundle", bundle.to_str().unwrap(), id]);
+    ctx.cuddy(&args)
 }
 
 // config-linux.md#cgroups-path (runc's systemd form "slice:prefix:name"),
@@ -75,14 +74,7 @@ fn docker_container_is_a_transient_scope() {
         "pids": {"limit": 50}
     });
     let b = ctx.bundle("docker", &c);
-    let out = ctx.cuddy(&[
-        "--systemd-cgroup",
-        "run",
-        "-d",
-        "--bundle",
-        b.to_str().unwrap(),
-        &id,
-    ]);
+    let out = sd_run(&ctx, &b, &id, true);
     assert_ok(&out, "--systemd-cgroup run -d");
     let unit = format!("docker-{id}.scope");
     let rel = format!("/system.slice/{unit}");
@@ -224,15 +216,10 @@ fn user_namespace_containers_in_scopes() {
         .push(json!({"type": "user"}));
     maps(&mut c);
     let b = ctx.bundle("userns", &c);
-    let args = [
-        "--systemd-cgroup",
-        "run",
-        "-d",
-        "--bundle",
-        b.to_str().unwrap(),
-        &first,
-    ];
-    assert_ok(&ctx.cuddy(&args), "run -d with a user namespace");
+    assert_ok(
+        &sd_run(&ctx, &b, &first, true),
+        "run -d with a user namespace",
+    );
     let pid = ctx.state(&first)["pid"].as_i64().unwrap();
     let own = read(Path::new(&format!("/proc/{pid}/cgroup")));
     let want = format!("/system.slice/cuddy-{first}.scope");
@@ -248,14 +235,7 @@ fn user_namespace_containers_in_scopes() {
         .unwrap()
         .push(json!({"type": "user", "path": userns}));
     let b = ctx.bundle("joined", &c);
-    let args = [
-        "--systemd-cgroup",
-        "run",
-        "--bundle",
-        b.to_str().unwrap(),
-        &second,
-    ];
-    let out = ctx.cuddy(&args);
+    let out = sd_run(&ctx, &b, &second, false);
     assert_ok(&out, "run joining the user namespace");
     let want = format!("/system.slice/cuddy-{second}.scope");
     assert!(
@@ -281,15 +261,7 @@ fn pids_limit_zero_is_refused() {
     c["linux"]["cgroupsPath"] = json!(format!("system.slice:cuddy:{id}"));
     c["linux"]["resources"] = json!({"pids": {"limit": 0}});
     let b = ctx.bundle("zero", &c);
-    let args = [
-        "--systemd-cgroup",
-        "run",
-        "-d",
-        "--bundle",
-        b.to_str().unwrap(),
-        &id,
-    ];
-    let out = ctx.cuddy(&args);
+    let out = sd_run(&ctx, &b, &id, true);
     assert_fails_with(&out, "linux.resources.pids.limit 0");
     assert!(stderr(&out).contains("TasksMax"), "{}", stderr(&out));
     assert_ne!(
@@ -428,16 +400,7 @@ fn podman_cgroup_manager_systemd() {
         .tempdir()
         .unwrap();
     let d = dir.path();
-    let tar = d.join("busybox.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(fixture_rootfs())
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let tar = crate::orch::fixture_tar(d);
     let image = "localhost/busybox";
     assert_ok(
         &podman(d, &["import", tar.to_str().unwrap(), image]),
@@ -535,17 +498,9 @@ fn a_scope_in_use_is_refused_and_left_running() {
     c["linux"]["cgroupsPath"] = json!(format!("system.slice:cuddy:{id}"));
     host_cgroupns(&mut c);
     let b = ctx.bundle("twice", &c);
-    let run = [
-        "--systemd-cgroup",
-        "run",
-        "-d",
-        "--bundle",
-        b.to_str().unwrap(),
-        &id,
-    ];
-    assert_ok(&ctx.cuddy(&run), "first run -d");
+    assert_ok(&sd_run(&ctx, &b, &id, true), "first run -d");
     let unit = format!("cuddy-{id}.scope");
-    let out = other.cuddy(&run);
+    let out = sd_run(&other, &b, &id, true);
     assert_fails_with(&out, "holds processes");
     assert_eq!(systemctl(&["is-active", &unit]), "active");
     assert_eq!(ctx.state(&id)["status"], "running");
