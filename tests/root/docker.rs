@@ -111,10 +111,6 @@ impl Docker {
         self.d(&a)
     }
 
-    fn sh(&self, extra: &[&str], script: &str) -> Output {
-        self.run(extra, &["sh", "-c", script])
-    }
-
     fn shell(&self, args: &[&str]) -> String {
         let cl = self.client();
         let d = self.dir.path().join("client");
@@ -163,6 +159,16 @@ impl Docker {
             kill(c.id() as i32);
             let _ = c.wait();
         }
+    }
+}
+
+impl RunShell for Docker {
+    fn sh(&self, extra: &[&str], script: &str) -> Output {
+        self.run(extra, &["sh", "-c", script])
+    }
+
+    fn scratch(&self) -> &std::path::Path {
+        self.dir.path()
     }
 }
 
@@ -455,36 +461,7 @@ fn steps_security(dk: &Docker, s: &mut Steps) {
             "touch: /x: Read-only file system\ntmpfs\nok\n"
         );
     });
-    s.step("user", || {
-        let o = dk.sh(
-            &["--user", "1000:1000"],
-            "id -u; id -g; grep '^Uid:' /proc/1/status",
-        );
-        assert_eq!(
-            ok_out(&o, "--user"),
-            "1000\n1000\nUid:\t1000\t1000\t1000\t1000\n"
-        );
-    });
-    s.step("cap-drop-all", || {
-        let o = dk.sh(
-            &["--cap-drop", "ALL"],
-            "grep -E '^Cap(Prm|Eff|Bnd|Amb)' /proc/1/status",
-        );
-        let out = ok_out(&o, "--cap-drop ALL");
-        assert_eq!(out.matches("0000000000000000").count(), 4, "{out}");
-    });
-    s.step("volume-ro", || {
-        let vol = dk.dir.path().join("vol");
-        std::fs::create_dir_all(&vol).unwrap();
-        std::fs::write(vol.join("f"), "data\n").unwrap();
-        let v = format!("{}:/data:ro", vol.display());
-        let o = dk.sh(
-            &["-v", &v],
-            "cat /data/f; echo x > /data/f 2>/dev/null || echo refused",
-        );
-        assert_eq!(ok_out(&o, "-v :ro"), "data\nrefused\n");
-        assert_eq!(std::fs::read_to_string(vol.join("f")).unwrap(), "data\n");
-    });
+    steps_user_caps_volume(dk, s);
 }
 
 fn steps_network(dk: &Docker, s: &mut Steps) {

@@ -1,8 +1,9 @@
 //! Shared pieces of the orchestrator suites (podman.rs, docker.rs): a
 //! private network + mount namespace that holds the client's daemon(s), a
-//! step runner that runs every step and reports each, and the checks that
-//! nothing is left behind (processes, mounts, cgroups, links, netfilter
-//! rules) once a suite is done.
+//! step runner that runs every step and reports each, the steps both
+//! clients share ([`steps_user_caps_volume`]), and the checks that nothing
+//! is left behind (processes, mounts, cgroups, links, netfilter rules) once
+//! a suite is done; systemd_driver.rs borrows a few.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
@@ -409,4 +410,48 @@ pub fn assert_host_untouched(net_before: &(BTreeSet<String>, BTreeSet<String>), 
     assert_no_host_mounts(dir);
     let procs = processes_mentioning(&dir.to_string_lossy());
     assert!(procs.is_empty(), "processes left: {procs:?}");
+}
+
+/// A client that runs a shell script in a throwaway container of the
+/// fixture image (`podman run --rm`, `docker run --rm`) with extra options.
+pub trait RunShell {
+    fn sh(&self, extra: &[&str], script: &str) -> Output;
+    /// The suite's temporary directory (volume sources live there).
+    fn scratch(&self) -> &Path;
+}
+
+/// The steps podman and Docker share with the same expectations:
+/// config.md#user, config.md#linux-process (capabilities), config.md#mounts
+/// (a read-only bind mount).
+pub fn steps_user_caps_volume(c: &impl RunShell, s: &mut Steps) {
+    s.step("user", || {
+        let o = c.sh(
+            &["--user", "1000:1000"],
+            "id -u; id -g; grep '^Uid:' /proc/1/status",
+        );
+        assert_eq!(
+            ok_out(&o, "--user"),
+            "1000\n1000\nUid:\t1000\t1000\t1000\t1000\n"
+        );
+    });
+    s.step("cap-drop-all", || {
+        let o = c.sh(
+            &["--cap-drop", "ALL"],
+            "grep -E '^Cap(Prm|Eff|Bnd|Amb)' /proc/1/status",
+        );
+        let out = ok_out(&o, "--cap-drop ALL");
+        assert_eq!(out.matches("0000000000000000").count(), 4, "{out}");
+    });
+    s.step("volume-ro", || {
+        let vol = c.scratch().join("vol");
+        std::fs::create_dir_all(&vol).unwrap();
+        std::fs::write(vol.join("f"), "data\n").unwrap();
+        let v = format!("{}:/data:ro", vol.display());
+        let o = c.sh(
+            &["-v", &v],
+            "cat /data/f; echo x > /data/f 2>/dev/null || echo refused",
+        );
+        assert_eq!(ok_out(&o, "-v :ro"), "data\nrefused\n");
+        assert_eq!(std::fs::read_to_string(vol.join("f")).unwrap(), "data\n");
+    });
 }

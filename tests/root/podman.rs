@@ -104,10 +104,6 @@ impl Podman {
         self.p(&a)
     }
 
-    fn sh(&self, extra: &[&str], script: &str) -> Output {
-        self.run(extra, &["sh", "-c", script])
-    }
-
     /// The shell command line of `podman …` in the holder (for `script`).
     fn shell(&self, args: &[&str]) -> String {
         let g = self.globals(CUDDY);
@@ -127,6 +123,16 @@ impl Podman {
 
     fn stop_all(&self) {
         let _ = self.p(&["rm", "-a", "-f", "-t", "0"]);
+    }
+}
+
+impl RunShell for Podman {
+    fn sh(&self, extra: &[&str], script: &str) -> Output {
+        self.run(extra, &["sh", "-c", script])
+    }
+
+    fn scratch(&self) -> &std::path::Path {
+        self.dir.path()
     }
 }
 
@@ -359,39 +365,7 @@ fn steps_security(p: &Podman, s: &mut Steps) {
         );
         assert_eq!(ok_out(&o, "--tmpfs"), "tmpfs\nok\n");
     });
-    // config.md#user
-    s.step("user", || {
-        let o = p.sh(
-            &["--user", "1000:1000"],
-            "id -u; id -g; grep '^Uid:' /proc/1/status",
-        );
-        assert_eq!(
-            ok_out(&o, "--user"),
-            "1000\n1000\nUid:\t1000\t1000\t1000\t1000\n"
-        );
-    });
-    // config.md#linux-process (capabilities)
-    s.step("cap-drop-all", || {
-        let o = p.sh(
-            &["--cap-drop", "ALL"],
-            "grep -E '^Cap(Prm|Eff|Bnd|Amb)' /proc/1/status",
-        );
-        let out = ok_out(&o, "--cap-drop ALL");
-        assert_eq!(out.matches("0000000000000000").count(), 4, "{out}");
-    });
-    // config.md#mounts: a read-only bind mount.
-    s.step("volume-ro", || {
-        let vol = p.dir.path().join("vol");
-        std::fs::create_dir_all(&vol).unwrap();
-        std::fs::write(vol.join("f"), "data\n").unwrap();
-        let v = format!("{}:/data:ro", vol.display());
-        let o = p.sh(
-            &["-v", &v],
-            "cat /data/f; echo x > /data/f 2>/dev/null || echo refused",
-        );
-        assert_eq!(ok_out(&o, "-v :ro"), "data\nrefused\n");
-        assert_eq!(std::fs::read_to_string(vol.join("f")).unwrap(), "data\n");
-    });
+    steps_user_caps_volume(p, s);
 }
 
 fn steps_network(p: &Podman, s: &mut Steps) {
