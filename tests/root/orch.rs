@@ -418,6 +418,55 @@ pub trait RunShell {
     fn sh(&self, extra: &[&str], script: &str) -> Output;
     /// The suite's temporary directory (volume sources live there).
     fn scratch(&self) -> &Path;
+    /// The client's command line tool with the suite's globals.
+    fn cli(&self, args: &[&str]) -> Output;
+    /// The same as a shell command line (for `script`: a terminal).
+    fn shell(&self, args: &[&str]) -> String;
+    /// `inspect --format FMT NAME`, trimmed, asserting success.
+    fn inspect(&self, name: &str, fmt: &str) -> String {
+        ok_out(&self.cli(&["inspect", "--format", fmt, name]), "inspect")
+            .trim()
+            .to_string()
+    }
+}
+
+/// The steps on a running container `d1` (`sleep 1000`) that both clients
+/// share: runtime.md#operations through `exec` (exit code, output, the
+/// seccomp filter), `exec -it` (the console socket), `ps`/`top`, and
+/// `pause`/`unpause` (the freezer in the container's cgroup).
+pub fn steps_exec_top_pause(c: &impl RunShell, s: &mut Steps) {
+    s.step("exec", || {
+        let o = c.cli(&[
+            "exec",
+            "d1",
+            "sh",
+            "-c",
+            "echo from exec; grep '^Seccomp:' /proc/self/status; exit 4",
+        ]);
+        code(&o, 4, "exec");
+        assert_eq!(stdout(&o), "from exec\nSeccomp:\t2\n");
+    });
+    s.step("exec-it", || {
+        let o = with_tty(&c.shell(&["exec", "-it", "d1", "sh", "-c", "tty; exit 6"]));
+        code(&o, 6, "exec -it");
+        assert!(stdout(&o).contains("/dev/pts/"), "{}", stdout(&o));
+    });
+    s.step("ps-top", || {
+        let ps = ok_out(&c.cli(&["ps", "--format", "{{.Names}} {{.Status}}"]), "ps");
+        assert!(ps.contains("d1 Up"), "{ps}");
+        let top = ok_out(&c.cli(&["top", "d1"]), "top");
+        assert!(top.contains("sleep 1000"), "{top}");
+    });
+    s.step("pause-unpause", || {
+        let pid = c.inspect("d1", "{{.State.Pid}}");
+        let freeze = cgroup_file(&pid, "freezer", "freezer.state", "cgroup.freeze");
+        assert_ok(&c.cli(&["pause", "d1"]), "pause");
+        assert_eq!(c.inspect("d1", "{{.State.Status}}"), "paused");
+        assert!(["FROZEN", "1"].contains(&read(&freeze).as_str()));
+        assert_ok(&c.cli(&["unpause", "d1"]), "unpause");
+        assert_eq!(c.inspect("d1", "{{.State.Status}}"), "running");
+        assert!(["THAWED", "0"].contains(&read(&freeze).as_str()));
+    });
 }
 
 /// The steps podman and Docker share with the same expectations:
