@@ -395,29 +395,6 @@ fn steps_lifecycle(dk: &Docker, s: &mut Steps) {
     });
 }
 
-fn steps_resources(dk: &Docker, s: &mut Steps) {
-    // config-linux.md#memory: limit set; the OOM killer ends the container.
-    s.step("memory-oom", || {
-        let o = dk.sh(
-            &["-m", "32m"],
-            &format!("{MEM_LIMIT}; x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"),
-        );
-        code(&o, 137, "run -m 32m (OOM)");
-        assert_eq!(stdout(&o), "33554432\n");
-    });
-    // config-linux.md#pids
-    s.step("pids-limit", || {
-        assert_eq!(
-            ok_out(&dk.sh(&["--pids-limit", "50"], PIDS_MAX), "pids 50"),
-            "50\n"
-        );
-        assert_eq!(
-            ok_out(&dk.sh(&["--pids-limit", "-1"], PIDS_MAX), "pids -1"),
-            "max\n"
-        );
-    });
-}
-
 fn steps_security(dk: &Docker, s: &mut Steps) {
     s.step("read-only-tmpfs", || {
         let o = dk.sh(

@@ -1,9 +1,10 @@
 //! Shared pieces of the orchestrator suites (podman.rs, docker.rs): a
 //! private network + mount namespace that holds the client's daemon(s), a
 //! step runner that runs every step and reports each, the steps both
-//! clients share ([`steps_user_caps_volume`]), and the checks that nothing
-//! is left behind (processes, mounts, cgroups, links, netfilter rules) once
-//! a suite is done; systemd_driver.rs borrows a few.
+//! clients share (`steps_*`: the same expectations through either CLI), and
+//! the checks that nothing is left behind (processes, mounts, cgroups,
+//! links, netfilter rules) once a suite is done; systemd_driver.rs borrows
+//! a few.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
@@ -502,5 +503,29 @@ pub fn steps_user_caps_volume(c: &impl RunShell, s: &mut Steps) {
         );
         assert_eq!(ok_out(&o, "-v :ro"), "data\nrefused\n");
         assert_eq!(std::fs::read_to_string(vol.join("f")).unwrap(), "data\n");
+    });
+}
+
+/// config-linux.md#memory: the limit is set and the OOM killer ends the
+/// container's process (128 + SIGKILL); config-linux.md#pids: a limit and
+/// none (`-1`: "max").
+pub fn steps_resources(c: &impl RunShell, s: &mut Steps) {
+    s.step("memory-oom", || {
+        let o = c.sh(
+            &["-m", "32m"],
+            &format!("{MEM_LIMIT}; x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"),
+        );
+        code(&o, 137, "run -m 32m (OOM)");
+        assert_eq!(stdout(&o), "33554432\n");
+    });
+    s.step("pids-limit", || {
+        assert_eq!(
+            ok_out(&c.sh(&["--pids-limit", "50"], PIDS_MAX), "pids 50"),
+            "50\n"
+        );
+        assert_eq!(
+            ok_out(&c.sh(&["--pids-limit", "-1"], PIDS_MAX), "pids -1"),
+            "max\n"
+        );
     });
 }

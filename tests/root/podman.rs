@@ -292,30 +292,6 @@ fn steps_detached(p: &Podman, s: &mut Steps) {
     });
 }
 
-fn steps_resources(p: &Podman, s: &mut Steps) {
-    // config-linux.md#memory: the limit is set and the OOM killer ends the
-    // container's process (128 + SIGKILL).
-    s.step("memory-oom", || {
-        let o = p.sh(
-            &["-m", "32m"],
-            &format!("{MEM_LIMIT}; x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"),
-        );
-        code(&o, 137, "run -m 32m (OOM)");
-        assert_eq!(stdout(&o), "33554432\n");
-    });
-    // config-linux.md#pids
-    s.step("pids-limit", || {
-        assert_eq!(
-            ok_out(&p.sh(&["--pids-limit", "50"], PIDS_MAX), "pids 50"),
-            "50\n"
-        );
-        assert_eq!(
-            ok_out(&p.sh(&["--pids-limit", "-1"], PIDS_MAX), "pids -1"),
-            "max\n"
-        );
-    });
-}
-
 fn steps_security(p: &Podman, s: &mut Steps) {
     // config.md#root (readonly); podman adds a tmpfs at /tmp.
     s.step("read-only", || {
