@@ -196,15 +196,27 @@ pub(crate) fn rel(p: &Path) -> PathBuf {
         .collect()
 }
 
+/// Where a relative cgroupsPath starts from: the caller's own cgroup (v1
+/// and hybrid hosts), or its parent (a cgroup-v2-only host, as runc's fs2
+/// driver: see `Cgroup::layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RelativeTo {
+    Own,
+    Parent,
+}
+
 /// The directory of cgroup `cgroup_path` in a hierarchy mounted at `mountpoint`.
 ///
 /// `cgroup_path` absolute: relative to the mount point. Relative: relative to
-/// `own` (the caller's cgroup in that hierarchy, as /proc/self/cgroup shows it),
-/// minus the mount's root when the mount does not show the whole hierarchy.
+/// `own` (the caller's cgroup in that hierarchy, as /proc/self/cgroup shows it)
+/// or its parent (`from`), minus the mount's root when the mount does not
+/// show the whole hierarchy; never above that root (the parent of the
+/// mount's root is not visible: the root itself is taken).
 pub(crate) fn resolve(
     mountpoint: &Path,
     mount_root: &str,
     own: Option<&str>,
+    from: RelativeTo,
     cgroup_path: &Path,
 ) -> PathBuf {
     if cgroup_path.is_absolute() {
@@ -212,7 +224,10 @@ pub(crate) fn resolve(
     }
     let own = own.unwrap_or("/");
     let own = Path::new(own);
-    let own = own.strip_prefix(mount_root).unwrap_or(own);
+    let mut own = own.strip_prefix(mount_root).unwrap_or(own);
+    if from == RelativeTo::Parent {
+        own = own.parent().unwrap_or(own);
+    }
     mountpoint.join(rel(own)).join(rel(cgroup_path))
 }
 
@@ -332,18 +347,43 @@ mod tests {
 
     #[test]
     fn resolves_paths() {
+        use RelativeTo::{Own, Parent};
         let mp = Path::new("/sys/fs/cgroup/memory");
         assert_eq!(
-            resolve(mp, "/", Some("/x/y"), Path::new("/cuddy/c1")),
+            resolve(mp, "/", Some("/x/y"), Own, Path::new("/cuddy/c1")),
             PathBuf::from("/sys/fs/cgroup/memory/cuddy/c1")
         );
         assert_eq!(
-            resolve(mp, "/", Some("/x/y"), Path::new("c1")),
+            resolve(mp, "/", Some("/x/y"), Own, Path::new("c1")),
             PathBuf::from("/sys/fs/cgroup/memory/x/y/c1")
+        );
+        // v2 only: from the parent of the caller's cgroup; the root's
+        // parent is the root.
+        let v2 = Path::new("/sys/fs/cgroup");
+        assert_eq!(
+            resolve(v2, "/", Some("/x/y"), Parent, Path::new("c1")),
+            PathBuf::from("/sys/fs/cgroup/x/c1")
+        );
+        assert_eq!(
+            resolve(v2, "/", Some("/x/y"), Parent, Path::new("/a/c1")),
+            PathBuf::from("/sys/fs/cgroup/a/c1")
+        );
+        assert_eq!(
+            resolve(v2, "/", Some("/"), Parent, Path::new("c1")),
+            PathBuf::from("/sys/fs/cgroup/c1")
+        );
+        // The mount shows /x only: the caller at its root stays there.
+        assert_eq!(
+            resolve(v2, "/x", Some("/x"), Parent, Path::new("c1")),
+            PathBuf::from("/sys/fs/cgroup/c1")
+        );
+        assert_eq!(
+            resolve(v2, "/x", Some("/x/y/z"), Parent, Path::new("c1")),
+            PathBuf::from("/sys/fs/cgroup/y/c1")
         );
         // A mount showing only /x of the hierarchy.
         assert_eq!(
-            resolve(mp, "/x", Some("/x/y"), Path::new("a/c1")),
+            resolve(mp, "/x", Some("/x/y"), Own, Path::new("a/c1")),
             PathBuf::from("/sys/fs/cgroup/memory/y/a/c1")
         );
         assert!(validate_cgroups_path(Path::new("/a/../b")).is_err());

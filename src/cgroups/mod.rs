@@ -41,6 +41,7 @@ use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
 pub use detect::CgroupKind;
+use detect::RelativeTo;
 pub use devices::{allow_rules_for, default_allowed_devices};
 pub use normalize::pids_zero_is_unlimited;
 pub use parents::DEFAULT_REGISTRY;
@@ -276,17 +277,30 @@ impl Cgroup {
             cg.v1.push(V1Dir {
                 controllers: m.controllers.clone(),
                 mountpoint: m.mountpoint.clone(),
-                dir: detect::resolve(&m.mountpoint, &m.root, own_path, &path),
+                dir: detect::resolve(&m.mountpoint, &m.root, own_path, RelativeTo::Own, &path),
             });
         }
         if let Some(u) = &layout.unified {
+            // runc's rule on a cgroup-v2-only host (its fs2 driver): a
+            // relative path starts from the *parent* of the caller's cgroup.
+            // The caller's own cgroup holds the caller (a login session's
+            // scope, a service), and the kernel's no-internal-processes rule
+            // keeps a populated non-root cgroup from enabling controllers
+            // for a child (`cgroup.subtree_control`: EBUSY) or from having
+            // a process cloned into one (CLONE_INTO_CGROUP: EOPNOTSUPP). On
+            // hybrid hosts runc takes every hierarchy from the caller's own
+            // cgroup, and so does cuddy.
+            let from = match layout.kind {
+                CgroupKind::V2 => RelativeTo::Parent,
+                CgroupKind::V1 | CgroupKind::Hybrid => RelativeTo::Own,
+            };
             let own_path = own
                 .iter()
                 .find(|s| s.controllers.is_empty())
                 .map(|s| s.path.as_str());
             cg.unified = Some(V2Dir {
                 mountpoint: u.mountpoint.clone(),
-                dir: detect::resolve(&u.mountpoint, &u.root, own_path, &path),
+                dir: detect::resolve(&u.mountpoint, &u.root, own_path, from, &path),
             });
         }
         Ok(cg)

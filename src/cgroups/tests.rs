@@ -194,6 +194,22 @@ fn relative_and_absolute_paths() {
     assert!(Cgroup::create(&f.roots, None, "../x").is_err());
 }
 
+/// config-linux.md#cgroups-path leaves a relative path to the runtime; on a
+/// v2-only host cuddy follows runc's fs2 driver: from the parent of the
+/// caller's cgroup (the caller's own one holds the caller), which is kept.
+#[test]
+fn relative_path_on_v2_starts_from_the_callers_parent_cgroup() {
+    let f = Fake::v2();
+    fs::create_dir_all(f.root.join("user.slice/me")).unwrap();
+    let cg = Cgroup::create(&f.roots, Some(Path::new("x/y")), "ignored").unwrap();
+    assert_eq!(cg.unified_dir().unwrap(), f.root.join("user.slice/x/y"));
+    assert!(!cg.created_dirs().contains(&f.root.join("user.slice")));
+    assert!(cg.created_dirs().contains(&f.root.join("user.slice/x")));
+    cg.destroy().unwrap();
+    assert!(f.root.join("user.slice/me").is_dir());
+    assert!(!f.root.join("user.slice/x").exists());
+}
+
 #[test]
 fn destroy_removes_only_ours() {
     let f = Fake::hybrid();

@@ -14,7 +14,7 @@ use crate::common::*;
 use crate::require_root;
 
 /// A pure cgroup v2 host (the unified hierarchy at /sys/fs/cgroup).
-fn is_v2() -> bool {
+pub(crate) fn is_v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
@@ -38,7 +38,7 @@ fn file(controller: &str, v1: &str, v2: &str) -> String {
     }
 }
 
-fn read(p: &Path) -> String {
+pub(crate) fn read(p: &Path) -> String {
     std::fs::read_to_string(p)
         .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
         .trim()
@@ -72,7 +72,7 @@ fn cat_inside(
 }
 
 /// `run -d` of `config`; returns the init pid.
-fn run_detached(ctx: &Ctx, id: &str, config: &Value) -> i64 {
+pub(crate) fn run_detached(ctx: &Ctx, id: &str, config: &Value) -> i64 {
     let b = ctx.bundle(id, config);
     assert_ok(
         &ctx.cuddy(&["run", "-d", "--bundle", b.to_str().unwrap(), id]),
@@ -81,7 +81,7 @@ fn run_detached(ctx: &Ctx, id: &str, config: &Value) -> i64 {
     ctx.state(id)["pid"].as_i64().unwrap()
 }
 
-fn stop_and_delete(ctx: &Ctx, id: &str) {
+pub(crate) fn stop_and_delete(ctx: &Ctx, id: &str) {
     assert_ok(&ctx.cuddy(&["delete", "--force", id]), "delete --force");
     ctx.assert_no_leftovers(id);
 }
@@ -535,125 +535,6 @@ fn events_stats_and_ps() {
         &ctx.cuddy(&["events", "--interval", "0s", &id]),
         "--interval",
     );
-}
-
-/// The cgroup path each hierarchy shows for `pid` (/proc/PID/cgroup),
-/// keyed by the hierarchy's controllers ("" for v2).
-fn proc_cgroups(pid: &str) -> BTreeMap<String, String> {
-    read(Path::new(&format!("/proc/{pid}/cgroup")))
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.splitn(3, ':');
-            let (_, ctrl, path) = (it.next()?, it.next()?, it.next()?);
-            Some((ctrl.to_string(), path.to_string()))
-        })
-        .collect()
-}
-
-/// Every cgroup hierarchy mount point (v1 ones and cgroup2).
-fn hierarchies() -> Vec<PathBuf> {
-    if is_v2() {
-        return vec![PathBuf::from("/sys/fs/cgroup")];
-    }
-    std::fs::read_dir("/sys/fs/cgroup")
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("cgroup.procs").exists())
-        .collect()
-}
-
-/// rmdir of directories the test made itself (deepest first), even when it fails;
-/// a directory another test uses meanwhile stays.
-struct RmDirs(Vec<PathBuf>);
-
-impl Drop for RmDirs {
-    fn drop(&mut self) {
-        for d in &self.0 {
-            let _ = std::fs::remove_dir(d);
-        }
-    }
-}
-
-#[test]
-fn cgroups_path_absolute_relative_default() {
-    require_root!();
-    let ctx = Ctx::new("cgpath");
-    let me = proc_cgroups("self");
-    let hs = hierarchies();
-    for (suffix, path) in [
-        ("abs", Some("/cuddy-test/{id}/nested/leaf")),
-        ("rel", Some("cuddy-test/{id}")),
-        ("def", None),
-    ] {
-        let id = ctx.id(suffix);
-        let mut c = ctx.config(&["/bin/sleep", "1000"]);
-        if let Some(p) = path {
-            c["linux"]["cgroupsPath"] = json!(p.replace("{id}", &id));
-        }
-        // For the absolute path: an existing parent (in the first hierarchy)
-        // must survive delete; everything cuddy created must not.
-        let pre = hs[0].join("cuddy-test").join(&id);
-        let _pre_guard = (suffix == "abs").then(|| {
-            std::fs::create_dir_all(&pre).unwrap();
-            RmDirs(vec![pre.clone(), hs[0].join("cuddy-test")])
-        });
-        let pid = run_detached(&ctx, &id, &c).to_string();
-        let got = proc_cgroups(&pid);
-        for (ctrl, p) in &got {
-            let want = match path {
-                Some(p) if p.starts_with('/') => p.replace("{id}", &id),
-                Some(p) => {
-                    let own = me.get(ctrl).map(|s| s.trim_end_matches('/')).unwrap_or("");
-                    format!("{own}/{}", p.replace("{id}", &id))
-                }
-                None => format!("/cuddy/{id}"),
-            };
-            assert_eq!(p, &want, "hierarchy {ctrl:?} of {suffix}: {got:?}");
-        }
-        assert_ok(&ctx.cuddy(&["delete", "--force", &id]), "delete --force");
-        if suffix == "abs" {
-            assert!(!ctx.root.join(&id).exists());
-        } else {
-            ctx.assert_no_leftovers(&id);
-        }
-        for h in &hs {
-            let d = h.join("cuddy-test").join(&id);
-            if suffix == "abs" && d == pre {
-                assert!(
-                    d.exists(),
-                    "{} existed before: delete must leave it",
-                    d.display()
-                );
-                assert!(
-                    !d.join("nested").exists(),
-                    "{} left behind",
-                    d.join("nested").display()
-                );
-            } else {
-                assert!(!d.exists(), "{} left behind", d.display());
-            }
-        }
-        if suffix == "rel" {
-            for (ctrl, own) in &me {
-                let Some(h) = hs.iter().find(|h| {
-                    let name = h.file_name().unwrap().to_string_lossy().to_string();
-                    is_v2()
-                        || (ctrl.is_empty() && name == "unified")
-                        || ctrl
-                            .split(',')
-                            .any(|c| c == name || c == format!("name={name}"))
-                }) else {
-                    continue;
-                };
-                let d = h
-                    .join(own.trim_start_matches('/'))
-                    .join("cuddy-test")
-                    .join(&id);
-                assert!(!d.exists(), "{} left behind", d.display());
-            }
-        }
-    }
 }
 
 /// A container whose init is killed from outside (a crash) still leaves

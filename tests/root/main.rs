@@ -5,6 +5,7 @@
 mod bad_input;
 mod catalogue;
 mod cgroups;
+mod cgroups_path;
 mod clients;
 mod common;
 mod containerd;
