@@ -256,6 +256,42 @@ fn docker_save_tarballs_share_the_layers() {
     assert_eq!(digests, want);
 }
 
+/// `docker save IMAGE | gzip` (or zstd): the tarball is decompressed once
+/// into an unnamed file and imported like the plain one (same digests,
+/// same layers); nothing is left in the cache's tmp; a truncated one is
+/// refused with the tarball's name and leaves nothing.
+#[test]
+fn compressed_docker_save_tarballs_are_imported() {
+    require_root!();
+    let f = fixture();
+    let (d, s) = store();
+    let gz = d.path().join("docker25.tar.gz");
+    std::fs::write(&gz, gzip(&std::fs::read(&f.docker).unwrap())).unwrap();
+    let zst = d.path().join("legacy.tar.zst");
+    std::fs::write(&zst, zstd(&std::fs::read(&f.legacy).unwrap())).unwrap();
+    let a = s.import(&gz).unwrap();
+    assert_eq!(a.digest, f.manifest_digest);
+    let out = cuddy_image(s.root(), &["import", zst.to_str().unwrap()]);
+    assert_ok(&out, "cuddy image import legacy.tar.zst");
+    assert!(stdout(&out).contains(&f.config_digest), "{}", stdout(&out));
+    assert_eq!(entries(&s.root().join("layers")).len(), 3, "layers shared");
+    assert!(entries(&s.root().join("tmp")).is_empty());
+    let b = s.import(&f.legacy).unwrap();
+    assert_eq!(
+        b.digest, f.config_digest,
+        "the same image as the plain tarball"
+    );
+    assert_eq!(a.layers, b.layers);
+
+    let (d2, s2) = store();
+    let bytes = std::fs::read(&gz).unwrap();
+    let cut = d2.path().join("cut.tar.gz");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = cuddy_image(s2.root(), &["import", cut.to_str().unwrap()]);
+    assert_fails_with(&out, "cut.tar.gz: cannot decompress the tarball (gzip)");
+    assert_empty_cache(s2.root());
+}
+
 #[test]
 fn reimport_is_warm_and_reads_no_layer() {
     require_root!();

@@ -79,6 +79,13 @@ pub enum ImageError {
         expected: String,
         actual: String,
     },
+    #[error("{path}: cannot decompress the tarball ({format}): {source}")]
+    DecompressTarball {
+        path: PathBuf,
+        format: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: layer {layer}: cannot decompress ({format}): {source}")]
     Decompress {
         path: PathBuf,

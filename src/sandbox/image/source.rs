@@ -1,15 +1,23 @@
 //! Where an image is read from: an OCI image layout directory, or a tarball
 //! (`docker save`, or an image layout packed in a tar) read in place: its
 //! headers are indexed once (seeking over the data) and each blob is then
-//! read straight from its offset, so nothing is extracted twice.
+//! read straight from its offset, so nothing is extracted twice. A gzip or
+//! zstd compressed tarball (`docker save IMAGE | gzip`) is decompressed
+//! once into an unnamed file (`O_TMPFILE`) first: a tar is indexed by
+//! seeking, which a compressed stream cannot do.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 use super::ImageError;
-use super::digest::{Compression, Digest};
+use super::digest::{Compression, Digest, ZstdFrames};
 
 /// Metadata files (index, manifests, configs) larger than this are refused
 /// (registries refuse manifests over 4 MiB; configs are kilobytes).
@@ -25,8 +33,31 @@ pub enum Source {
 /// links, by normalised name.
 pub struct TarIndex {
     path: PathBuf,
+    /// The tarball, opened once (a decompressed one has no name at all);
+    /// blobs are read with pread, so readers never share a file offset.
+    file: Arc<File>,
     files: HashMap<String, (u64, u64)>,
     links: HashMap<String, String>,
+}
+
+/// Bytes `pos..end` of a file, read with pread (`FileExt::read_at`).
+struct Slice {
+    file: Arc<File>,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for Slice {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = usize::try_from(self.end - self.pos).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
 }
 
 /// `a/./b/../c` → `a/c`; `None` when it leaves the top (`..` past it).
@@ -45,25 +76,26 @@ fn normalize(p: &Path) -> Option<String> {
 }
 
 impl Source {
-    /// Opens a layout directory or indexes a tarball.
-    pub fn open(path: &Path) -> Result<Source, ImageError> {
+    /// Opens a layout directory or indexes a tarball; a compressed tarball
+    /// is decompressed into an unnamed file in `scratch` (same filesystem
+    /// as the cache, not a tmpfs), which goes with the source.
+    pub fn open(path: &Path, scratch: &Path) -> Result<Source, ImageError> {
         let meta = std::fs::metadata(path).map_err(ImageError::io("open image", path))?;
         if meta.is_dir() {
             return Ok(Source::Dir(path.to_path_buf()));
         }
         let f = File::open(path).map_err(ImageError::io("open image", path))?;
         let mut head = BufReader::new(f);
-        if Compression::sniff(&mut head).map_err(ImageError::io("read", path))? != Compression::None
-        {
-            return Err(ImageError::NotAnImage {
-                path: path.into(),
-                why: "a compressed file: decompress the `docker save` tarball first".into(),
-            });
-        }
-        // The sniffing read ahead: the index starts from the beginning.
-        let mut f = head.into_inner();
-        f.seek(SeekFrom::Start(0))
-            .map_err(ImageError::io("seek", path))?;
+        let f = match Compression::sniff(&mut head).map_err(ImageError::io("read", path))? {
+            Compression::None => {
+                // The sniffing read ahead: the index starts from the beginning.
+                let mut f = head.into_inner();
+                f.seek(SeekFrom::Start(0))
+                    .map_err(ImageError::io("seek", path))?;
+                f
+            }
+            c => decompress(path, head, c, scratch)?,
+        };
         Ok(Source::Tar(TarIndex::build(path, f)?))
     }
 
@@ -100,10 +132,11 @@ impl Source {
                 let Some((off, size)) = t.resolve(name) else {
                     return Ok(None);
                 };
-                let mut f = File::open(&t.path).map_err(ImageError::io("open", &t.path))?;
-                f.seek(SeekFrom::Start(off))
-                    .map_err(ImageError::io("seek", &t.path))?;
-                Ok(Some(Box::new(f.take(size))))
+                Ok(Some(Box::new(Slice {
+                    file: Arc::clone(&t.file),
+                    pos: off,
+                    end: off + size,
+                })))
             }
         }
     }
@@ -133,6 +166,48 @@ impl Source {
     }
 }
 
+/// The whole of a compressed tarball, decompressed into an unnamed file
+/// (`O_TMPFILE`: no name to clean up, nothing left if cuddy is killed) in
+/// `scratch`, positioned at its start.
+fn decompress(
+    path: &Path,
+    input: BufReader<File>,
+    c: Compression,
+    scratch: &Path,
+) -> Result<File, ImageError> {
+    let fd = nix::fcntl::open(
+        scratch,
+        OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|e| ImageError::io("create an unnamed file (O_TMPFILE) in", scratch)(e.into()))?;
+    let mut out = File::from(fd);
+    let err = |source| ImageError::DecompressTarball {
+        path: path.to_path_buf(),
+        format: c.name(),
+        source,
+    };
+    let mut r: Box<dyn Read> = match c {
+        Compression::Zstd => Box::new(ZstdFrames::new(input).map_err(err)?),
+        // (None is not passed here.)
+        Compression::Gzip | Compression::None => {
+            Box::new(flate2::bufread::MultiGzDecoder::new(input))
+        }
+    };
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = r.read(&mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])
+            .map_err(ImageError::io("write the decompressed tarball in", scratch))?;
+    }
+    out.seek(SeekFrom::Start(0))
+        .map_err(ImageError::io("seek", scratch))?;
+    Ok(out)
+}
+
 /// A relative name without `..` (what cuddy reads in a layout dir).
 fn safe_rel(name: &str) -> Option<&Path> {
     let p = Path::new(name);
@@ -147,12 +222,9 @@ impl TarIndex {
             path: path.into(),
             why: format!("not a tar archive ({e})"),
         };
-        let mut ar = tar::Archive::new(f);
-        let mut idx = TarIndex {
-            path: path.into(),
-            files: HashMap::new(),
-            links: HashMap::new(),
-        };
+        let mut ar = tar::Archive::new(&f);
+        let mut files = HashMap::new();
+        let mut links = HashMap::new();
         for entry in ar.entries_with_seek().map_err(not_tar)? {
             let entry = entry.map_err(not_tar)?;
             let Some(name) = entry.path().ok().and_then(|p| normalize(&p)) else {
@@ -161,7 +233,7 @@ impl TarIndex {
             let kind = entry.header().entry_type();
             if kind.is_file() {
                 let size = entry.header().size().map_err(not_tar)?;
-                idx.files.insert(name, (entry.raw_file_position(), size));
+                files.insert(name, (entry.raw_file_position(), size));
             } else if kind.is_symlink() || kind.is_hard_link() {
                 let Ok(Some(target)) = entry.link_name() else {
                     continue;
@@ -177,11 +249,16 @@ impl TarIndex {
                     target.into_owned()
                 };
                 if let Some(t) = normalize(&full) {
-                    idx.links.insert(name, t);
+                    links.insert(name, t);
                 }
             }
         }
-        Ok(idx)
+        Ok(TarIndex {
+            path: path.into(),
+            file: Arc::new(f),
+            files,
+            links,
+        })
     }
 
     /// Offset and size of `name`'s data, following links (bounded).

@@ -115,7 +115,7 @@ fn rename_noreplace(from: &Path, to: &Path) -> Result<bool, ImageError> {
 /// Imports the image at `path` (see `ImageStore::import`).
 pub fn import(root: &Path, path: &Path) -> Result<Image, ImageError> {
     create_dirs(root)?;
-    let src = Source::open(path)?;
+    let src = Source::open(path, &root.join("tmp"))?;
     let plan = match &src {
         Source::Dir(_) => layout::plan(&src)?,
         Source::Tar(_) => docker::plan(&src)?,
