@@ -354,7 +354,10 @@ fn write_file(owned: &Owned, path: &str, mode: u32, data: &[u8]) -> Result<()> {
             fd
         }
         Err(Errno::EEXIST) => {
-            open(libc::O_WRONLY | libc::O_TRUNC).map_err(file_err("open", path))?
+            let fd = open(libc::O_WRONLY | libc::O_NONBLOCK).map_err(file_err("open", path))?;
+            regular_file(&fd, path)?;
+            nix::unistd::ftruncate(&fd, 0).map_err(file_err("truncate", path))?;
+            fd
         }
         Err(e) => return Err(file_err("create", path)(e)),
     };
@@ -367,11 +370,28 @@ fn write_file(owned: &Owned, path: &str, mode: u32, data: &[u8]) -> Result<()> {
         })
 }
 
+/// The sandbox's processes own what is at `path`: a FIFO would block this
+/// loop (kill and timeouts included) and a device such as /dev/zero would
+/// never end a read. Only regular files are read or written; they are
+/// opened O_NONBLOCK so a FIFO's open does not block before this check.
+fn regular_file(fd: &std::os::fd::OwnedFd, path: &str) -> Result<()> {
+    let st = nix::sys::stat::fstat(fd).map_err(file_err("stat", path))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(SandboxError::Invalid {
+            field: "path",
+            value: path.into(),
+            why: "not a regular file (a FIFO, device, socket or directory)".into(),
+        });
+    }
+    Ok(())
+}
+
 fn read_file(owned: &Owned, path: &str) -> Result<Vec<u8>> {
     let root = merged_fd(owned)?;
     let rel = rel_path(path)?;
-    let fd = crate::mounts::openat2(root, rel, libc::O_RDONLY, RESOLVE)
+    let fd = crate::mounts::openat2(root, rel, libc::O_RDONLY | libc::O_NONBLOCK, RESOLVE)
         .map_err(file_err("open", path))?;
+    regular_file(&fd, path)?;
     let mut data = Vec::new();
     std::fs::File::from(fd)
         .read_to_end(&mut data)

@@ -120,6 +120,38 @@ fn write_file_through_a_hostile_symlink_stays_inside() {
     assert_eq!(inside.stdout, b"xy", "{}", text(&inside.stderr));
 }
 
+/// read_file/write_file act on regular files only: the sandbox can put a
+/// FIFO where a test looks (its open or read would block the helper, and
+/// with it kill and timeouts). Refused naming the path, as a directory is;
+/// the sandbox still answers afterwards. (Device nodes do not open at all:
+/// the overlay is mounted nodev.)
+#[test]
+fn read_and_write_file_refuse_fifos_and_directories() {
+    require_root!();
+    let mut r = sandbox()
+        .args(["sh", "-c", "mkfifo /fifo && touch /ready && sleep 1000"])
+        .spawn()
+        .unwrap();
+    assert!(eventually(10, || r
+        .exec(["test", "-e", "/ready"])
+        .unwrap()
+        .status
+        == 0));
+    for p in ["/fifo", "/tmp"] {
+        let e = r.read_file(p).unwrap_err().to_string();
+        assert!(
+            e.contains(p) && e.contains("not a regular file"),
+            "{p}: {e}"
+        );
+    }
+    // No reader: opening the FIFO for writing fails at once (ENXIO).
+    let e = r.write_file("/fifo", b"x").unwrap_err().to_string();
+    assert!(e.contains("open /fifo"), "{e}");
+    let e = r.write_file("/tmp", b"x").unwrap_err().to_string();
+    assert!(e.contains("/tmp"), "{e}");
+    assert_eq!(r.exec(["echo", "alive"]).unwrap().stdout, b"alive\n");
+}
+
 /// config.md#mounts: bind mounts (read-only and read-write) and tmpfs.
 #[test]
 fn mounts_and_tmpfs() {
