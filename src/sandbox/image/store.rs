@@ -12,7 +12,8 @@
 //! loser finds the name taken, drops its copy and uses the winner's.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -93,6 +94,7 @@ fn store_lock(root: &Path, exclusive: bool) -> Result<Flock<File>, ImageError> {
         .create(true)
         .truncate(false)
         .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&p)
         .map_err(ImageError::io("open", &p))?;
     let arg = if exclusive {
@@ -177,7 +179,15 @@ fn write_record(root: &Path, plan: &Plan, source: &Path) -> Result<(), ImageErro
         ("record.json", &json),
     ] {
         let p = tmp.path.join(name);
-        std::fs::write(&p, bytes).map_err(ImageError::io("write", &p))?;
+        // A fresh file in our own fresh dir: O_EXCL|O_NOFOLLOW all the same.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&p)
+            .and_then(|mut f| f.write_all(bytes))
+            .map_err(ImageError::io("write", &p))?;
     }
     rename_noreplace(&tmp.path, &dest)?;
     Ok(())
