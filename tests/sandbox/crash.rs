@@ -31,8 +31,10 @@ const VICTIM_UID: &str = "CUDDY_SANDBOX_TEST_VICTIM_UID";
 
 /// Not a test of its own: the process the next test SIGKILLs. It starts a
 /// sandbox on the state root given in the env var, prints its id and init
-/// pid, and waits to be killed.
+/// pid, and waits to be killed. Ignored: it is no test, and runs only as
+/// that child (`--ignored --exact`).
 #[test]
+#[ignore = "the child process of the crash tests, started by start_victim"]
 fn victim_holds_a_sandbox_until_killed() {
     let Some(state) = std::env::var_os(VICTIM) else {
         return;
@@ -55,6 +57,7 @@ fn start_victim(state: &Path, uid: Option<u32>) -> (std::process::Child, String,
     }
     let mut child = cmd
         .args([
+            "--ignored",
             "--exact",
             "crash::victim_holds_a_sandbox_until_killed",
             "--nocapture",
