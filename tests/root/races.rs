@@ -41,6 +41,14 @@ fn concurrent_delete_force_of_one_container_all_succeed() {
     }
 }
 
+/// The seconds of a `sleep` that marks one test's leftover child, found by
+/// its command line: `slot` (one per use, 1–9) then this test process's
+/// pid, so two tests running at once never see each other's child (slots
+/// once overlapped, and a run test found the delete test's child alive).
+fn marker_secs(slot: u32) -> String {
+    format!("{slot}{:07}", std::process::id() % 10_000_000)
+}
+
 /// The pids of every process whose command line is exactly `argv`.
 pub(crate) fn pids_with_cmdline(argv: &[&str]) -> Vec<i32> {
     let want: String = argv.iter().map(|a| format!("{a}\0")).collect();
@@ -76,7 +84,7 @@ fn run_without_pid_namespace_kills_leftover_child_and_keeps_exit_code() {
     require_root!();
     let ctx = Ctx::new("orun");
     let id = ctx.id("o");
-    let secs = format!("{}", 9000 + std::process::id() % 900);
+    let secs = marker_secs(1);
     let started = std::time::Instant::now();
     let out = ctx.run(&id, &orphaning_config(&ctx, &secs));
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
@@ -99,7 +107,7 @@ fn delete_of_stopped_container_kills_processes_left_in_its_cgroup() {
     let ctx = Ctx::new("odel");
     for (i, force) in [false, true].into_iter().enumerate() {
         let id = ctx.id(&format!("d{i}"));
-        let secs = format!("{}", 8000 + i as u32 * 1000 + std::process::id() % 900);
+        let secs = marker_secs(2 + i as u32);
         let b = ctx.bundle(&id, &orphaning_config(&ctx, &secs));
         assert_ok(
             &ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]),
@@ -195,7 +203,7 @@ fn run_keeps_exit_code_when_cleanup_fails_and_delete_retries() {
     }
     let ctx = Ctx::new("oclean");
     let id = ctx.id("o");
-    let secs = format!("{}", 7000 + std::process::id() % 900);
+    let secs = marker_secs(4);
     let mut c = orphaning_config(&ctx, &secs);
     c["process"]["args"] =
         serde_json::json!(["/bin/sh", "-c", format!("sleep {secs} & sleep 2; exit 3")]);
