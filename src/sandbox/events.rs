@@ -374,7 +374,8 @@ fn write_file(owned: &Owned, path: &str, mode: u32, data: &[u8]) -> Result<()> {
 /// loop (kill and timeouts included) and a device such as /dev/zero would
 /// never end a read. Only regular files are read or written; they are
 /// opened O_NONBLOCK so a FIFO's open does not block before this check.
-fn regular_file(fd: &std::os::fd::OwnedFd, path: &str) -> Result<()> {
+/// Returns the file's size.
+fn regular_file(fd: &std::os::fd::OwnedFd, path: &str) -> Result<u64> {
     let st = nix::sys::stat::fstat(fd).map_err(file_err("stat", path))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(SandboxError::Invalid {
@@ -383,7 +384,20 @@ fn regular_file(fd: &std::os::fd::OwnedFd, path: &str) -> Result<()> {
             why: "not a regular file (a FIFO, device, socket or directory)".into(),
         });
     }
-    Ok(())
+    Ok(u64::try_from(st.st_size).unwrap_or(0))
+}
+
+/// A file over the frame's payload limit: refused before it is read (the
+/// sandbox's processes choose its size; the helper must not hold it all).
+fn too_big(path: &str, size: u64) -> SandboxError {
+    SandboxError::Invalid {
+        field: "path",
+        value: path.into(),
+        why: format!(
+            "the file has {size} bytes or more; read_file reads files of at most {} bytes (256 MiB)",
+            proto::MAX_PAYLOAD
+        ),
+    }
 }
 
 fn read_file(owned: &Owned, path: &str) -> Result<Vec<u8>> {
@@ -391,14 +405,23 @@ fn read_file(owned: &Owned, path: &str) -> Result<Vec<u8>> {
     let rel = rel_path(path)?;
     let fd = crate::mounts::openat2(root, rel, libc::O_RDONLY | libc::O_NONBLOCK, RESOLVE)
         .map_err(file_err("open", path))?;
-    regular_file(&fd, path)?;
-    let mut data = Vec::new();
+    let max = u64::from(proto::MAX_PAYLOAD);
+    let size = regular_file(&fd, path)?;
+    if size > max {
+        return Err(too_big(path, size));
+    }
+    // Bounded too: the sandbox may be growing the file while it is read.
+    let mut data = Vec::with_capacity(size as usize);
     std::fs::File::from(fd)
+        .take(max + 1)
         .read_to_end(&mut data)
         .map_err(|source| SandboxError::Io {
             op: "read",
             path: path.into(),
             source,
         })?;
+    if data.len() as u64 > max {
+        return Err(too_big(path, data.len() as u64));
+    }
     Ok(data)
 }

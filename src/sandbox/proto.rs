@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// The largest JSON header accepted (a spec is a few KiB).
 const MAX_JSON: u32 = 1 << 20;
 /// The largest payload accepted: files and captured output up to 256 MiB.
-const MAX_PAYLOAD: u32 = 256 << 20;
+pub(crate) const MAX_PAYLOAD: u32 = 256 << 20;
 
 /// What the sandbox runs on, as the parent asked for it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -306,7 +306,21 @@ impl Running {
     /// cannot lead out), its directory must exist. Also after the command
     /// ended. Mounts made inside the sandbox (`mount`, `tmpfs`) are not
     /// seen: the file lands in the sandbox's own (overlay) layer.
+    ///
+    /// Files of up to 256 MiB are written (and read by [`Running::read_file`]);
+    /// a larger one is refused with [`SandboxError::Invalid`].
     pub fn write_file(&mut self, path: impl AsRef<str>, contents: impl AsRef<[u8]>) -> Result<()> {
+        let len = contents.as_ref().len();
+        if len > super::proto::MAX_PAYLOAD as usize {
+            return Err(SandboxError::Invalid {
+                field: "contents",
+                value: path.as_ref().to_string(),
+                why: format!(
+                    "{len} bytes; write_file writes files of at most {} bytes (256 MiB)",
+                    super::proto::MAX_PAYLOAD
+                ),
+            });
+        }
         let req = Request::WriteFile {
             path: path.as_ref().to_string(),
             mode: 0o644,
@@ -315,7 +329,9 @@ impl Running {
             .map(drop)
     }
 
-    /// Reads a file of the sandbox's root filesystem (as `write_file`).
+    /// Reads a file of the sandbox's root filesystem (as `write_file`): a
+    /// regular file of at most 256 MiB; anything else is refused with
+    /// [`SandboxError::Invalid`] naming the path.
     pub fn read_file(&mut self, path: impl AsRef<str>) -> Result<Vec<u8>> {
         let req = Request::ReadFile {
             path: path.as_ref().to_string(),

@@ -152,6 +152,31 @@ fn read_and_write_file_refuse_fifos_and_directories() {
     assert_eq!(r.exec(["echo", "alive"]).unwrap().stdout, b"alive\n");
 }
 
+/// read_file/write_file carry files of up to 256 MiB: a larger file (the
+/// sandbox chooses its size) is refused by its size before it is read, and
+/// a larger write before anything is sent; the sandbox keeps working.
+#[test]
+fn files_over_the_limit_are_refused_by_size() {
+    require_root!();
+    let mut r = sandbox().args(["sleep", "1000"]).spawn().unwrap();
+    // Sparse: 300 MiB of size, no memory in the tmpfs upper layer.
+    let out = r.exec(["truncate", "-s", "300M", "/big"]).unwrap();
+    assert_eq!(out.status, 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let e = r.read_file("/big").unwrap_err().to_string();
+    assert!(
+        e.contains("/big") && e.contains("314572800 bytes") && e.contains("at most"),
+        "{e}"
+    );
+    let e = r
+        .write_file("/huge", vec![0u8; (256 << 20) + 1])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/huge") && e.contains("at most"), "{e}");
+    assert!(r.read_file("/huge").is_err(), "nothing was written");
+    r.write_file("/small", b"ok").unwrap();
+    assert_eq!(r.read_file("/small").unwrap(), b"ok");
+}
+
 /// config.md#mounts: bind mounts (read-only and read-write) and tmpfs.
 #[test]
 fn mounts_and_tmpfs() {
