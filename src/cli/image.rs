@@ -29,8 +29,11 @@ pub enum ImageFormat {
 pub enum ImageCommand {
     /// Import an OCI image layout directory or a `docker save` tarball
     /// (layers verified and unpacked once); prints the image digest.
+    /// PATH:NAME picks one image of several (by its
+    /// org.opencontainers.image.ref.name or io.containerd.image.name
+    /// annotation, or a legacy tarball's RepoTags).
     Import {
-        #[arg(required = true)]
+        #[arg(required = true, value_name = "PATH[:NAME]")]
         paths: Vec<PathBuf>,
     },
     /// List the cached images: digest, size, in use, source.

@@ -91,8 +91,9 @@ pub struct SandboxRunArgs {
         conflicts_with = "image"
     )]
     pub rootfs: Option<PathBuf>,
-    /// OCI image layout directory or `docker save` tarball.
-    #[arg(long, value_name = "PATH")]
+    /// OCI image layout directory or `docker save` tarball; PATH:NAME picks
+    /// one image of several (by ref.name annotation or RepoTags).
+    #[arg(long, value_name = "PATH[:NAME]")]
     pub image: Option<PathBuf>,
     /// Bind mount (repeatable).
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]", value_parser = parse_volume)]

@@ -127,7 +127,7 @@ fn lower(spec: &Spec) -> Result<Lower> {
             })
         }
         Source::Image(path) => {
-            if !path.exists() {
+            if !crate::sandbox::image::reference::split(path).0.exists() {
                 return Err(SandboxError::Invalid {
                     field: "image",
                     value: path.display().to_string(),

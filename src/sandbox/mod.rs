@@ -189,7 +189,9 @@ impl Sandbox {
 
     /// A sandbox from an OCI image layout directory or a `docker save`
     /// tarball, imported once into the image cache; its config's Env,
-    /// Entrypoint, Cmd, WorkingDir and User are the defaults.
+    /// Entrypoint, Cmd, WorkingDir and User are the defaults. One that
+    /// holds several images is named as `PATH:NAME` (see
+    /// [`image::ImageStore::import`]).
     pub fn image(path: impl AsRef<Path>) -> Sandbox {
         Sandbox::new(Source::Image(absolute(path.as_ref())))
     }

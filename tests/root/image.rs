@@ -5,7 +5,7 @@
 //! by file name): image-layout.md, image-index.md, manifest.md, config.md,
 //! layer.md, descriptor.md.
 
-mod mkimage;
+pub(crate) mod mkimage;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -105,7 +105,7 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-fn store() -> (tempfile::TempDir, ImageStore) {
+pub(crate) fn store() -> (tempfile::TempDir, ImageStore) {
     let d = tempfile::Builder::new()
         .prefix("cuddy-t-img-")
         .tempdir()
@@ -115,7 +115,7 @@ fn store() -> (tempfile::TempDir, ImageStore) {
 }
 
 /// Nothing in the cache: no layer, no image record, no tmp dir.
-fn assert_empty_cache(root: &Path) {
+pub(crate) fn assert_empty_cache(root: &Path) {
     for d in ["layers", "images", "tmp"] {
         let p = root.join(d);
         if p.exists() {
@@ -129,7 +129,7 @@ fn assert_empty_cache(root: &Path) {
     }
 }
 
-fn cuddy_image(cache: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn cuddy_image(cache: &Path, args: &[&str]) -> std::process::Output {
     let mut c = Command::new(CUDDY);
     c.arg("image").arg("--cache").arg(cache).args(args);
     output_with_timeout(c, 120)

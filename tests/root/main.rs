@@ -17,6 +17,7 @@ mod escapes_rootfs;
 mod exec;
 mod hooks;
 mod image;
+mod image_names;
 mod library;
 mod lifecycle;
 mod lifecycle_conformance;

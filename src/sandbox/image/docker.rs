@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::ImageError;
 use super::digest::Digest;
 use super::layout::{self, LayerPlan, Plan, parse_config, parse_json};
+use super::reference;
 use super::source::Source;
 
 #[derive(Debug, Deserialize)]
@@ -19,6 +20,14 @@ use super::source::Source;
 struct Entry {
     config: String,
     layers: Vec<String>,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+}
+
+impl Entry {
+    fn tags(&self) -> impl Iterator<Item = &String> {
+        self.repo_tags.iter().flatten()
+    }
 }
 
 /// The hex digest a `docker save` name carries (`<hex>.json`,
@@ -29,10 +38,11 @@ fn hex_of(name: &str) -> Option<Digest> {
 }
 
 /// Plans the import of a tarball: an image layout inside (Docker ≥ 25,
-/// `skopeo copy … oci-archive:`), else a legacy `docker save`.
-pub fn plan(src: &Source) -> Result<Plan, ImageError> {
+/// `skopeo copy … oci-archive:`), else a legacy `docker save`; the image
+/// `name` names (a `RepoTags` entry, reference.rs), or the one it holds.
+pub fn plan(src: &Source, name: Option<&str>) -> Result<Plan, ImageError> {
     if src.has("oci-layout") && src.has("index.json") {
-        return layout::plan(src);
+        return layout::plan(src, name);
     }
     let not = |why: String| ImageError::NotAnImage {
         path: src.path().to_path_buf(),
@@ -45,15 +55,8 @@ pub fn plan(src: &Source) -> Result<Plan, ImageError> {
                 .into(),
         ));
     };
-    let mut entries: Vec<Entry> = parse_json(src, "manifest.json", &bytes)?;
-    let entry = match entries.len() {
-        1 => entries.remove(0),
-        n => {
-            return Err(not(format!(
-                "manifest.json lists {n} images; save one at a time"
-            )));
-        }
-    };
+    let entries: Vec<Entry> = parse_json(src, "manifest.json", &bytes)?;
+    let entry = pick(entries, name).map_err(not)?;
     let config_bytes = src
         .read_small(&entry.config)?
         .ok_or_else(|| ImageError::MissingBlob {
@@ -98,6 +101,28 @@ pub fn plan(src: &Source) -> Result<Plan, ImageError> {
         config,
         layers,
     })
+}
+
+/// The one entry of manifest.json, or the one `name` names.
+fn pick(mut entries: Vec<Entry>, name: Option<&str>) -> Result<Entry, String> {
+    let all: Vec<String> = entries.iter().flat_map(|e| e.tags().cloned()).collect();
+    if let Some(wanted) = name {
+        entries.retain(|e| e.tags().any(|t| reference::matches(wanted, t)));
+        if entries.is_empty() {
+            return Err(format!(
+                "no image named {wanted:?} in manifest.json ({})",
+                reference::listing(&all)
+            ));
+        }
+    }
+    match entries.len() {
+        1 => Ok(entries.remove(0)),
+        0 => Err("manifest.json lists no image".into()),
+        n => Err(format!(
+            "manifest.json lists {n} images; choose one as PATH:NAME ({})",
+            reference::listing(&all)
+        )),
+    }
 }
 
 #[cfg(test)]

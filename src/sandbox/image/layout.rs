@@ -6,6 +6,7 @@
 use serde::Deserialize;
 
 use super::digest::Digest;
+use super::reference;
 use super::source::Source;
 use super::{ImageConfig, ImageError};
 
@@ -41,6 +42,17 @@ pub(super) struct Descriptor {
     size: i64,
     #[serde(default)]
     platform: Option<Platform>,
+    #[serde(default)]
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl Descriptor {
+    /// The names an index entry carries (reference.rs).
+    fn names(&self) -> impl Iterator<Item = &String> {
+        reference::NAME_ANNOTATIONS
+            .iter()
+            .filter_map(|k| self.annotations.as_ref()?.get(*k))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,8 +215,11 @@ fn select(src: &Source, descs: Vec<Descriptor>, depth: u32) -> Result<Descriptor
             )));
         }
         n => {
+            let mut names: Vec<String> = picked.iter().flat_map(|d| d.names().cloned()).collect();
+            names.dedup();
             return Err(not(format!(
-                "its index lists {n} images for linux/{arch}; cuddy imports a layout holding one"
+                "its index lists {n} images for linux/{arch}; choose one as PATH:NAME ({})",
+                reference::listing(&names)
             )));
         }
     };
@@ -219,8 +234,35 @@ fn select(src: &Source, descs: Vec<Descriptor>, depth: u32) -> Result<Descriptor
     select(src, idx.manifests, depth + 1)
 }
 
-/// Plans the import of an image layout (a dir, or packed in a tarball).
-pub fn plan(src: &Source) -> Result<Plan, ImageError> {
+/// The index entries `name` names (reference.rs); all of them without one.
+fn named(
+    src: &Source,
+    descs: Vec<Descriptor>,
+    name: Option<&str>,
+) -> Result<Vec<Descriptor>, ImageError> {
+    let Some(wanted) = name else {
+        return Ok(descs);
+    };
+    let all: Vec<String> = descs.iter().flat_map(|d| d.names().cloned()).collect();
+    let picked: Vec<Descriptor> = descs
+        .into_iter()
+        .filter(|d| d.names().any(|n| reference::matches(wanted, n)))
+        .collect();
+    if picked.is_empty() {
+        return Err(ImageError::NotAnImage {
+            path: src.path().to_path_buf(),
+            why: format!(
+                "no image named {wanted:?} in its index.json ({})",
+                reference::listing(&all)
+            ),
+        });
+    }
+    Ok(picked)
+}
+
+/// Plans the import of an image layout (a dir, or packed in a tarball):
+/// the image `name` names, or the one it holds.
+pub fn plan(src: &Source, name: Option<&str>) -> Result<Plan, ImageError> {
     let not = |why: &str| ImageError::NotAnImage {
         path: src.path().to_path_buf(),
         why: why.into(),
@@ -233,7 +275,7 @@ pub fn plan(src: &Source) -> Result<Plan, ImageError> {
         .read_small("index.json")?
         .ok_or_else(|| not("no index.json (image-layout.md#indexjson-file)"))?;
     let index: Index = parse_json(src, "index.json", &index)?;
-    let desc = select(src, index.manifests, 0)?;
+    let desc = select(src, named(src, index.manifests, name)?, 0)?;
     let (digest, manifest) = read_blob(src, &desc, "manifest")?;
     let m: Manifest = parse_json(src, "manifest", &manifest)?;
     if !m.config.media_type.is_empty() && !CONFIG_TYPES.contains(&m.config.media_type.as_str()) {

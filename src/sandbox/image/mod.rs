@@ -15,13 +15,15 @@
 //!
 //! Files: `digest` (digests, hashing readers), `source` (an image layout
 //! dir or a tarball, read blob by blob), `layout` (index.json → manifest →
-//! config + layers), `docker` (a `docker save` manifest.json), `unpack`
+//! config + layers), `docker` (a `docker save` manifest.json), `reference`
+//! (`PATH:NAME`: which image of several), `unpack`
 //! (one layer tar → one dir, whiteouts as overlayfs wants them), `store`
 //! (the cache dirs, locks, ls/rm/prune), `user` (the config's User).
 
 mod digest;
 mod docker;
 mod layout;
+pub mod reference;
 mod source;
 mod store;
 mod unpack;
@@ -209,8 +211,22 @@ impl ImageStore {
     /// Imports an OCI image layout directory or a `docker save` tarball:
     /// each layer is verified (blob digest and diffID) and unpacked once;
     /// a second import of the same image only reads its manifest.
+    ///
+    /// A layout or tarball holding several images is refused unless
+    /// `path` is `PATH:NAME` (a path that does not exist split at the first
+    /// `:` whose left part does, as skopeo's `oci:PATH:NAME`), NAME
+    /// matching an index entry's `org.opencontainers.image.ref.name` or
+    /// `io.containerd.image.name`, or a legacy tarball's `RepoTags`
+    /// ([`reference`]). [`ImageStore::import_named`] takes the name apart.
     pub fn import(&self, path: impl AsRef<Path>) -> Result<Image, ImageError> {
-        store::import(&self.root, path.as_ref())
+        let (path, name) = reference::split(path.as_ref());
+        store::import(&self.root, &path, name.as_deref())
+    }
+
+    /// Imports the image `name` names in the layout or tarball at `path`
+    /// (the `path` taken as it is: for paths with colons).
+    pub fn import_named(&self, path: impl AsRef<Path>, name: &str) -> Result<Image, ImageError> {
+        store::import(&self.root, path.as_ref(), Some(name))
     }
 
     /// The cached images, with their size and whether a lease is held.

@@ -114,13 +114,14 @@ fn rename_noreplace(from: &Path, to: &Path) -> Result<bool, ImageError> {
     }
 }
 
-/// Imports the image at `path` (see `ImageStore::import`).
-pub fn import(root: &Path, path: &Path) -> Result<Image, ImageError> {
+/// Imports the image at `path` (the one `name` names, reference.rs; see
+/// `ImageStore::import`).
+pub fn import(root: &Path, path: &Path, name: Option<&str>) -> Result<Image, ImageError> {
     create_dirs(root)?;
     let src = Source::open(path, &root.join("tmp"))?;
     let plan = match &src {
-        Source::Dir(_) => layout::plan(&src)?,
-        Source::Tar(_) => docker::plan(&src)?,
+        Source::Dir(_) => layout::plan(&src, name)?,
+        Source::Tar(_) => docker::plan(&src, name)?,
     };
     let _lock = store_lock(root, false)?;
     // Every layer is verified and unpacked (into tmp) before any is
@@ -149,7 +150,7 @@ pub fn import(root: &Path, path: &Path) -> Result<Image, ImageError> {
             tmp.keep = true;
         }
     }
-    write_record(root, &plan, path)?;
+    write_record(root, &plan, path, name)?;
     Ok(Image {
         digest: plan.digest.to_string(),
         layers,
@@ -157,7 +158,12 @@ pub fn import(root: &Path, path: &Path) -> Result<Image, ImageError> {
     })
 }
 
-fn write_record(root: &Path, plan: &Plan, source: &Path) -> Result<(), ImageError> {
+fn write_record(
+    root: &Path,
+    plan: &Plan,
+    source: &Path,
+    name: Option<&str>,
+) -> Result<(), ImageError> {
     let dest = root.join("images").join(plan.digest.hex());
     if dest.join("record.json").is_file() {
         return Ok(());
@@ -165,7 +171,13 @@ fn write_record(root: &Path, plan: &Plan, source: &Path) -> Result<(), ImageErro
     let tmp = TmpDir::new(root, "image")?;
     let record = Record {
         digest: plan.digest.to_string(),
-        source: std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf()),
+        source: {
+            let path = std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf());
+            match name {
+                Some(n) => format!("{}:{n}", path.display()).into(),
+                None => path,
+            }
+        },
         layers: plan
             .layers
             .iter()

@@ -247,6 +247,51 @@ pub fn write_layout(
     mdigest
 }
 
+/// Writes `index.json` of `dir` listing these manifests (their blobs
+/// written too), each with its annotations (image-layout.md "index.json
+/// file": `org.opencontainers.image.ref.name`).
+pub fn write_index(dir: &Path, entries: &[(&Value, Value)]) {
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    let manifests: Vec<Value> = entries
+        .iter()
+        .map(|(m, annotations)| {
+            let bytes = serde_json::to_vec(m).unwrap();
+            put_blob(dir, &bytes);
+            let mut d = desc(mt, &bytes, None);
+            d["annotations"] = annotations.clone();
+            d
+        })
+        .collect();
+    let index = json!({"schemaVersion": 2, "manifests": manifests});
+    put(dir, "index.json", &serde_json::to_vec(&index).unwrap());
+}
+
+/// One image of a legacy `docker save`: layer tars, config, tag.
+pub type LegacyImage<'a> = (&'a [Vec<u8>], &'a [u8], &'a str);
+
+/// A legacy `docker save` of several images (layers uncompressed, each in
+/// its own `<id>/layer.tar`), each entry with its `RepoTags`.
+pub fn write_docker_legacy_multi(out: &Path, images: &[LegacyImage]) {
+    let mut files = Vec::new();
+    let mut entries = Vec::new();
+    for (n, (tars, config, tag)) in images.iter().enumerate() {
+        let mut names = Vec::new();
+        for (i, t) in tars.iter().enumerate() {
+            let id = hex(&sha(format!("v1-{n}-{i}").as_bytes())).to_string();
+            files.push((format!("{id}/layer.tar"), t.clone()));
+            names.push(format!("{id}/layer.tar"));
+        }
+        let cname = format!("{}.json", hex(&sha(config)));
+        files.push((cname.clone(), config.to_vec()));
+        entries.push(json!({"Config": cname, "RepoTags": [tag], "Layers": names}));
+    }
+    files.push((
+        "manifest.json".into(),
+        serde_json::to_vec(&entries).unwrap(),
+    ));
+    pack(out, &files, &[]);
+}
+
 /// Packs `files` (name, bytes) and symlinks (name, target) into a tarball.
 fn pack(out: &Path, files: &[(String, Vec<u8>)], links: &[(String, String)]) {
     let mut b = tar::Builder::new(std::fs::File::create(out).unwrap());
