@@ -163,22 +163,37 @@ fn memory_limit_oom_kills_with_an_event() {
         &ctx.cuddy(&["create", "--bundle", b.to_str().unwrap(), &id]),
         "create",
     );
+    let log = ctx.dir.path().join("events.out");
     let mut ev = ctx.cmd();
-    ev.args(["events", "--interval", "1h", &id]);
-    let h = std::thread::spawn(move || output_with_timeout(ev, 60));
-    // events polls; give it a moment to take its baseline (not an assertion).
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    ev.args(["events", "--interval", "100ms", &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap());
+    /// Ends `cuddy events` (by PID) if the test fails before it exits.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut events = Reap(ev.spawn().unwrap());
+    // events takes its OOM baseline before its loop; its first stats event
+    // (one interval later) says the baseline is taken: start only then.
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until("the first stats event", || text().contains("\"stats\""));
     assert_ok(&ctx.cuddy(&["start", &id]), "start");
-    let out = h.join().unwrap();
-    assert_ok(&out, "events");
-    let events: Vec<Value> = stdout(&out)
+    wait_until("events to end with the container", || {
+        events.0.try_wait().unwrap().is_some()
+    });
+    assert!(events.0.wait().unwrap().success(), "events failed");
+    let events: Vec<Value> = text()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert!(
         events.contains(&json!({"type": "oom", "id": id})),
         "no oom event: {}",
-        stdout(&out)
+        text()
     );
     assert_eq!(ctx.state(&id)["status"], "stopped");
     assert_ok(&ctx.cuddy(&["delete", &id]), "delete");

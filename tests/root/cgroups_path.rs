@@ -50,6 +50,11 @@ impl Drop for RmDirs {
     }
 }
 
+/// This test's own parent cgroup: a shared one (`cuddy-test`, which other
+/// tests create containers under) could be removed by this test's cleanup
+/// between another create's check and its mkdir.
+const PARENT: &str = "cuddy-t-cgpath";
+
 #[test]
 fn cgroups_path_absolute_relative_default() {
     require_root!();
@@ -57,8 +62,8 @@ fn cgroups_path_absolute_relative_default() {
     let me = proc_cgroups("self");
     let hs = hierarchies();
     for (suffix, path) in [
-        ("abs", Some("/cuddy-test/{id}/nested/leaf")),
-        ("rel", Some("cuddy-test/{id}")),
+        ("abs", Some("/cuddy-t-cgpath/{id}/nested/leaf")),
+        ("rel", Some("cuddy-t-cgpath/{id}")),
         ("def", None),
     ] {
         let id = ctx.id(suffix);
@@ -68,10 +73,10 @@ fn cgroups_path_absolute_relative_default() {
         }
         // For the absolute path: an existing parent (in the first hierarchy)
         // must survive delete; everything cuddy created must not.
-        let pre = hs[0].join("cuddy-test").join(&id);
+        let pre = hs[0].join(PARENT).join(&id);
         let _pre_guard = (suffix == "abs").then(|| {
             std::fs::create_dir_all(&pre).unwrap();
-            RmDirs(vec![pre.clone(), hs[0].join("cuddy-test")])
+            RmDirs(vec![pre.clone(), hs[0].join(PARENT)])
         });
         let pid = run_detached(&ctx, &id, &c).to_string();
         let got = proc_cgroups(&pid);
@@ -95,7 +100,7 @@ fn cgroups_path_absolute_relative_default() {
             ctx.assert_no_leftovers(&id);
         }
         for h in &hs {
-            let d = h.join("cuddy-test").join(&id);
+            let d = h.join(PARENT).join(&id);
             if suffix == "abs" && d == pre {
                 assert!(
                     d.exists(),
@@ -124,10 +129,7 @@ fn cgroups_path_absolute_relative_default() {
                     continue;
                 };
                 let own = if is_v2() { parent_cgroup(own) } else { own };
-                let d = h
-                    .join(own.trim_start_matches('/'))
-                    .join("cuddy-test")
-                    .join(&id);
+                let d = h.join(own.trim_start_matches('/')).join(PARENT).join(&id);
                 assert!(!d.exists(), "{} left behind", d.display());
             }
         }

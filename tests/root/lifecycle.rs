@@ -355,7 +355,13 @@ fn run_reaps_orphans_without_a_pid_namespace() {
     require_root!();
     let ctx = Ctx::new("reap");
     let id = ctx.id("o");
-    let mut c = ctx.config(&["/bin/sh", "-c", "(sleep 1 &); sleep 3; exit 7"]);
+    // Runs until SIGUSR1 (then exits 7), so the reaping is seen while run
+    // still waits, however slow the machine.
+    let mut c = ctx.config(&[
+        "/bin/sh",
+        "-c",
+        "trap 'exit 7' USR1; (sleep 1 &); while :; do sleep 1; done",
+    ]);
     c["linux"]["namespaces"]
         .as_array_mut()
         .unwrap()
@@ -382,10 +388,15 @@ fn run_reaps_orphans_without_a_pid_namespace() {
             .iter()
             .any(|(_, st)| *st != 'Z')
     });
-    // The orphan exits after 1 s; the container runs for 3 s.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let left = children(run_pid, "sleep\x001\x00");
-    assert!(left.is_empty(), "orphan not reaped by cuddy run: {left:?}");
+    // The orphan exits after 1 s and is reaped (no zombie child of run).
+    wait_until("the orphan reaped by cuddy run", || {
+        children(run_pid, "sleep\x001\x00").is_empty()
+    });
+    assert!(
+        ppid_and_state(run_pid).is_some_and(|(_, st)| st != 'Z') && !h.is_finished(),
+        "cuddy run ended before the orphan was seen reaped"
+    );
+    assert_ok(&ctx.cuddy(&["kill", &id, "USR1"]), "kill USR1");
     let out = h.join().unwrap();
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     ctx.assert_no_leftovers(&id);

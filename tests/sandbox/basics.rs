@@ -209,7 +209,7 @@ fn timeout_kills_and_is_reported() {
     require_root!();
     let mut r = sandbox()
         .args(["sh", "-c", "echo started; sleep 1000"])
-        .timeout(Duration::from_millis(1000))
+        .timeout(Duration::from_secs(3))
         .spawn()
         .unwrap();
     let (id, pid) = (r.id().to_string(), r.pid());
