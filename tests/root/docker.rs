@@ -19,32 +19,55 @@ use crate::common::*;
 use crate::orch::*;
 use crate::require_root;
 
-const IMAGE: &str = "busybox:fixture";
-const DOCKER: &str = "/usr/bin/docker"; // Debian's 20.10 client
+pub(crate) const IMAGE: &str = "busybox:fixture";
+pub(crate) const DOCKER: &str = "/usr/bin/docker"; // Debian's 20.10 client
 
-struct Docker {
-    dir: tempfile::TempDir,
+/// dockerd's cgroup driver.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Driver {
+    /// The main suite's: cgroupfs, under a parent of the test's own, and a
+    /// private /run in the holder.
+    Cgroupfs,
+    /// The systemd tier's: `"exec-opts": ["native.cgroupdriver=systemd"]`
+    /// (containers as transient scopes under system.slice, cuddy called
+    /// with --systemd-cgroup) and the tier's own /run, where its D-Bus
+    /// socket is.
+    Systemd,
+}
+
+pub(crate) struct Docker {
+    pub(crate) dir: tempfile::TempDir,
     holder: Holder,
     cg: CgroupParent,
     daemon: Option<Child>,
 }
 
 impl Docker {
-    fn start() -> Result<Docker, String> {
+    pub(crate) fn start(driver: Driver) -> Result<Docker, String> {
         let dir = tempfile::Builder::new()
             .prefix("cuddy-t-docker-")
             .tempdir()
             .unwrap();
-        let holder = Holder::new(
-            dir.path(),
-            "mount -t tmpfs tmpfs /run && { [ ! -d /etc/docker ] || mount -t tmpfs tmpfs /etc/docker; }",
-        );
+        // dockerd writes its key.json to /etc/docker: never the host's.
+        let etc = "{ [ ! -d /etc/docker ] || mount -t tmpfs tmpfs /etc/docker; }";
+        let setup = match driver {
+            Driver::Cgroupfs => format!("mount -t tmpfs tmpfs /run && {etc}"),
+            Driver::Systemd => etc.to_string(),
+        };
+        let holder = Holder::new(dir.path(), &setup);
         let cg = CgroupParent {
             name: format!("cuddy-t-docker-{}", std::process::id()),
             allowed: vec![],
         };
         let d = dir.path().display().to_string();
-        std::fs::write(dir.path().join("daemon.json"), "{}").unwrap();
+        let (config, parent) = match driver {
+            Driver::Cgroupfs => (
+                "{}",
+                vec!["--cgroup-parent".into(), format!("/{}", cg.name)],
+            ),
+            Driver::Systemd => (r#"{"exec-opts": ["native.cgroupdriver=systemd"]}"#, vec![]),
+        };
+        std::fs::write(dir.path().join("daemon.json"), config).unwrap();
         let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
         let daemon = holder
             .cmd("dockerd")
@@ -56,7 +79,7 @@ impl Docker {
             .args(["--iptables=false", "--ip6tables=false"])
             .args(["--add-runtime", &format!("cuddy={CUDDY}")])
             .args(["--default-ulimit", "nofile=1024:1024"])
-            .args(["--cgroup-parent", &format!("/{}", cg.name)])
+            .args(parent)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -93,7 +116,7 @@ impl Docker {
         ]
     }
 
-    fn d(&self, args: &[&str]) -> Output {
+    pub(crate) fn d(&self, args: &[&str]) -> Output {
         let cl = self.client();
         let mut c = Command::new(&cl[0]);
         c.args(&cl[1..])
@@ -182,7 +205,7 @@ fn docker_runs_cuddy() {
         return;
     }
     let net_before = host_net_snapshot();
-    let mut dk = match Docker::start() {
+    let mut dk = match Docker::start(Driver::Cgroupfs) {
         Ok(d) => d,
         Err(e) if in_vm() => {
             eprintln!("skipped in the v2 guest: {e}");

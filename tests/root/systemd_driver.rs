@@ -3,7 +3,8 @@
 //! has no systemd as PID 1): `integration/systemd/run.sh` boots one and runs
 //! these with `--ignored`. Each feeds cgroupsPath as Docker 20.10 and podman
 //! 4.3 send it with their systemd driver, and observes the scope (systemctl,
-//! /proc/PID/cgroup, the cgroup files).
+//! /proc/PID/cgroup, the cgroup files); podman itself and (in `docker`)
+//! dockerd itself drive cuddy with their systemd driver.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +14,8 @@ use serde_json::json;
 use crate::common::*;
 use crate::orch::{in_vm, is_v2 as v2, read};
 use crate::require_root;
+
+mod docker;
 
 fn systemctl(args: &[&str]) -> String {
     let out = Command::new("systemctl")
@@ -71,7 +74,9 @@ fn docker_container_is_a_transient_scope() {
                     {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}],
         "memory": {"limit": 268435456, "swap": 536870912},
         "cpu": {"shares": 512},
-        "pids": {"limit": 50}
+        "pids": {"limit": 50},
+        // Docker sends it for "not set": no BlockIOWeight (systemd refuses 0).
+        "blockIO": {"weight": 0}
     });
     let b = ctx.bundle("docker", &c);
     let out = sd_run(&ctx, &b, &id, true);

@@ -285,6 +285,16 @@ fn resource_properties_as_runc() {
             "BlockIOWeight"
         ]
     );
+    // Docker's `blockIO.weight: 0` and `cpu.shares: 0` mean "not set":
+    // no property (systemd refuses BlockIOWeight=0 as out of range).
+    for v2 in [true, false] {
+        let r: oci_spec::runtime::LinuxResources =
+            serde_json::from_str(r#"{"blockIO":{"weight":0},"cpu":{"shares":0}}"#).unwrap();
+        assert_eq!(
+            names(&unit::resource_properties(&r, v2, 252, false).unwrap()),
+            vec![]
+        );
+    }
     // pids.limit -1 (podman --pids-limit -1) is infinity.
     let r: oci_spec::runtime::LinuxResources =
         serde_json::from_str(r#"{"pids":{"limit":-1}}"#).unwrap();

@@ -259,7 +259,15 @@ pub fn resource_properties(
             props.push(prop("TasksMax", Value::U64(limit(l))));
         }
     }
-    if let Some(w) = r.block_io().as_ref().and_then(|b| b.weight()) {
+    // Docker sends `blockIO.weight: 0` for "not set" (as every zero field
+    // of config-linux.md#block-io); systemd refuses 0 ("out of range":
+    // BlockIOWeight is 10–1000, IOWeight 1–10000), so, as runc, none.
+    if let Some(w) = r
+        .block_io()
+        .as_ref()
+        .and_then(|b| b.weight())
+        .filter(|w| *w != 0)
+    {
         if v2 {
             let w = blkio_weight_to_io_weight(u64::from(w));
             props.push(prop("IOWeight", Value::U64(w)));
