@@ -10,16 +10,16 @@ use std::process::{Child, Command, Output, Stdio};
 use crate::common::*;
 use crate::require_root;
 
-const IMAGE: &str = "cuddy.test/busybox:latest";
+pub(crate) const IMAGE: &str = "cuddy.test/busybox:latest";
 
-struct Containerd {
+pub(crate) struct Containerd {
     dir: PathBuf,
     child: Child,
-    ns: String,
+    pub(crate) ns: String,
 }
 
 impl Containerd {
-    fn start(dir: &Path) -> Containerd {
+    pub(crate) fn start(dir: &Path) -> Containerd {
         let dir = dir.join("containerd");
         std::fs::create_dir_all(&dir).unwrap();
         let d = dir.display();
@@ -50,7 +50,7 @@ impl Containerd {
         c
     }
 
-    fn ctr(&self, args: &[&str]) -> Output {
+    pub(crate) fn ctr(&self, args: &[&str]) -> Output {
         let mut c = Command::new("ctr");
         c.arg("-a")
             .arg(self.dir.join("ctrd.sock"))
@@ -60,13 +60,32 @@ impl Containerd {
     }
 
     /// `ctr run` with cuddy as the runc binary.
-    fn run(&self, extra: &[&str], id: &str, cmd: &[&str]) -> Output {
+    pub(crate) fn run(&self, extra: &[&str], id: &str, cmd: &[&str]) -> Output {
         let mut a = vec!["run", "--snapshotter", "native", "--runc-binary", CUDDY];
         a.extend_from_slice(extra);
         a.push(IMAGE);
         a.push(id);
         a.extend_from_slice(cmd);
         self.ctr(&a)
+    }
+}
+
+impl Containerd {
+    /// The busybox fixture as the image `IMAGE` (made in `dir`), imported.
+    pub(crate) fn import_fixture(&self, dir: &Path) {
+        let image = dir.join("image.tar");
+        let mk = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/containerd/mkimage.py"))
+            .arg(fixture_rootfs())
+            .arg(&image)
+            .arg(IMAGE)
+            .status()
+            .unwrap();
+        assert!(mk.success(), "mkimage.py failed");
+        assert_ok(
+            &self.ctr(&["image", "import", image.to_str().unwrap()]),
+            "ctr image import",
+        );
     }
 }
 
@@ -104,20 +123,8 @@ impl Drop for Containerd {
 fn containerd_runs_cuddy_as_its_runc() {
     require_root!();
     let ctx = Ctx::new("ctrd");
-    let image = ctx.dir.path().join("image.tar");
-    let mk = Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/containerd/mkimage.py"))
-        .arg(fixture_rootfs())
-        .arg(&image)
-        .arg(IMAGE)
-        .status()
-        .unwrap();
-    assert!(mk.success(), "mkimage.py failed");
     let c = Containerd::start(ctx.dir.path());
-    assert_ok(
-        &c.ctr(&["image", "import", image.to_str().unwrap()]),
-        "ctr image import",
-    );
+    c.import_fixture(ctx.dir.path());
 
     let out = c.run(
         &["--rm"],

@@ -15,6 +15,7 @@ use crate::common::*;
 use crate::orch::{in_vm, is_v2 as v2, read};
 use crate::require_root;
 
+mod containerd;
 mod docker;
 
 fn systemctl(args: &[&str]) -> String {
