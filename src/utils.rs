@@ -252,6 +252,10 @@ pub fn parse_stat(stat: &str) -> Option<(u64, char)> {
 /// One line of /proc/self/mountinfo (the fields cuddy uses).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountInfo {
+    /// The mount's id and its parent's (fields 1 and 2): a mount stacked
+    /// over another at the same point hides it and everything under it.
+    pub id: u32,
+    pub parent: u32,
     pub root: String,
     pub mount_point: String,
     pub fstype: String,
@@ -288,6 +292,8 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
             let f: Vec<&str> = left.split(' ').collect();
             let r: Vec<&str> = right.split(' ').collect();
             Some(MountInfo {
+                id: f.first()?.parse().ok()?,
+                parent: f.get(1)?.parse().ok()?,
                 root: unescape(f.get(3)?),
                 mount_point: unescape(f.get(4)?),
                 fstype: r.first()?.to_string(),

@@ -46,6 +46,39 @@ fn own_path<'a>(self_cgroup: &'a str, subs: Option<&[&str]>) -> Option<&'a str> 
     })
 }
 
+/// The mount visible at `base` (the last one mounted there: a later mount
+/// at the same point hides the earlier), if `base` is a mount point.
+fn visible_at<'a>(mounts: &'a [MountInfo], base: &Path) -> Option<&'a MountInfo> {
+    mounts.iter().rfind(|m| Path::new(&m.mount_point) == base)
+}
+
+/// The cgroup hierarchies visible under `base` (v1 or hybrid): the cgroup
+/// mounts on the visible mount of `base` (or stacked on such a one at the
+/// same point), one per mount point, the last.
+/// A runtime inside a container or a systemd-nspawn-like tier sees stacked
+/// sets (the outer one's mounts hidden under the inner tmpfs): mounting a
+/// hierarchy twice at one point fails with EBUSY.
+fn visible_hierarchies<'a>(mounts: &'a [MountInfo], base: &Path) -> Vec<&'a MountInfo> {
+    let top = visible_at(mounts, base).map(|m| m.id);
+    let mut out: Vec<&MountInfo> = Vec::new();
+    for m in mounts.iter().filter(|m| {
+        (m.fstype == "cgroup" || m.fstype == "cgroup2")
+            && Path::new(&m.mount_point).parent() == Some(base)
+    }) {
+        let on_top = top.is_none_or(|t| {
+            m.parent == t
+                || out
+                    .iter()
+                    .any(|o| o.id == m.parent && o.mount_point == m.mount_point)
+        });
+        if on_top {
+            out.retain(|o| o.mount_point != m.mount_point);
+            out.push(m);
+        }
+    }
+    out
+}
+
 fn host_dir(m: &MountInfo, own: &str) -> PathBuf {
     // A hierarchy mounted from a sub-cgroup (root != "/") shows paths relative to it.
     let rel = Path::new(own)
@@ -93,10 +126,7 @@ pub fn mount_cgroupfs(
     let target = root.ensure(dest, Kind::Dir)?;
     let tpath = fd_path(&target);
 
-    if let Some(v2) = mounts
-        .iter()
-        .find(|m| m.fstype == "cgroup2" && Path::new(&m.mount_point) == base)
-    {
+    if let Some(v2) = visible_at(&mounts, base).filter(|m| m.fstype == "cgroup2") {
         if cgroupns {
             return mount(
                 Some("cgroup"),
@@ -133,10 +163,7 @@ pub fn mount_cgroupfs(
     )
     .map_err(sys("mount tmpfs for cgroups", &shown))?;
     let target = root.open_mounted(dest, &target)?;
-    for m in mounts.iter().filter(|m| {
-        (m.fstype == "cgroup" || m.fstype == "cgroup2")
-            && Path::new(&m.mount_point).parent() == Some(base)
-    }) {
+    for m in visible_hierarchies(&mounts, base) {
         let name = Path::new(&m.mount_point)
             .file_name()
             .map(|n| n.to_owned())
@@ -230,6 +257,37 @@ mod tests {
         assert_eq!(m[5].mount_point, "/mnt/with space");
         assert_eq!(m[2].fstype, "cgroup");
         assert_eq!(subsystems(&m[4].super_options), vec!["name=systemd"]);
+    }
+
+    /// A runtime in a nested environment (here: the systemd tier, which
+    /// mounts its own hierarchies inside a cgroup namespace over the
+    /// outer set): only the top set counts, once per mount point.
+    #[test]
+    fn only_the_visible_hierarchies_count() {
+        const STACKED: &str = "\
+88 87 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755
+89 88 0:29 /.. /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+90 88 0:30 /.. /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+91 88 0:31 /.. /sys/fs/cgroup/blkio rw - cgroup cgroup rw,blkio
+99 88 0:38 /.. /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+101 100 0:41 / /sys/fs/cgroup ro - tmpfs cgroup ro,mode=755
+102 101 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+105 101 0:30 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+111 101 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+112 102 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+";
+        let m = parse_mountinfo(STACKED);
+        let base = Path::new("/sys/fs/cgroup");
+        let ids: Vec<u32> = visible_hierarchies(&m, base).iter().map(|m| m.id).collect();
+        // blkio (91) is hidden with the outer tmpfs; 112, stacked on 102 at
+        // the same point, hides it.
+        assert_eq!(ids, [105, 111, 112]);
+        assert_eq!(visible_at(&m, base).map(|m| m.id), Some(101));
+        let plain: Vec<u32> = visible_hierarchies(&parse_mountinfo(HYBRID), base)
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(plain, [31, 34, 35, 36]);
     }
 
     #[test]

@@ -518,3 +518,43 @@ fn a_scope_in_use_is_refused_and_left_running() {
     assert_ne!(systemctl(&["is-active", &unit]), "active");
     ctx.assert_no_leftovers(&id);
 }
+
+// config-linux.md#namespaces (cgroup) and the "cgroup" mount: a container
+// with its own cgroup namespace, in a scope, sees its scope as the root of
+// every hierarchy at /sys/fs/cgroup, its limit there. Here cuddy runs where
+// the tier's hierarchies are mounted over the host's (a nested setup, as in
+// a container or systemd-nspawn): only the visible set is mounted (the
+// hidden one too made every mount fail with EBUSY).
+#[test]
+#[ignore = "needs systemd as PID 1: integration/systemd/run.sh"]
+fn own_cgroup_namespace_in_a_scope() {
+    require_root!();
+    let ctx = Ctx::new("sdns");
+    let id = ctx.id("ns");
+    let limit = if v2() {
+        "/sys/fs/cgroup/memory.max"
+    } else {
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+    };
+    let mut c = ctx.config(&["/bin/sh", "-c", &format!("cat /proc/self/cgroup {limit}")]);
+    c["linux"]["cgroupsPath"] = json!(format!("system.slice:cuddy:{id}"));
+    c["linux"]["resources"] = json!({"memory": {"limit": 67108864}});
+    assert!(
+        c["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "cgroup")
+    );
+    let b = ctx.bundle("ns", &c);
+    let out = sd_run(&ctx, &b, &id, false);
+    assert_ok(&out, "--systemd-cgroup run with a cgroup namespace");
+    let text = stdout(&out);
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.pop(), Some("67108864"), "{text}");
+    assert!(
+        !lines.is_empty() && lines.iter().all(|l| l.ends_with(":/")),
+        "not the root of its cgroup namespace: {text}"
+    );
+    ctx.assert_no_leftovers(&id);
+}
